@@ -1,0 +1,11 @@
+"""QLoRA fine-tuning of BERT for text classification: 4-bit NF4 base (bitsandbytes), LoRA adapters (peft),
+the Hugging Face Trainer with paged 8-bit AdamW, honest evaluation and measured efficiency.
+
+The notebook calls these functions one step at a time; `train_pipeline` chains them.
+"""
+
+from .config import TrainConfig, make_config, offline_profile, full_profile
+from .errors import UserError
+
+__all__ = ["TrainConfig", "make_config", "offline_profile", "full_profile", "UserError"]
+__version__ = "0.1.0"

@@ -1,0 +1,149 @@
+"""Command line: `python -m qlora_helpers {train,predict,evaluate} ...`.
+
+Every `train` flag is generated from `TrainConfig`, so the flags, their defaults and their help (the
+recipe's reasons) cannot drift from the configuration the notebook and the tests use. Bad input ends
+with one line `error: ...` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from .config import PROFILES, TrainConfig
+from .errors import UserError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one `error:` line (with a pointer to --help), like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
+    """argparse settings for a dataclass field's type."""
+    args = typing.get_args(tp)
+    base = next((a for a in args if a is not type(None)), tp) if args else tp
+    if typing.get_origin(base) is list:
+        return None, {"nargs": "+", "type": str}
+    if base is bool:
+        return None, {"action": argparse.BooleanOptionalAction}
+    return None, {"type": base}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per TrainConfig field; unset flags keep the profile's value."""
+    hints = typing.get_type_hints(TrainConfig)
+    aliases = {"epochs": [], "lr": ["--learning-rate"]}
+    group = parser.add_argument_group("recipe settings (defaults shown are the 'full' profile's)")
+    for f in dataclasses.fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        _, kw = _flag_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        group.add_argument(f"--{f.name.replace('_', '-')}", *aliases.get(f.name, []), dest=f.name,
+                           default=argparse.SUPPRESS, help=f"{f.metadata['why']} (default: {default})", **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m qlora_helpers", description="QLoRA fine-tuning of BERT for text classification.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="fine-tune with QLoRA and write adapter, metrics.json and plots")
+    train.add_argument("--profile", choices=sorted(PROFILES), default="full",
+                       help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized")
+    add_config_flags(train)
+
+    predict = sub.add_parser("predict", help="classify texts with a trained adapter (one JSON object per text)")
+    predict.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--file", help="a UTF-8 file with one text per line")
+    predict.add_argument("--batch-size", type=int, default=64)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
+    evaluate.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
+    evaluate.add_argument("--text-column")
+    evaluate.add_argument("--label-column")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from .config import make_config
+
+    names = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return make_config(args.profile, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import train_pipeline
+
+    cfg = config_from_args(args)
+    result = train_pipeline(cfg)
+    keys = ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params", "trainable_percent",
+            "peak_gpu_memory_mb", "train_runtime_s", "train_samples_per_second", "compute_dtype", "device")
+    print(json.dumps({k: result.metrics[k] for k in keys}))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import load_adapter, texts_from_file
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
+    if not texts:
+        raise UserError("no texts given: pass them as arguments or with --file (one text per line)")
+    loaded = load_adapter(args.adapter)
+    for row in loaded.predict(texts, args.batch_size):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_labelled_file, read_label_mapping
+    from .inference import load_adapter
+    from .metrics import format_report
+    from .pipeline import evaluate_split, write_json
+
+    adapter = Path(args.adapter)
+    if not adapter.is_dir():
+        raise UserError(f"adapter directory not found: {adapter}")
+    frame = load_labelled_file(args.dataset, read_label_mapping(adapter), args.text_column, args.label_column)
+    output = Path(args.output) if args.output else adapter / f"evaluation_{Path(args.dataset).name.split('.')[0]}.json"
+    loaded = load_adapter(adapter)
+    metrics, _ = evaluate_split(loaded.model, loaded.tokenizer, frame, loaded.id2label, loaded.max_length, args.batch_size)
+    metrics.update(dataset=str(args.dataset), rows=len(frame), device=loaded.hardware.name,
+                   compute_dtype=loaded.hardware.dtype_name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json(output, metrics)
+    print(format_report(metrics))
+    print(json.dumps({"accuracy": metrics["accuracy"], "f1_weighted": metrics["f1_weighted"], "rows": len(frame),
+                      "written_to": str(output)}))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,64 @@
+"""What the machine can do: device, compute dtype and GPU memory readings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UserError
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str  # "cuda" or "cpu"
+    name: str  # e.g. "Tesla T4" or "cpu"
+    compute_dtype: torch.dtype
+    reason: str  # one line saying why this dtype
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.compute_dtype).removeprefix("torch.")
+
+    def describe(self) -> str:
+        return f"device: {self.name} ({self.device}); compute dtype: {self.dtype_name} - {self.reason}"
+
+
+def detect_hardware(requested_dtype: str = "auto") -> Hardware:
+    """Pick the 4-bit compute dtype from the hardware: bf16 where supported, else fp16; fp32 on the CPU.
+
+    A T4 (compute capability 7.5) has no bf16, and fp16 there needs a loss scaler; a requested dtype
+    the device cannot run is an error rather than a silent switch.
+    """
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        if requested_dtype == "auto":
+            dtype = torch.bfloat16 if bf16 else torch.float16
+            reason = "bf16 is supported by this GPU" if bf16 else "this GPU has no bf16 (e.g. a T4), so fp16"
+        else:
+            dtype = _DTYPES[requested_dtype]
+            if dtype is torch.bfloat16 and not bf16:
+                raise UserError(f"{name} has no bf16; use --compute-dtype float16 (or auto)")
+            reason = "requested"
+        return Hardware("cuda", name, dtype, reason)
+    if requested_dtype in ("auto", "float32"):
+        return Hardware("cpu", "cpu", torch.float32,
+                        "no GPU found: running on the CPU in fp32 (16-bit autocast does not pay there)")
+    raise UserError(f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU")
+
+
+def reset_peak_gpu_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gpu_memory_mb() -> float | None:
+    """Peak memory allocated by tensors since the last reset, in MiB; None on the CPU."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)

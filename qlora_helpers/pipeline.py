@@ -1,0 +1,179 @@
+"""The whole run, step by step: each step is a small function the notebook calls one at a time,
+and `train_pipeline` chains them for the command line and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
+from .errors import require
+from .hardware import Hardware, detect_hardware, peak_gpu_memory_mb
+from .inference import TRAINING_CONFIG, predict_logits
+from .lora import add_lora_adapters, count_parameters
+from .metrics import classification_metrics, softmax
+from .plots import plot_confusion_matrix, plot_dataset_stats, plot_training_curves
+from .quantization import load_4bit_model, load_tokenizer
+from .tracking import choose_report_to
+from .training import TrainOutcome, train
+
+
+def library_versions() -> dict[str, str]:
+    import bitsandbytes
+    import peft
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__}
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write atomically: a crash mid-write never leaves half a file where a whole one was."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def check_output_dir(cfg: TrainConfig) -> Path:
+    """Refuse to overwrite a finished run unless asked; nothing is written before this check."""
+    out = Path(cfg.output_dir)
+    require(not out.is_file(), f"output_dir {out} is a file; pass a directory")
+    require(cfg.overwrite or not (out / "metrics.json").exists(),
+            f"{out} already holds a finished run (metrics.json); pass --overwrite to replace it or choose another --output-dir")
+    return out
+
+
+def start(cfg: TrainConfig) -> Hardware:
+    """Validate the configuration, pick the hardware and dtype, seed everything; print one line each."""
+    from transformers import set_seed
+
+    cfg.validate()
+    check_output_dir(cfg)
+    hw = detect_hardware(cfg.compute_dtype)
+    set_seed(cfg.seed)
+    print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")
+    print(hw.describe())
+    return hw
+
+
+def load_data(cfg: TrainConfig) -> PreparedData:
+    data = prepare_data(cfg.dataset, cfg.text_column, cfg.label_column, cfg.label_names, cfg.max_samples,
+                        cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    print(data.describe())
+    return data
+
+
+def plot_data(cfg: TrainConfig, data: PreparedData, tokenizer) -> Path:
+    lengths = token_lengths(data.splits["train"]["text"].tolist(), tokenizer, seed=cfg.seed)
+    return plot_dataset_stats(data.summary()["label_counts"], lengths, cfg.max_length, cfg.plots_dir, data.source)
+
+
+def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
+    """The 4-bit base with LoRA adapters; prints what is trainable."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # head and LoRA initialisation
+    model = load_4bit_model(cfg.model, data.num_labels, data.id2label, hw.compute_dtype, hw.device,
+                            cfg.quant_type, cfg.double_quant)
+    model = add_lora_adapters(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
+                              cfg.gradient_checkpointing)
+    counts = count_parameters(model)
+    print(f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
+          f"({counts['trainable_percent']:.2f}%) - LoRA matrices and the classifier head")
+    return model, counts
+
+
+def evaluate_split(model, tokenizer, frame: pd.DataFrame, id2label: dict[int, str], max_length: int,
+                   batch_size: int) -> tuple[dict[str, Any], np.ndarray]:
+    logits = predict_logits(model, tokenizer, frame["text"].tolist(), max_length, batch_size)
+    metrics = classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), id2label)
+    return metrics, logits
+
+
+def save_predictions(frame: pd.DataFrame, logits: np.ndarray, id2label: dict[int, str], path: Path) -> Path:
+    probs = softmax(logits)
+    names = np.array([id2label[i] for i in range(len(id2label))])
+    pd.DataFrame({"text": frame["text"], "true": names[frame["label"].to_numpy()],
+                  "predicted": names[logits.argmax(-1)], "probability": probs.max(-1).round(6)}).to_csv(path, index=False)
+    return path
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    output_dir: Path
+    plots: dict[str, Path]
+    test_logits: np.ndarray
+    outcome: TrainOutcome
+
+
+def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainOutcome,
+             counts: dict[str, Any], test_metrics: dict[str, Any], test_logits: np.ndarray,
+             report_line: str) -> dict[str, Any]:
+    """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    save_label_mapping(data, out)
+    write_json(out / TRAINING_CONFIG, cfg.to_dict())
+    write_json(out / "training_log.json", outcome.log_history)
+    save_predictions(data.splits["test"], test_logits, data.id2label, out / "test_predictions.csv")
+    m = outcome.metrics
+    metrics = {
+        "test_accuracy": test_metrics["accuracy"],
+        "test_f1_weighted": test_metrics["f1_weighted"],
+        "test_report": test_metrics["report"],
+        "test_confusion_matrix": test_metrics["confusion_matrix"],
+        "labels": test_metrics["labels"],
+        **counts,
+        "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
+        "train_runtime_s": round(m["train_runtime"], 2),
+        "train_samples_per_second": round(m["train_samples_per_second"], 3),
+        "optimizer_steps": m["optimizer_steps"],
+        "best_val_accuracy": m.get("best_val_accuracy"),
+        "best_checkpoint": m.get("best_checkpoint"),
+        "effective_batch_size": cfg.effective_batch_size,
+        "compute_dtype": hw.dtype_name,
+        "device": hw.name,
+        "logging": report_line,
+        "data": data.summary(),
+        "config": cfg.to_dict(),
+        "versions": library_versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    return metrics
+
+
+def train_pipeline(cfg: TrainConfig) -> RunResult:
+    """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots."""
+    hw = start(cfg)
+    data = load_data(cfg)
+    report_to, report_line = choose_report_to(cfg.report_to)
+    print(report_line)
+    tokenizer = load_tokenizer(cfg.model)
+    plots = {"dataset_stats": plot_data(cfg, data, tokenizer)}
+    tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
+    model, counts = build_model(cfg, data, hw)
+    outcome = train(model, tokenized, tokenizer, cfg, hw, report_to)
+    test_metrics, test_logits = evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
+                                               cfg.max_length, cfg.eval_batch_size)
+    metrics = save_run(cfg, hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
+    plots["training_curves"] = plot_training_curves(outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch)
+    plots["confusion_matrix"] = plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, weighted F1 {metrics['test_f1_weighted']:.4f}; "
+          f"outputs in {cfg.output_dir}, plots in {cfg.plots_dir}")
+    return RunResult(metrics, Path(cfg.output_dir), plots, test_logits, outcome)

@@ -1,0 +1,116 @@
+"""Training with the Hugging Face Trainer: the recipe's arguments, early stopping, the learning curve."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+
+from .config import TrainConfig
+from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
+from .metrics import trainer_metrics
+
+
+@dataclass
+class Schedule:
+    """How many optimizer steps there are and when evaluation, logging and saving happen."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: int
+    logging_steps: int
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1) -> "Schedule":
+        per_step = cfg.batch_size * cfg.grad_accum * world_size
+        steps_per_epoch = max(1, math.ceil(n_train / per_step))
+        total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+        eval_steps = max(1, min(total, steps_per_epoch // cfg.evals_per_epoch or 1))
+        return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
+
+
+def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, report_to: str) -> TrainingArguments:
+    """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid."""
+    keep = cfg.save_checkpoints
+    return TrainingArguments(
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,  # transformers 5: a value below 1 is a share of the total steps
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optim,
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=hw.device == "cuda" and hw.dtype_name == "bfloat16",
+        fp16=hw.device == "cuda" and hw.dtype_name == "float16",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="steps",
+        eval_steps=schedule.eval_steps,
+        logging_strategy="steps",
+        logging_steps=schedule.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps" if keep else "no",
+        save_steps=schedule.eval_steps,
+        save_total_limit=2 if keep else None,
+        save_only_model=False,
+        load_best_model_at_end=keep,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=report_to,
+        run_name=Path(cfg.output_dir).name,
+        disable_tqdm=False,
+        dataloader_pin_memory=hw.device == "cuda",
+        ddp_find_unused_parameters=False,
+        use_cpu=hw.device == "cpu",
+    )
+
+
+@dataclass
+class TrainOutcome:
+    trainer: Trainer
+    metrics: dict[str, Any]
+    log_history: list[dict[str, Any]]
+    schedule: Schedule
+
+
+def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
+          resume_from_checkpoint: str | bool | None = None) -> TrainOutcome:
+    """Train `model` on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer."""
+    import torch
+
+    schedule = Schedule.for_run(cfg, len(tokenized["train"]),
+                                torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
+    args = training_arguments(cfg, hw, schedule, report_to)
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
+        compute_metrics=trainer_metrics,
+        callbacks=callbacks,
+    )
+    # BERT's classification head takes **kwargs but ignores `num_items_in_batch`, so the Trainer would skip
+    # dividing the loss by the accumulation steps: logged losses and gradients grad_accum times too large
+    # (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
+    trainer.model_accepts_loss_kwargs = False
+    reset_peak_gpu_memory()
+    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    metrics = dict(result.metrics)
+    metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb()
+    metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    metrics["best_val_accuracy"] = trainer.state.best_metric
+    metrics["optimizer_steps"] = trainer.state.global_step
+    return TrainOutcome(trainer, metrics, list(trainer.state.log_history), schedule)
