@@ -215,7 +215,15 @@ def prepare_data(source: str, text_column: str | None = None, label_column: str 
                  label_names: list[str] | None = None, max_samples: int | None = None,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42) -> PreparedData:
     """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present."""
-    raw = read_source(source)
+    return prepare_data_from_frames(read_source(source), source, text_column, label_column, label_names,
+                                    max_samples, val_fraction, test_fraction, seed)
+
+
+def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_column: str | None = None,
+                             label_column: str | None = None, label_names: list[str] | None = None,
+                             max_samples: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                             seed: int = 42) -> PreparedData:
+    """`prepare_data` for tables already in memory (one `all` table, or named splits)."""
     named = {SPLIT_ALIASES.get(k.lower(), k): v for k, v in raw.items()}
     columns = list(next(iter(named.values())).columns)
     text_col = find_column(columns, text_column, TEXT_CANDIDATES, "text")

@@ -1,0 +1,145 @@
+"""Loading every file format, finding columns, cleaning, label mapping and stratified splits."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qlora_helpers import data as D
+from qlora_helpers.config import SAMPLE_DATA
+from qlora_helpers.errors import UserError
+
+
+@pytest.fixture
+def frame():
+    rng = np.random.default_rng(0)
+    n = 200
+    return pd.DataFrame({"text": [f"review number {i} " + "word " * int(rng.integers(1, 20)) for i in range(n)],
+                         "label": ["pos" if i % 4 else "neg" for i in range(n)]})  # 150 pos / 50 neg
+
+
+@pytest.mark.parametrize("name, writer", [
+    ("d.csv", lambda df, p: df.to_csv(p, index=False)),
+    ("d.csv.gz", lambda df, p: df.to_csv(p, index=False)),
+    ("d.tsv", lambda df, p: df.to_csv(p, sep="\t", index=False)),
+    ("d.json", lambda df, p: df.to_json(p, orient="records")),
+    ("d.jsonl", lambda df, p: df.to_json(p, orient="records", lines=True)),
+    ("d.jsonl.gz", lambda df, p: df.to_json(p, orient="records", lines=True)),
+    ("d.parquet", lambda df, p: df.to_parquet(p)),
+])
+def test_every_file_format_gives_the_same_splits(tmp_path, frame, name, writer):
+    writer(frame, tmp_path / name)
+    data = D.prepare_data(str(tmp_path / name))
+    reference = D.prepare_data_from_frames({"all": frame}, "ref")
+    for split in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(data.splits[split], reference.splits[split])
+
+
+def test_split_sizes_and_stratification(frame):
+    data = D.prepare_data_from_frames({"all": frame}, "mem")
+    sizes = {k: len(v) for k, v in data.splits.items()}
+    assert sizes == {"train": 160, "validation": 20, "test": 20}
+    for split in data.splits.values():  # 25% negatives everywhere
+        assert (split["label"] == 0).mean() == pytest.approx(0.25)
+    texts = [set(s["text"]) for s in data.splits.values()]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    again = D.prepare_data_from_frames({"all": frame}, "mem")
+    assert data.splits["test"]["text"].tolist() == again.splits["test"]["text"].tolist()  # fixed seed
+    other = D.prepare_data_from_frames({"all": frame}, "mem", seed=7)
+    assert data.splits["test"]["text"].tolist() != other.splits["test"]["text"].tolist()
+
+
+def test_string_labels_are_mapped_in_sorted_order(frame):
+    data = D.prepare_data_from_frames({"all": frame}, "mem")
+    assert data.id2label == {0: "neg", 1: "pos"} and data.label2id == {"neg": 0, "pos": 1}
+    assert data.label_values == ["neg", "pos"]
+
+
+def test_numeric_labels_keep_order_and_take_names():
+    df = pd.DataFrame({"review": [f"t{i}" for i in range(60)], "stars": [1, 3, 5] * 20})
+    data = D.prepare_data_from_frames({"all": df}, "mem", label_column="stars", label_names=["bad", "ok", "good"])
+    assert data.id2label == {0: "bad", 1: "ok", 2: "good"} and data.label_values == [1, 3, 5]
+    assert data.text_column == "review" and data.label_column == "stars"
+    stars = df.set_index("review")["stars"]
+    train = data.splits["train"]
+    assert train["label"].tolist() == [[1, 3, 5].index(stars[t]) for t in train["text"]]
+
+
+def test_empty_and_missing_texts_are_dropped_and_counted():
+    df = pd.DataFrame({"text": ["good one", "", "   ", None, "bad one", "fine", np.nan] * 10,
+                       "label": [1, 0, 1, 0, 0, 1, 1] * 10})
+    data = D.prepare_data_from_frames({"all": df}, "mem")
+    assert data.dropped_rows == 40
+    assert sum(len(s) for s in data.splits.values()) == 30
+    assert "40 rows with empty text or label dropped" in data.describe()
+
+
+def test_label_mapping_round_trips_through_disk(tmp_path, frame):
+    data = D.prepare_data_from_frames({"all": frame}, "mem")
+    D.save_label_mapping(data, tmp_path)
+    assert D.load_label_mapping(tmp_path) == {0: "neg", 1: "pos"}
+    assert json.loads((tmp_path / "label_mapping.json").read_text())["label_values"] == ["neg", "pos"]
+
+
+def test_the_datasets_own_splits_are_used():
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(100)], "label": [0, 1] * 50})
+    both = D.prepare_data_from_frames({"train": df, "validation": df[:10], "test": df[10:30]}, "hub")
+    assert [len(both.splits[k]) for k in ("train", "validation", "test")] == [100, 10, 20]
+    assert both.split_origin == "the dataset's own splits"
+    only_test = D.prepare_data_from_frames({"train": df, "test": df[:20]}, "hub")
+    assert [len(only_test.splits[k]) for k in ("train", "validation", "test")] == [90, 10, 20]
+    assert "validation carved from train" in only_test.split_origin
+
+
+def test_max_samples_takes_a_stratified_sample(frame):
+    data = D.prepare_data_from_frames({"all": frame}, "mem", max_samples=100)
+    assert sum(len(s) for s in data.splits.values()) == 100
+    assert (data.splits["train"]["label"] == 0).mean() == pytest.approx(0.25)
+
+
+def test_shipped_sample_is_real_balanced_imdb():
+    data = D.prepare_data(str(SAMPLE_DATA), label_names=["negative", "positive"])
+    assert (data.text_column, data.label_column) == ("review", "sentiment")
+    assert [len(data.splits[k]) for k in ("train", "validation", "test")] == [1200, 150, 150]
+    assert data.summary()["label_counts"]["test"] == {"negative": 75, "positive": 75}
+
+
+@pytest.mark.parametrize("content, kwargs, message", [
+    ("text,label\n" + "a,1\n" * 30, {}, "only one class (1)"),
+    ("body,label\nx,1\ny,0\n", {}, "no text column found among ['body', 'label']"),
+    ("text,label\nx,1\ny,0\n", {"label_column": "sentiment"}, "label column 'sentiment' not found"),
+    ("", {}, "dataset file is empty"),
+    ("text,label\n" + "a,1\nb,0\n" * 5 + "c,2\n", {}, "a class has only 1 row(s)"),
+    ("text,label\n" + "a,0.5\nb,1\n" * 5, {}, "non-integer numbers"),
+    ("text,label\n" + "a,1\nb,0\n" * 5, {"label_names": ["x", "y", "z"]}, "3 label names"),
+])
+def test_bad_data_gives_one_line_errors(tmp_path, content, kwargs, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(UserError) as err:
+        D.prepare_data(str(path), **kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(UserError, match="dataset file not found"):
+        D.prepare_data(str(tmp_path / "nope.csv"))
+    (tmp_path / "d.xlsx").write_text("x")
+    with pytest.raises(UserError, match="cannot read .*xlsx"):
+        D.read_local_file(tmp_path / "d.xlsx")
+
+
+def test_hub_dataset_offline_names_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match="could not load the dataset 'someone/not-cached'.*--dataset path/to/data.csv"):
+        D.prepare_data("someone/not-cached")
+
+
+def test_token_lengths_are_untruncated(tiny_bert):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    lengths = D.token_lengths(["a great movie", "great " * 600], tok)
+    assert lengths[0] == 5 and lengths[1] == 602  # [CLS] ... [SEP]
+    assert tok.convert_tokens_to_ids("great") != tok.unk_token_id

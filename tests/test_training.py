@@ -1,0 +1,97 @@
+"""The whole recipe on the tiny BERT: several epochs with evaluation, outputs, reload, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+
+from qlora_helpers.inference import load_adapter
+from qlora_helpers.pipeline import train_pipeline
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_bert, easy_csv, tmp_path_factory):
+    """Six epochs, two evaluations an epoch, no checkpoints: the AVX512-BF16 in-place repack would
+    crash the first training step after an evaluation if it were not disabled."""
+    from qlora_helpers.config import make_config
+
+    out = tmp_path_factory.mktemp("finished")
+    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=2e-2,
+                      batch_size=8, grad_accum=2, eval_batch_size=32, output_dir=str(out / "run"),
+                      plots_dir=str(out / "plots"), report_to="none", save_checkpoints=False,
+                      early_stopping_patience=0, label_names=["negative", "positive"])
+    return cfg, train_pipeline(cfg)
+
+
+def test_training_lowers_the_loss_and_learns(finished_run):
+    cfg, result = finished_run
+    history = result.outcome.log_history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h for h in history if "eval_loss" in h]
+    assert len(evals) == 12  # 2 evaluations an epoch x 6 epochs, training went on after each
+    assert train_losses[0] == pytest.approx(np.log(2), abs=0.05)  # loss not inflated by grad accumulation
+    assert np.mean(train_losses[-5:]) < 0.3 < train_losses[0]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"] - 0.3
+    assert result.metrics["test_accuracy"] >= 0.9
+
+
+def test_outputs_and_metrics_json(finished_run):
+    cfg, result = finished_run
+    out = result.output_dir
+    for name in ("adapter_config.json", "adapter_model.safetensors", "label_mapping.json", "tokenizer.json",
+                 "training_config.json", "training_log.json", "test_predictions.csv", "metrics.json"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params", "trainable_percent",
+                "peak_gpu_memory_mb", "train_runtime_s", "train_samples_per_second", "compute_dtype", "device",
+                "config", "versions"):
+        assert key in m, key
+    assert m["peak_gpu_memory_mb"] is None and m["device"] == "cpu" and m["compute_dtype"] == "float32"
+    assert set(m["versions"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
+    assert m["config"]["lora_r"] == 16 and m["config"]["optim"] == "paged_adamw_8bit"
+    assert m["trainable_percent"] == pytest.approx(100 * m["trainable_params"] / m["total_params"], abs=1e-3)
+    assert m["data"]["sizes"] == {"train": 192, "validation": 24, "test": 24}
+    assert m["test_confusion_matrix"] == result.metrics["test_confusion_matrix"]
+    assert sum(map(sum, m["test_confusion_matrix"])) == 24
+    # the classifier head travels inside the adapter file
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        assert any("classifier" in k for k in f.keys())
+
+
+def test_plots_are_written(finished_run):
+    cfg, _ = finished_run
+    from pathlib import Path
+
+    for name in ("dataset_stats.png", "training_curves.png", "confusion_matrix.png"):
+        path = Path(cfg.plots_dir) / name
+        assert path.is_file() and path.stat().st_size > 10_000, name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reloaded_adapter_reproduces_test_logits_exactly(finished_run):
+    cfg, result = finished_run
+    loaded = load_adapter(result.output_dir)
+    test = __import__("pandas").read_csv(result.output_dir / "test_predictions.csv")
+    logits = loaded.logits(test["text"].tolist())
+    assert np.array_equal(logits, result.test_logits)
+    rows = loaded.predict(["great wonderful excellent film", "awful terrible boring waste"], progress=False)
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    assert all(0.5 < r["probability"] <= 1 and abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+
+
+def test_same_seed_same_metrics(finished_run, tmp_path):
+    cfg, result = finished_run
+    again = train_pipeline(cfg.replace(output_dir=str(tmp_path / "again"), plots_dir=str(tmp_path / "plots")))
+    assert again.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+    assert np.array_equal(again.test_logits, result.test_logits)
+
+
+def test_early_stopping_restores_the_best_checkpoint(tiny_config):
+    cfg = tiny_config(epochs=4.0, evals_per_epoch=1, early_stopping_patience=1, lr=1e-6)  # lr too small: no gains
+    result = train_pipeline(cfg)
+    evals = [h for h in result.outcome.log_history if "eval_accuracy" in h]
+    assert len(evals) < 4  # stopped before the last epoch
+    assert result.metrics["best_val_accuracy"] == max(e["eval_accuracy"] for e in evals)
+    assert result.metrics["best_checkpoint"] is not None
