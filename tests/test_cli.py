@@ -1,0 +1,98 @@
+"""The command line, in subprocesses as a user runs it: train -> predict -> evaluate, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "qlora_helpers", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd or ROOT, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, easy_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "adapter"
+    r = cli("train", "--model", tiny_bert, "--dataset", easy_csv, "--output-dir", out, "--plots-dir", out.parent / "plots",
+            "--max-length", 32, "--epochs", 6, "--batch-size", 8, "--grad-accum", 2, "--lr", 2e-2, "--lora-dropout", 0.05,
+            "--eval-batch-size", 16, "--early-stopping-patience", 0, "--label-names", "negative", "positive", "--report-to", "none")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_train_writes_outputs_and_prints_metrics(trained):
+    out, r = trained
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["test_accuracy"] >= 0.85 and summary["device"] == "cpu"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["lora_dropout"] == 0.05 and metrics["config"]["eval_batch_size"] == 16
+    assert metrics["config"]["lr"] == 2e-2 and metrics["config"]["target_modules"] == ["query", "value"]
+    assert sum(metrics["data"]["sizes"].values()) == 240
+    assert (out.parent / "plots" / "training_curves.png").is_file()
+    assert "logging: local only" in r.stdout
+
+
+def test_predict_texts_and_file(trained, tmp_path):
+    out, _ = trained
+    texts = tmp_path / "texts.txt"
+    texts.write_text("wonderful brilliant perfect story\n\nthe worst boring waste of time\n")
+    r = cli("predict", "--adapter", out, "great excellent film", "--file", texts)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert [row["label"] for row in rows] == ["positive", "positive", "negative"]
+    assert all(set(row) == {"text", "label", "probability", "probabilities"} for row in rows)
+
+
+def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
+    out, _ = trained
+    target = tmp_path / "eval.json"
+    r = cli("evaluate", "--adapter", out, "--dataset", easy_csv, "--output", target)
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = json.loads(r.stdout.strip().splitlines()[-1])
+    written = json.loads(target.read_text())
+    assert printed["rows"] == written["rows"] == 240
+    assert printed["accuracy"] == written["accuracy"] >= 0.85
+    assert "precision" in r.stdout and written["confusion_matrix"][0][0] > 100
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "missing.csv"], "dataset file not found: missing.csv"),
+    (["train", "--dataset", "{easy}", "--text-column", "body"], "text column 'body' not found"),
+    (["train", "--dataset", "{single}"], "only one class"),
+    (["train", "--lora-r", "0"], "lora_r must be a positive whole number"),
+    (["train", "--lr", "0"], "lr must be a positive number"),
+    (["train", "--optim", "adam_magic"], "unknown optimizer 'adam_magic'"),
+    (["train", "--epochs", "three"], "argument --epochs: invalid float value"),
+    (["train", "--model", "{tmp}", "--dataset", "{easy}"], "could not load the tokenizer from"),
+    (["predict", "--adapter", "{tmp}", "hello"], "has no adapter_config.json"),
+    (["predict", "--adapter", "{adapter}"], "no texts given"),
+    (["evaluate", "--adapter", "{adapter}", "--dataset", "missing.parquet"], "dataset file not found"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(args, message, trained, easy_csv, tmp_path):
+    single = tmp_path / "single.csv"
+    single.write_text("text,label\n" + "fine film,1\n" * 20)
+    fill = {"{easy}": easy_csv, "{single}": single, "{tmp}": tmp_path, "{adapter}": trained[0]}
+    args = [str(fill.get(a, a)) for a in args]
+    if args[0] == "train":
+        args += ["--output-dir", str(tmp_path / "never")]
+    r = cli(*args)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_finished_run_is_not_overwritten(trained):
+    out, _ = trained
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = cli("train", "--dataset", "qlora_helpers/sample_data/imdb_sample_1500.csv.gz", "--output-dir", out)
+    assert r.returncode == 2 and "already holds a finished run" in r.stderr and "--overwrite" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
