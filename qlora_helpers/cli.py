@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="fine-tune with QLoRA and write adapter, metrics.json and plots")
-    train.add_argument("--profile", choices=sorted(PROFILES), default="full",
-                       help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized")
+    train.add_argument("--profile", choices=sorted(PROFILES) + ["auto"], default="full",
+                       help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized; auto: full when a GPU and the Hub are there")
     add_config_flags(train)
 
     predict = sub.add_parser("predict", help="classify texts with a trained adapter (one JSON object per text)")
@@ -75,6 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
+
+    bench = sub.add_parser("bench", help="measure arms (full fp32/16-bit, LoRA 16-bit, QLoRA), each in its own process")
+    bench.add_argument("--arms", nargs="+", default=["full_fp32", "full_16bit", "lora_16bit", "qlora"])
+    bench.add_argument("--model", default="bert-base-uncased")
+    bench.add_argument("--random-weights", action="store_true",
+                       help="use --model's architecture and tokenizer with random weights (speed and memory only)")
+    bench.add_argument("--dataset", default=None, help="default: the recipe's Hub dataset")
+    bench.add_argument("--max-steps", type=int, default=None, help="optimizer steps per arm (speed runs)")
+    bench.add_argument("--epochs", type=float, default=None)
+    bench.add_argument("--max-samples", type=int, default=None)
+    bench.add_argument("--batch-size", type=int, default=16)
+    bench.add_argument("--grad-accum", type=int, default=2)
+    bench.add_argument("--max-length", type=int, default=256)
+    bench.add_argument("--lr", type=float, default=None)
+    bench.add_argument("--checkpointing", choices=["on", "off", "both"], default="both")
+    bench.add_argument("--warmup-steps", type=int, default=5, help="steps excluded from timing")
+    bench.add_argument("--evaluate-test", action="store_true", help="run to completion with evaluation; record test accuracy")
+    bench.add_argument("--ranks", nargs="+", type=int, help="QLoRA rank sweep instead of arms (runs to completion)")
+    bench.add_argument("--output", required=True, help="result JSON, e.g. benchmarks/results/efficiency.json")
+    bench.add_argument("--label", default="")
+
+    arm = sub.add_parser("bench-arm", help=argparse.SUPPRESS)  # one arm, started by `bench` in a fresh process
+    arm.add_argument("--arm", required=True)
+    arm.add_argument("--settings", required=True)
+    arm.add_argument("--warmup-steps", type=int, default=5)
+    arm.add_argument("--evaluate-test", action="store_true")
     return parser
 
 
@@ -134,7 +160,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .bench import make_random_model_dir, rank_sweep, run_arms
+    from .config import HUB_DATASET
+
+    model = args.model
+    if args.random_weights:
+        model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-"))))
+    work = tempfile.mkdtemp(prefix="bench-")
+    settings = {"model": model, "dataset": args.dataset or HUB_DATASET, "batch_size": args.batch_size,
+                "grad_accum": args.grad_accum, "max_length": args.max_length, "output_dir": f"{work}/run",
+                "plots_dir": f"{work}/plots", "report_to": "none", "overwrite": True}
+    for key in ("max_steps", "epochs", "max_samples", "lr"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    TrainConfig(**settings).validate()  # bad settings fail here, once, not in every child
+    output = Path(args.output)
+    if args.ranks:
+        rank_sweep(args.ranks, settings, output, args.warmup_steps)
+    else:
+        ckpt = {"on": (True,), "off": (False,), "both": (True, False)}[args.checkpointing]
+        run_arms(args.arms, settings, output, args.warmup_steps, args.evaluate_test, ckpt, args.label)
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_bench_arm(args: argparse.Namespace) -> int:
+    from .bench import run_arm
+    from .config import make_config
+
+    record = run_arm(args.arm, make_config("full", **json.loads(args.settings)), args.warmup_steps, args.evaluate_test)
+    print("BENCH_RECORD " + json.dumps(record))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "bench": cmd_bench,
+            "bench-arm": cmd_bench_arm}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,11 @@ PROFILES = {"full": full_profile, "offline": offline_profile}
 
 
 def make_config(profile: str = "full", **changes: Any) -> TrainConfig:
-    """Build and validate a configuration from a preset name plus overrides."""
-    require(profile in PROFILES, f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile](**changes)
+    """Build and validate a configuration from a preset name (or `auto`) plus overrides."""
+    if profile == "auto":
+        from .hardware import auto_profile
+
+        profile, reason = auto_profile()
+        print(f"profile auto -> {profile}: {reason}")
+    require(profile in PROFILES, f"unknown profile {profile!r}; choose one of {sorted(PROFILES)} or auto")
+    return PROFILES[profile](**{k: v for k, v in changes.items() if v is not None})

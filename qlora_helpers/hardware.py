@@ -62,3 +62,26 @@ def peak_gpu_memory_mb() -> float | None:
         return None
     torch.cuda.synchronize()
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers (False when HF_HUB_OFFLINE is set)."""
+    import os
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        urllib.request.urlopen(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def auto_profile() -> tuple[str, str]:
+    """`full` when a GPU and the Hub are both there, else `offline`; with the reason in words."""
+    gpu, hub = torch.cuda.is_available(), hub_reachable()
+    if gpu and hub:
+        return "full", "a GPU and the Hugging Face Hub are available"
+    missing = " and ".join(x for x, ok in (("no GPU", gpu), ("no Hub access", hub)) if not ok)
+    return "offline", f"{missing}: running the CPU-sized offline profile"

@@ -32,9 +32,13 @@ class Schedule:
         return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
 
 
-def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, report_to: str) -> TrainingArguments:
-    """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid."""
-    keep = cfg.save_checkpoints
+def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, report_to: str,
+                       evaluation: bool = True, mixed_precision: bool = True) -> TrainingArguments:
+    """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid.
+
+    `evaluation=False` (benchmarks) trains only; `mixed_precision=False` keeps fp32 maths (a benchmark arm).
+    """
+    keep = cfg.save_checkpoints and evaluation
     return TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -48,11 +52,11 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
         weight_decay=cfg.weight_decay,
         optim=cfg.optim,
         max_grad_norm=cfg.max_grad_norm,
-        bf16=hw.device == "cuda" and hw.dtype_name == "bfloat16",
-        fp16=hw.device == "cuda" and hw.dtype_name == "float16",
+        bf16=mixed_precision and hw.device == "cuda" and hw.dtype_name == "bfloat16",
+        fp16=mixed_precision and hw.device == "cuda" and hw.dtype_name == "float16",
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluation else "no",
         eval_steps=schedule.eval_steps,
         logging_strategy="steps",
         logging_steps=schedule.logging_steps,
@@ -84,19 +88,21 @@ class TrainOutcome:
 
 
 def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
-          resume_from_checkpoint: str | bool | None = None) -> TrainOutcome:
+          resume_from_checkpoint: str | bool | None = None, evaluation: bool = True, mixed_precision: bool = True,
+          extra_callbacks: list | None = None) -> TrainOutcome:
     """Train `model` on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer."""
     import torch
 
     schedule = Schedule.for_run(cfg, len(tokenized["train"]),
                                 torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
-    args = training_arguments(cfg, hw, schedule, report_to)
-    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
+    args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
+    callbacks += extra_callbacks or []
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
+        eval_dataset=tokenized["validation"] if evaluation else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
         compute_metrics=trainer_metrics,

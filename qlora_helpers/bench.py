@@ -1,0 +1,239 @@
+"""Measured efficiency: the same model and data trained under four arms, each in its own process.
+
+Arms
+- `full_fp32`: every weight trainable, fp32 maths, AdamW (torch).
+- `full_16bit`: every weight trainable, fp32 master weights with bf16/fp16 autocast, AdamW (torch).
+- `lora_16bit`: base weights stored in bf16/fp16, the recipe's LoRA adapters and head, the recipe's optimizer.
+- `qlora`: the project's recipe - NF4 + double quantization base, LoRA, paged 8-bit AdamW.
+
+A record holds weight memory after load, peak allocated/reserved memory while training, samples/s and
+seconds per epoch from synchronised timing after warm-up steps, parameter counts, and (when the arm is
+run to completion) test accuracy and weighted F1. `run_arms` starts one subprocess per arm so no arm
+inherits another's allocator state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from .config import TrainConfig
+
+ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
+MIB = 2**20
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer(TrainerCallback):
+    """Wall time between the end of warm-up step `warmup` and the end of the last step, synchronised.
+
+    Logging, evaluation and saving are outside the timed steps only when they are switched off, which
+    the speed runs do.
+    """
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.start_step, self.end_step = warmup, None, None, 0, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            _sync()
+            self.start, self.start_step = time.perf_counter(), state.global_step
+        elif state.global_step > self.warmup:
+            _sync()
+            self.end, self.end_step = time.perf_counter(), state.global_step
+
+    def seconds_per_step(self) -> float | None:
+        if self.start is None or self.end is None or self.end_step == self.start_step:
+            return None
+        return (self.end - self.start) / (self.end_step - self.start_step)
+
+
+def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[int, str], hw):
+    """The model for one arm, on the device, with only the arm's parameters trainable."""
+    from peft import get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from .lora import add_lora_adapters, make_lora_config
+    from .quantization import load_4bit_model
+
+    if arm == "qlora":
+        model = load_4bit_model(cfg.model, num_labels, id2label, hw.compute_dtype, hw.device, cfg.quant_type,
+                                cfg.double_quant)
+        return add_lora_adapters(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
+                                 cfg.gradient_checkpointing)
+    dtype = hw.compute_dtype if arm == "lora_16bit" else torch.float32
+    model = AutoModelForSequenceClassification.from_pretrained(
+        cfg.model, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}, dtype=dtype)
+    model.to(hw.device)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if arm == "lora_16bit":
+            model.enable_input_require_grads()
+    if arm == "lora_16bit":
+        model = get_peft_model(model, make_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules))
+        for p in model.parameters():  # trainable head/adapters in fp32, as in the QLoRA arm (and for fp16's scaler)
+            if p.requires_grad:
+                p.data = p.data.float()
+    return model
+
+
+def weight_arithmetic_mb(total_params: int, trainable_params: int, embedding_params: int, arm: str) -> float:
+    """Weight bytes by arithmetic alone (no activations, no optimizer): labelled as arithmetic wherever shown.
+
+    NF4 with double quantization is counted at 4.127 bits a weight (Dettmers et al. 2023); embeddings and
+    other unquantized weights at fp32, as k-bit preparation leaves them.
+    """
+    quantizable = total_params - embedding_params - trainable_params
+    if arm == "qlora":
+        return (quantizable * 4.127 / 8 + (embedding_params + trainable_params) * 4) / MIB
+    if arm == "lora_16bit":
+        return ((total_params - trainable_params) * 2 + trainable_params * 4) / MIB
+    return total_params * 4 / MIB
+
+
+def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bool = False) -> dict[str, Any]:
+    """Train one arm in this process and return its record (see the module docstring)."""
+    from transformers import set_seed
+
+    from .data import tokenize_splits
+    from .hardware import detect_hardware
+    from .lora import count_parameters
+    from .pipeline import evaluate_split, library_versions, load_data
+    from .quantization import load_tokenizer
+    from .training import train
+
+    assert arm in ARMS, arm
+    hw = detect_hardware(cfg.compute_dtype)
+    set_seed(cfg.seed)
+    data = load_data(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
+    if hw.device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if hw.device == "cuda" else 0
+    model = build_arm_model(arm, cfg, data.num_labels, data.id2label, hw)
+    _sync()
+    weight_mb = (torch.cuda.memory_allocated() - base) / MIB if hw.device == "cuda" else None
+    counts = count_parameters(model)
+    embeddings = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    arm_cfg = cfg if arm in ("qlora", "lora_16bit") else cfg.replace(optim="adamw_torch", lr=min(cfg.lr, 5e-5))
+    timer = StepTimer(warmup_steps)
+    if hw.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    outcome = train(model, tokenized, tokenizer, arm_cfg, hw, evaluation=evaluate_test,
+                    mixed_precision=arm != "full_fp32", extra_callbacks=[timer])
+    _sync()
+    sps = timer.seconds_per_step()
+    per_step = cfg.batch_size * cfg.grad_accum
+    record: dict[str, Any] = {
+        "arm": arm, "model": cfg.model, "dataset": cfg.dataset, "device": hw.name,
+        "compute_dtype": hw.dtype_name if arm != "full_fp32" else "float32",
+        "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_length": cfg.max_length,
+        "gradient_checkpointing": cfg.gradient_checkpointing, "optimizer": arm_cfg.optim, "lr": arm_cfg.lr,
+        "lora_r": cfg.lora_r if "lora" in arm else None,
+        "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],
+        "timed_steps": timer.end_step - timer.start_step, "warmup_steps": warmup_steps,
+        "samples_per_second": round(per_step / sps, 2) if sps else None,
+        "seconds_per_epoch": round(len(data.splits["train"]) / (per_step / sps), 2) if sps else None,
+        "weight_memory_mb": round(weight_mb, 1) if weight_mb is not None else None,
+        "peak_allocated_mb": round(torch.cuda.max_memory_allocated() / MIB, 1) if hw.device == "cuda" else None,
+        "peak_reserved_mb": round(torch.cuda.max_memory_reserved() / MIB, 1) if hw.device == "cuda" else None,
+        "weight_arithmetic_mb": round(weight_arithmetic_mb(counts["total_params"], counts["trainable_params"],
+                                                           embeddings, arm), 1),
+        **counts,
+        "test_accuracy": None, "test_f1_weighted": None,
+        "versions": library_versions(),
+    }
+    if evaluate_test:
+        metrics, _ = evaluate_split(model, tokenizer, data.splits["test"], data.id2label, cfg.max_length,
+                                    cfg.eval_batch_size)
+        record.update(test_accuracy=metrics["accuracy"], test_f1_weighted=metrics["f1_weighted"],
+                      best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
+                      train_runtime_s=round(outcome.metrics["train_runtime"], 1))
+    return record
+
+
+def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_steps: int = 5,
+             evaluate_test: bool = False, checkpointing: tuple[bool, ...] = (True,), label: str = "") -> dict[str, Any]:
+    """Each (arm, checkpointing) in its own subprocess; all records in one JSON file with the command line."""
+    records = []
+    for ckpt in checkpointing:
+        for arm in arms:
+            child = [sys.executable, "-m", "qlora_helpers", "bench-arm", "--arm", arm, "--warmup-steps", str(warmup_steps),
+                     "--settings", json.dumps({**settings, "gradient_checkpointing": ckpt})]
+            if evaluate_test:
+                child.append("--evaluate-test")
+            started = time.perf_counter()
+            proc = subprocess.run(child, capture_output=True, text=True, env=os.environ.copy())
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RECORD ")]
+            if proc.returncode != 0 or not lines:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                record = {"arm": arm, "gradient_checkpointing": ckpt, "error": " | ".join(tail)}
+            else:
+                record = json.loads(lines[-1].removeprefix("BENCH_RECORD "))
+            record["process_seconds"] = round(time.perf_counter() - started, 1)
+            records.append(record)
+            print(summary_line(record), flush=True)
+    result = {"label": label, "command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} ERROR {r['error']}"
+    acc = f" acc {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else ""
+    return (f"{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} weights {r['weight_memory_mb']} MB, "
+            f"peak alloc {r['peak_allocated_mb']} MB, reserved {r['peak_reserved_mb']} MB, "
+            f"{r['samples_per_second']} samples/s, trainable {r['trainable_params']:,}{acc}")
+
+
+def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """A model directory with the architecture of `config_dir/config.json` and random weights.
+
+    For speed and memory only (bert-base weights are not needed for that): the tokenizer files are copied,
+    the weights are freshly initialised, and the directory loads with `from_pretrained` like a Hub model.
+    """
+    import shutil
+
+    from transformers import AutoConfig, AutoModel
+
+    config_dir, out_dir = Path(config_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (config_dir / name).is_file():
+            shutil.copy(config_dir / name, out_dir / name)
+    torch.manual_seed(seed)
+    AutoModel.from_config(AutoConfig.from_pretrained(config_dir)).save_pretrained(out_dir)
+    return out_dir
+
+
+def rank_sweep(ranks: list[int], settings: dict[str, Any], output: Path, warmup_steps: int = 5) -> dict[str, Any]:
+    """QLoRA runs to completion for each LoRA rank: trainable parameters, accuracy and peak memory."""
+    records = []
+    for r in ranks:
+        part = run_arms(["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, output.with_suffix(f".r{r}.tmp.json"),
+                        warmup_steps, evaluate_test=True)
+        output.with_suffix(f".r{r}.tmp.json").unlink()
+        records += part["records"]
+    result = {"label": "lora_rank_sensitivity", "command": " ".join(sys.argv),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
+    output.write_text(json.dumps(result, indent=2))
+    return result
