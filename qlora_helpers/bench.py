@@ -188,11 +188,15 @@ def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_ste
             record["process_seconds"] = round(time.perf_counter() - started, 1)
             records.append(record)
             print(summary_line(record), flush=True)
-    result = {"label": label, "command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+            result = _result(label, records)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(result, indent=2))  # after every arm: a cut-off run keeps what it measured
     return result
+
+
+def _result(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"label": label, "command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
 
 
 def summary_line(r: dict[str, Any]) -> str:
@@ -226,14 +230,11 @@ def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int
 
 def rank_sweep(ranks: list[int], settings: dict[str, Any], output: Path, warmup_steps: int = 5) -> dict[str, Any]:
     """QLoRA runs to completion for each LoRA rank: trainable parameters, accuracy and peak memory."""
-    records = []
-    for r in ranks:
-        part = run_arms(["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, output.with_suffix(f".r{r}.tmp.json"),
-                        warmup_steps, evaluate_test=True)
-        output.with_suffix(f".r{r}.tmp.json").unlink()
-        records += part["records"]
-    result = {"label": "lora_rank_sensitivity", "command": " ".join(sys.argv),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
-    output.write_text(json.dumps(result, indent=2))
-    return result
+    records: list[dict[str, Any]] = []
+    scratch = output.with_suffix(".part.json")
+    for r in ranks:  # alpha = 2r keeps the update's scale alpha/r fixed, so only the rank varies
+        records += run_arms(["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, scratch, warmup_steps,
+                            evaluate_test=True)["records"]
+        output.write_text(json.dumps(_result("lora_rank_sensitivity", records), indent=2))
+    scratch.unlink(missing_ok=True)
+    return _result("lora_rank_sensitivity", records)
