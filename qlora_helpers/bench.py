@@ -147,6 +147,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         "lora_r": cfg.lora_r if "lora" in arm else None,
         "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],
         "timed_steps": timer.end_step - timer.start_step, "warmup_steps": warmup_steps,
+        "timing_includes_evaluation": evaluate_test,  # runs to completion evaluate between timed steps
         "samples_per_second": round(per_step / sps, 2) if sps else None,
         "seconds_per_epoch": round(len(data.splits["train"]) / (per_step / sps), 2) if sps else None,
         "weight_memory_mb": round(weight_mb, 1) if weight_mb is not None else None,

@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", required=True, help="result JSON, e.g. benchmarks/results/efficiency.json")
     bench.add_argument("--label", default="")
 
+    plots = sub.add_parser("bench-plots", help="redraw Data/efficiency_comparison.png and lora_rank_sensitivity.png")
+    plots.add_argument("--results", default="benchmarks/results", help="directory of benchmark result JSON files")
+    plots.add_argument("--plots-dir", default="Data")
+
     arm = sub.add_parser("bench-arm", help=argparse.SUPPRESS)  # one arm, started by `bench` in a fresh process
     arm.add_argument("--arm", required=True)
     arm.add_argument("--settings", required=True)
@@ -187,6 +191,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_plots(args: argparse.Namespace) -> int:
+    from .bench_plots import draw_all
+
+    paths = draw_all(args.results, args.plots_dir)
+    if not paths:
+        raise UserError(f"no benchmark result files in {args.results}; run `python -m qlora_helpers bench` first")
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
 def cmd_bench_arm(args: argparse.Namespace) -> int:
     from .bench import run_arm
     from .config import make_config
@@ -197,7 +212,7 @@ def cmd_bench_arm(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "bench": cmd_bench,
-            "bench-arm": cmd_bench_arm}
+            "bench-plots": cmd_bench_plots, "bench-arm": cmd_bench_arm}
 
 
 def main(argv: list[str] | None = None) -> int:

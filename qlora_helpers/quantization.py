@@ -103,16 +103,14 @@ def load_4bit_model(model_name: str, num_labels: int, id2label: dict[int, str], 
 
 def describe_4bit_layer(layer) -> dict:
     """What one `Linear4bit` stores, in numbers: for the tutorial's look inside a quantized layer."""
+    from .quant_error import stored_bytes
+
     w = layer.weight
     qs = w.quant_state
     n = int(torch.Size(qs.shape).numel())
-    packed = w.numel() * w.element_size()  # two 4-bit codes per byte
-    constants = qs.absmax.numel() * qs.absmax.element_size()
-    if qs.nested:  # 8-bit absmax per 64 weights, plus fp32 second-level constants per 256 blocks
-        constants += qs.state2.absmax.numel() * qs.state2.absmax.element_size() + qs.state2.code.numel() * 4
+    nbytes = stored_bytes(w.data, qs)
     return {
         "layer": type(layer).__name__, "shape": tuple(qs.shape), "weights": n, "quant_type": qs.quant_type,
         "blocksize": qs.blocksize, "double_quant": bool(qs.nested), "compute_dtype": str(layer.compute_dtype),
-        "packed_bytes": packed, "constant_bytes": constants,
-        "bits_per_weight": round(8 * (packed + constants) / n, 3), "fp16_bytes": 2 * n,
+        "stored_bytes": nbytes, "bits_per_weight": round(8 * nbytes / n, 3), "fp16_bytes": 2 * n,
     }

@@ -258,11 +258,58 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 """)
 
 md("""
-## 7. What this run measured
+## 7. What NF4 buys, measured on real weights
+
+Three 4-bit formats with the same block size (64) and the same per-block absmax scale, differing only in
+where their 16 levels sit: plain **absmax int4** (evenly spaced), **FP4** (a tiny floating-point format)
+and **NF4** (normal quantiles). The cell quantizes real pretrained weight matrices of this run's base
+model, dequantizes them, and reports the relative error $\\lVert W' - W \\rVert / \\lVert W \\rVert$ and the bits
+stored per weight, read off the tensors bitsandbytes keeps, with and without double quantization.
+""")
+
+code("""
+import pandas as pd
+from qlora_helpers.quant_error import pretrained_matrices, quantization_errors
+
+errors = pd.DataFrame(quantization_errors(pretrained_matrices(cfg.model)))
+errors.pivot(index="matrix", columns="method", values="relative_error").round(4)
+""")
+
+code("""
+errors.groupby("method")[["relative_error", "bits_per_weight"]].mean().round(4)
+""")
+
+md("""
+## 8. QLoRA against LoRA and full fine-tuning, measured
+
+Weight arithmetic says NF4 stores BERT's linear layers in about an eighth of fp32's bytes. What a run
+needs is a different question: activations, gradients and optimizer states count too. The project's
+benchmark (`python -m qlora_helpers bench`, see `benchmarks/README.md`) trains the same model on the same
+reviews under four arms, each in its own process, and records what the GPU really allocated. The plots
+below are drawn from the committed result files in `benchmarks/results/`; the table lists the
+measurements behind them.
+""")
+
+code("""
+from qlora_helpers.bench_plots import draw_all, load_result
+
+for path in draw_all("benchmarks/results", cfg.plots_dir):
+    display(Image(path))
+""")
+
+code("""
+eff = load_result("benchmarks/results/efficiency_bert_base_shapes.json")
+cols = ["arm", "gradient_checkpointing", "weight_memory_mb", "weight_arithmetic_mb", "peak_allocated_mb",
+        "peak_reserved_mb", "samples_per_second", "trainable_params"]
+print(eff["gpu"], "-", eff["label"], "-", eff["date"][:10])
+pd.DataFrame(eff["records"])[cols]
+""")
+
+md("""
+## 9. What this run measured
 
 Everything below is read from this run's `metrics.json`: the profile, the hardware it ran on and what it
-achieved. The project's measured comparison of QLoRA with LoRA and full fine-tuning on a GPU lives in
-`benchmarks/` (see the README).
+achieved (on a GPU, its own peak memory and throughput).
 """)
 
 code("""
