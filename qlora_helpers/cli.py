@@ -62,11 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
                        help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized; auto: full when a GPU and the Hub are there")
     add_config_flags(train)
 
-    predict = sub.add_parser("predict", help="classify texts with a trained adapter (one JSON object per text)")
-    predict.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    predict = sub.add_parser("predict", help="classify texts with a trained adapter or merged model")
+    predict.add_argument("--adapter", required=True, help="output directory of a `train` run, or a `merge` output")
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="a UTF-8 file with one text per line")
+    predict.add_argument("--dataset", help="a .csv/.tsv/.json/.jsonl/.parquet file: classify its text column")
+    predict.add_argument("--text-column", help="text column of --dataset (found by name when not given)")
+    predict.add_argument("--mode", choices=["4bit", "16bit", "merged"], default="4bit",
+                         help="4bit: as trained, least memory; 16bit: dequantized base + adapter; merged: adapter folded in")
+    predict.add_argument("--output", help="write predictions to .jsonl or .csv instead of printing JSON lines")
     predict.add_argument("--batch-size", type=int, default=64)
+
+    merge = sub.add_parser("merge", help="write a standalone model: dequantized base with the adapter merged in")
+    merge.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    merge.add_argument("--output", required=True, help="new directory for the merged model")
+    merge.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+
+    ibench = sub.add_parser("infer-bench", help="agreement, latency and memory of the 4bit, 16bit and merged forms")
+    ibench.add_argument("--adapter", required=True)
+    ibench.add_argument("--texts", required=True, help="a file with one text per line (e.g. the test reviews)")
+    ibench.add_argument("--repeats", type=int, default=20)
+    ibench.add_argument("--output", required=True, help="result JSON, e.g. benchmarks/results/inference_modes.json")
+
+    ibm = sub.add_parser("infer-bench-mode", help=argparse.SUPPRESS)  # one form, in a fresh process
+    ibm.add_argument("--adapter", required=True)
+    ibm.add_argument("--mode", required=True)
+    ibm.add_argument("--texts", required=True)
+    ibm.add_argument("--repeats", type=int, default=20)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
     evaluate.add_argument("--adapter", required=True, help="output directory of a `train` run")
@@ -128,16 +150,59 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_adapter, texts_from_file
+    from .data import TEXT_CANDIDATES, find_column, read_local_file
+    from .inference import load_for_inference, texts_from_file
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
+    if args.dataset:
+        frame = read_local_file(Path(args.dataset).expanduser())
+        column = find_column(list(frame.columns), args.text_column, TEXT_CANDIDATES, "text")
+        texts += [t for t in frame[column].tolist() if isinstance(t, str) and t.strip()]
     if not texts:
-        raise UserError("no texts given: pass them as arguments or with --file (one text per line)")
-    loaded = load_adapter(args.adapter)
-    for row in loaded.predict(texts, args.batch_size):
-        print(json.dumps(row, ensure_ascii=False))
+        raise UserError("no texts given: pass them as arguments, with --file (one text per line) or --dataset")
+    if args.output and not args.output.endswith((".jsonl", ".csv")):
+        raise UserError(f"--output must end in .jsonl or .csv, got {args.output}")
+    loaded = load_for_inference(args.adapter, args.mode)
+    rows = loaded.predict(texts, args.batch_size, progress=len(texts) > args.batch_size)
+    if not args.output:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        import pandas as pd
+
+        pd.DataFrame([{"text": r["text"], "label": r["label"], "probability": r["probability"],
+                       **{f"p_{k}": v for k, v in r["probabilities"].items()}} for r in rows]).to_csv(out, index=False)
+    else:
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"wrote {len(rows)} predictions to {out}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .inference import merge_adapter
+
+    print(f"wrote merged model to {merge_adapter(args.adapter, args.output, args.dtype)}")
+    return 0
+
+
+def cmd_infer_bench(args: argparse.Namespace) -> int:
+    from .inference_bench import run_modes
+
+    run_modes(args.adapter, args.texts, Path(args.output), repeats=args.repeats)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_infer_bench_mode(args: argparse.Namespace) -> int:
+    from .inference_bench import time_mode
+
+    texts = Path(args.texts).read_text(encoding="utf-8").splitlines()
+    print("INFER_RECORD " + json.dumps(time_mode(args.adapter, args.mode, texts, repeats=args.repeats)))
     return 0
 
 
@@ -212,7 +277,8 @@ def cmd_bench_arm(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "bench": cmd_bench,
-            "bench-plots": cmd_bench_plots, "bench-arm": cmd_bench_arm}
+            "bench-plots": cmd_bench_plots, "bench-arm": cmd_bench_arm, "merge": cmd_merge,
+            "infer-bench": cmd_infer_bench, "infer-bench-mode": cmd_infer_bench_mode}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Using a trained adapter: reload it onto the 4-bit base, predict, evaluate."""
+"""Using a trained adapter: reload it (4-bit, 16-bit or merged), merge and export it, predict in batches."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class LoadedAdapter:
     max_length: int
     hardware: Hardware
     base_model: str
+    mode: str = "4bit"
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
         return predict_logits(self.model, self.tokenizer, texts, self.max_length, batch_size, progress=progress)
@@ -62,26 +63,89 @@ def read_training_config(adapter_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedAdapter:
-    """The 4-bit base model (as in training) with the saved LoRA adapter and classifier head on top."""
+MODES = ("4bit", "16bit", "merged")
+
+
+def is_merged_model_dir(path: Path) -> bool:
+    """A standalone model written by `merge` (config + weights, no adapter)."""
+    return (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
+
+
+def _inference_dtype(hw: Hardware) -> torch.dtype:
+    """16-bit on a GPU (bf16, or fp16 without bf16); fp32 on the CPU, where 16-bit maths is slow."""
+    return hw.compute_dtype if hw.device == "cuda" else torch.float32
+
+
+def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str = "auto") -> LoadedAdapter:
+    """A trained model ready to predict, in one of three forms.
+
+    - `4bit`: the quantized base exactly as in training, adapter on top: least memory, several adapters
+      can share one base.
+    - `16bit`: the 4-bit base dequantized to 16-bit (fp32 on the CPU), adapter kept separate.
+    - `merged`: as `16bit`, with the adapter folded into the weights by peft's `merge_and_unload`: a plain
+      transformers model, no peft at run time. A merged model directory (from `merge`) also loads here.
+    """
     from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
 
     from .data import load_label_mapping
     from .quantization import load_4bit_model, load_tokenizer
 
-    adapter_dir = Path(adapter_dir)
-    require(adapter_dir.is_dir(), f"adapter directory not found: {adapter_dir}")
-    require((adapter_dir / "adapter_config.json").is_file(),
-            f"{adapter_dir} has no adapter_config.json; pass the --output-dir of a finished `train` run")
-    cfg = read_training_config(adapter_dir)
-    id2label = load_label_mapping(adapter_dir)
+    path = Path(path)
+    require(mode in MODES, f"unknown mode {mode!r}; choose one of {MODES}")
+    require(path.is_dir(), f"adapter directory not found: {path}")
     hw = detect_hardware(compute_dtype)
-    base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model = load_4bit_model(base, len(id2label), id2label, hw.compute_dtype, hw.device,
-                            cfg["quant_type"], cfg["double_quant"])
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if is_merged_model_dir(path):
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
+        model.eval()
+        id2label = {int(k): v for k, v in model.config.id2label.items()}
+        max_length = int(read_training_config(path)["max_length"]) if (path / TRAINING_CONFIG).is_file() else 512
+        return LoadedAdapter(model, load_tokenizer(str(path)), id2label, max_length, hw, str(path), "merged")
+    require((path / "adapter_config.json").is_file(),
+            f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model")
+    cfg = read_training_config(path)
+    id2label = load_label_mapping(path)
+    base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = load_4bit_model(base, len(id2label), id2label, hw.compute_dtype, hw.device, cfg["quant_type"], cfg["double_quant"])
+    if mode != "4bit":
+        model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
+    model = PeftModel.from_pretrained(model, str(path))
+    if mode != "4bit":
+        model = model.to(_inference_dtype(hw))
+    if mode == "merged":
+        model = model.merge_and_unload()
     model.eval()
-    return LoadedAdapter(model, load_tokenizer(str(adapter_dir)), id2label, int(cfg["max_length"]), hw, base)
+    return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(cfg["max_length"]), hw, base, mode)
+
+
+def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedAdapter:
+    """The 4-bit base model (as in training) with the saved LoRA adapter and classifier head on top."""
+    return load_for_inference(adapter_dir, "4bit", compute_dtype)
+
+
+def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = "float16") -> Path:
+    """Write a standalone model: dequantized base + adapter merged, loadable without peft.
+
+    Saved in `dtype` (fp16 by default: half the bytes of fp32, more mantissa than bf16), with the tokenizer,
+    label mapping, training configuration and a model card.
+    """
+    import shutil
+
+    from .model_card import write_model_card
+
+    adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
+    require(dtype in ("float16", "bfloat16", "float32"), f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    require(not (output_dir / "config.json").exists(), f"{output_dir} already holds a model; choose another --output")
+    loaded = load_for_inference(adapter_dir, "merged", "float32" if not torch.cuda.is_available() else "auto")
+    model = loaded.model.to(getattr(torch, dtype))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    loaded.tokenizer.save_pretrained(str(output_dir))
+    for name in ("label_mapping.json", TRAINING_CONFIG, "metrics.json"):
+        if (adapter_dir / name).is_file():
+            shutil.copy(adapter_dir / name, output_dir / name)
+    write_model_card(output_dir, merged_from=str(adapter_dir), dtype=dtype)
+    return output_dir
 
 
 def texts_from_file(path: str | Path) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,10 +17,11 @@ import pandas as pd
 from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
 from .errors import require
-from .hardware import Hardware, detect_hardware, peak_gpu_memory_mb
+from .hardware import Hardware, detect_hardware
 from .inference import TRAINING_CONFIG, predict_logits
 from .lora import add_lora_adapters, count_parameters
 from .metrics import classification_metrics, softmax
+from .model_card import write_model_card
 from .plots import plot_confusion_matrix, plot_dataset_stats, plot_training_curves
 from .quantization import load_4bit_model, load_tokenizer
 from .tracking import choose_report_to
@@ -154,7 +154,8 @@ def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenize
         "versions": library_versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    write_json(out / "metrics.json", metrics)  # its presence marks a finished run
+    write_model_card(out)
     return metrics
 
 

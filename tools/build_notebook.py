@@ -94,7 +94,11 @@ from qlora_helpers.tracking import choose_report_to
 from qlora_helpers.training import train
 from qlora_helpers.plots import plot_training_curves, plot_confusion_matrix
 from qlora_helpers.metrics import format_report
+from qlora_helpers.bench_plots import draw_all, load_result
+import pandas as pd
+""")
 
+code("""
 cfg = qh.make_config(PROFILE, output_dir=OUTPUT_DIR, plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES,
                      epochs=EPOCHS, overwrite=OVERWRITE)
 print(f"PROFILE RUNNING: {cfg.profile}")
@@ -258,6 +262,33 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 """)
 
 md("""
+### Three ways to serve the adapter
+
+* `4bit` - the quantized base exactly as in training, adapter on top: least memory, and several small
+  adapters can share one base.
+* `16bit` - the base dequantized to 16-bit, adapter kept separate: faster matrix products.
+* `merged` - as `16bit`, with the adapter folded into the weights (`merge_and_unload`): a plain
+  `transformers` model with no peft at run time (`python -m qlora_helpers merge`).
+
+The adapter was trained against the NF4-rounded weights, so the dequantized forms are not bit-exact; on
+this machine the cell measures how close they are. The GPU latency and memory of each form come from
+`benchmarks/results/inference_modes_*.json`.
+""")
+
+code("""
+from qlora_helpers.inference_bench import mode_agreement
+
+pd.DataFrame(mode_agreement(cfg.output_dir, data.splits["test"]["text"].tolist()[:64])).T
+""")
+
+code("""
+gpu = load_result("benchmarks/results/inference_modes_bert_base_shapes.json")
+print(gpu["gpu"], "- bert-base shapes, 256 tokens -", gpu["date"][:10])
+pd.DataFrame([{"mode": r["mode"], "weights MiB": r["weight_memory_mb"], "peak MiB": r["peak_allocated_mb"],
+               **{f"batch {b} ms": v["latency_ms"] for b, v in r["batches"].items()}} for r in gpu["records"]])
+""")
+
+md("""
 ## 7. What NF4 buys, measured on real weights
 
 Three 4-bit formats with the same block size (64) and the same per-block absmax scale, differing only in
@@ -268,7 +299,6 @@ stored per weight, read off the tensors bitsandbytes keeps, with and without dou
 """)
 
 code("""
-import pandas as pd
 from qlora_helpers.quant_error import pretrained_matrices, quantization_errors
 
 errors = pd.DataFrame(quantization_errors(pretrained_matrices(cfg.model)))
@@ -291,8 +321,6 @@ measurements behind them.
 """)
 
 code("""
-from qlora_helpers.bench_plots import draw_all, load_result
-
 for path in draw_all("benchmarks/results", cfg.plots_dir):
     display(Image(path))
 """)
