@@ -16,6 +16,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 install: $(BIN)/.installed
 
 demo: install
+	mkdir -p outputs
 	$(BIN)/papermill QLoRA_BERT_TextClassification.ipynb outputs/QLoRA_BERT_TextClassification.executed.ipynb \
 		-p PROFILE auto --cwd . --log-output
 

@@ -6,7 +6,7 @@ set -uo pipefail
 export PYTHONPATH=$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -m qlora_helpers train --profile offline --model .carry/minilm --output-dir /tmp/minilm-adapter --plots-dir /tmp/p \
   --report-to none --overwrite 2>/tmp/train1.err | tail -1
-python3 -c "import pandas as pd; t=pd.read_csv('/tmp/minilm-adapter/test_predictions.csv')['text'].str.replace('\n',' '); open('/tmp/texts.txt','w').write('\n'.join(t))"
+python3 -c "import pandas as pd; t=pd.read_csv('/tmp/minilm-adapter/test_predictions.csv')['text'].map(lambda x: ' '.join(x.splitlines())); open('/tmp/texts.txt','w').write('\n'.join(t))"
 python3 -m qlora_helpers infer-bench --adapter /tmp/minilm-adapter --texts /tmp/texts.txt \
   --output $OUT/inference_modes_minilm.json 2>$OUT/infer1.err | tail -4
 python3 -m qlora_helpers merge --adapter /tmp/minilm-adapter --output /tmp/minilm-merged 2>>$OUT/infer1.err

@@ -9,6 +9,7 @@ process per form, so each starts with a clean allocator.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -49,6 +50,7 @@ def time_mode(adapter_dir: str | Path, mode: str, texts: list[str], batch_sizes:
     before = torch.cuda.memory_allocated() if cuda else 0
     t = time.perf_counter()
     loaded = load_for_inference(adapter_dir, mode)
+    gc.collect()  # the merge's and dequantization's discarded objects must not count as weights
     _sync()
     record: dict[str, Any] = {"mode": mode, "device": loaded.hardware.name, "load_seconds": round(time.perf_counter() - t, 2),
                               "weight_memory_mb": round((torch.cuda.memory_allocated() - before) / MIB, 1) if cuda else None,

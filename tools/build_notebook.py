@@ -205,7 +205,8 @@ md("""
 AdamW keeps two moments per trainable parameter. `paged_adamw_8bit` stores them in 8 bits (block-wise
 quantized, as in Dettmers et al. 2022) and in *paged* memory: when the GPU runs short, optimizer pages
 are moved to CPU RAM instead of the run dying with an out-of-memory error. With LoRA the optimizer state
-is small anyway; paging is insurance against memory spikes on long batches.
+is small anyway; paging is insurance against memory spikes on long batches. Paging needs CUDA: on the CPU
+bitsandbytes says so in a warning and uses the same 8-bit AdamW without paging.
 
 The `Trainer` evaluates on the validation split twice an epoch, keeps the checkpoint with the best
 validation accuracy, stops early when accuracy stops improving, and restores the best model at the end.
@@ -349,6 +350,8 @@ print(f"profile {cfg.profile} on {metrics['device']} ({metrics['compute_dtype']}
       f"{metrics['peak_gpu_memory_mb'] if metrics['peak_gpu_memory_mb'] is not None else 'n/a (CPU)'} MB")
 """)
 
+for i, cell in enumerate(cells):
+    cell.id = f"cell-{i:02d}"  # stable ids: a regenerated notebook differs only where its text does
 nb = nbf.v4.new_notebook(cells=cells)
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb.metadata["language_info"] = {"name": "python"}
