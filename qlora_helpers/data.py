@@ -60,7 +60,7 @@ class PreparedData:
         sizes = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
         return (f"{self.source}: text={self.text_column!r}, label={self.label_column!r}, "
                 f"{self.num_labels} classes {list(self.id2label.values())}; {sizes} ({self.split_origin}); "
-                f"{self.dropped_rows} rows with empty text or label dropped")
+                f"{self.dropped_rows} rows with empty text or label dropped" + "".join(f"; {n}" for n in self.notes))
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -268,6 +268,11 @@ def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_col
         tr = 1 - val_fraction - test_fraction
         origin = f"stratified {tr:.0%}/{val_fraction:.0%}/{test_fraction:.0%} split, seed {seed}"
     splits = {k: splits[k] for k in ("train", "validation", "test")}
+    seen = set(splits["train"]["text"])
+    overlap = {k: int(splits[k]["text"].isin(seen).sum()) for k in ("validation", "test")}
+    if any(overlap.values()):  # duplicated rows leak training texts into evaluation: say so, keep the split
+        notes.append(f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
+                     f"(duplicate rows in the source)")
     return PreparedData(splits, id2label, list(value_to_id), source, text_col, label_col, origin, dropped, notes)
 
 

@@ -143,3 +143,14 @@ def test_token_lengths_are_untruncated(tiny_bert):
     lengths = D.token_lengths(["a great movie", "great " * 600], tok)
     assert lengths[0] == 5 and lengths[1] == 602  # [CLS] ... [SEP]
     assert tok.convert_tokens_to_ids("great") != tok.unk_token_id
+
+
+def test_duplicate_rows_across_splits_are_reported():
+    df = pd.DataFrame({"text": [f"t{i % 50}" for i in range(200)], "label": [i % 2 for i in range(200)]})
+    data = D.prepare_data_from_frames({"all": df}, "mem")
+    note = next(n for n in data.notes if n.startswith("texts also in train"))
+    expected = {k: int(data.splits[k]["text"].isin(set(data.splits["train"]["text"])).sum()) for k in ("validation", "test")}
+    assert note.startswith(f"texts also in train: {expected['validation']} validation, {expected['test']} test")
+    assert expected["test"] > 0 and note in data.describe()
+    assert not any(n.startswith("texts also") for n in D.prepare_data_from_frames(
+        {"all": df.drop_duplicates("text")}, "mem").notes)
