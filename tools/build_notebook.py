@@ -347,7 +347,7 @@ print(f"profile {cfg.profile} on {metrics['device']} ({metrics['compute_dtype']}
       f"{metrics['trainable_params']:,} trainable of {metrics['total_params']:,} parameters "
       f"({metrics['trainable_percent']:.2f}%), training {metrics['train_runtime_s']:.0f} s at "
       f"{metrics['train_samples_per_second']:.1f} samples/s, peak GPU memory "
-      f"{metrics['peak_gpu_memory_mb'] if metrics['peak_gpu_memory_mb'] is not None else 'n/a (CPU)'} MB")
+      + (f"{metrics['peak_gpu_memory_mb']:.0f} MiB" if metrics["peak_gpu_memory_mb"] is not None else "n/a (CPU run)"))
 """)
 
 for i, cell in enumerate(cells):
