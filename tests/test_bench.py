@@ -33,7 +33,8 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
 
 
 def test_run_to_completion_records_test_accuracy(bench_settings):
-    settings = {**bench_settings, "max_steps": None, "epochs": 6.0, "lr": 2e-2, "batch_size": 8, "grad_accum": 2}
+    settings = {**bench_settings, "max_steps": None, "epochs": 6.0, "lr": 2e-2, "batch_size": 8, "grad_accum": 2,
+                "early_stopping_patience": 0}  # the tiny model plateaus at 50% for a few evaluations first
     record = run_arm("qlora", make_config("full", **settings), warmup_steps=2, evaluate_test=True)
     assert record["test_accuracy"] >= 0.9 and 0 < record["test_f1_weighted"] <= 1
 
