@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .config import TrainConfig
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
@@ -61,6 +61,7 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
         logging_strategy="steps",
         logging_steps=schedule.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN must reach the log, where StopOnNonFiniteLoss sees it
         save_strategy="steps" if keep else "no",
         save_steps=schedule.eval_steps,
         save_total_limit=2 if keep else None,
@@ -77,6 +78,21 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
         ddp_find_unused_parameters=False,
         use_cpu=hw.device == "cpu",
     )
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stop at the first logged NaN/inf loss instead of training on garbage; `problem` says what happened."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            lr = (logs or {}).get("learning_rate")
+            self.problem = (f"training stopped at step {state.global_step}: the loss became {loss} (learning rate {lr}); "
+                            f"lower --lr, keep --max-grad-norm on, or use bf16 instead of fp16 where the GPU has it")
+            control.should_training_stop = True
 
 
 @dataclass
@@ -97,7 +113,8 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
                                 torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
     args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
-    callbacks += extra_callbacks or []
+    guard = StopOnNonFiniteLoss()
+    callbacks += [guard] + (extra_callbacks or [])
     trainer = Trainer(
         model=model,
         args=args,
@@ -114,6 +131,10 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
     trainer.model_accepts_loss_kwargs = False
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    if guard.problem:
+        from .errors import UserError
+
+        raise UserError(guard.problem)
     metrics = dict(result.metrics)
     metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb()
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint

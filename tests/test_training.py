@@ -95,3 +95,32 @@ def test_early_stopping_restores_the_best_checkpoint(tiny_config):
     assert len(evals) < 4  # stopped before the last epoch
     assert result.metrics["best_val_accuracy"] == max(e["eval_accuracy"] for e in evals)
     assert result.metrics["best_checkpoint"] is not None
+
+
+def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
+    """A forward that turns NaN after a few steps ends the run with the step, the lr and the fix."""
+    import torch
+
+    from qlora_helpers import pipeline
+    from qlora_helpers.errors import UserError
+
+    cfg = tiny_config(epochs=2.0, save_checkpoints=False, early_stopping_patience=0)
+    original = pipeline.build_model
+
+    def poisoned(*args, **kwargs):
+        model, counts = original(*args, **kwargs)
+        calls = {"n": 0}
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            return output * float("nan") if calls["n"] > 8 and module.training else output
+
+        model.base_model.model.classifier.register_forward_hook(hook)
+        return model, counts
+
+    monkeypatch.setattr(pipeline, "build_model", poisoned)
+    with pytest.raises(UserError, match=r"training stopped at step \d+: the loss became nan \(learning rate .*lower --lr"):
+        pipeline.train_pipeline(cfg)
+    from pathlib import Path
+
+    assert not (Path(cfg.output_dir) / "metrics.json").exists()
