@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune with QLoRA and write adapter, metrics.json and plots")
     train.add_argument("--profile", choices=sorted(PROFILES) + ["auto"], default="full",
                        help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized; auto: full when a GPU and the Hub are there")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --output-dir from its last complete checkpoint")
     add_config_flags(train)
 
     predict = sub.add_parser("predict", help="classify texts with a trained adapter or merged model")
@@ -142,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train_pipeline
 
     cfg = config_from_args(args)
-    result = train_pipeline(cfg)
+    result = train_pipeline(cfg, resume=args.resume)
     keys = ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params", "trainable_percent",
             "peak_gpu_memory_mb", "train_runtime_s", "train_samples_per_second", "compute_dtype", "device")
     print(json.dumps({k: result.metrics[k] for k in keys}))

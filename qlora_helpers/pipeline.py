@@ -46,21 +46,52 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
-def check_output_dir(cfg: TrainConfig) -> Path:
+def check_output_dir(cfg: TrainConfig, resume: bool = False) -> Path:
     """Refuse to overwrite a finished run unless asked; nothing is written before this check."""
     out = Path(cfg.output_dir)
     require(not out.is_file(), f"output_dir {out} is a file; pass a directory")
-    require(cfg.overwrite or not (out / "metrics.json").exists(),
+    finished = (out / "metrics.json").exists()
+    require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
+    require(cfg.overwrite or not finished,
             f"{out} already holds a finished run (metrics.json); pass --overwrite to replace it or choose another --output-dir")
     return out
 
 
-def start(cfg: TrainConfig) -> Hardware:
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint that was saved to the end; half-written ones (a kill during a save) are removed.
+
+    The Trainer writes `trainer_state.json` last, so a checkpoint without it was interrupted mid-save and
+    cannot be resumed from.
+    """
+    import shutil
+
+    root = Path(output_dir) / "checkpoints"
+    found = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+    complete = [c for c in found if (c / "trainer_state.json").is_file()]
+    for c in found:
+        if c not in complete:
+            print(f"removing {c}: interrupted while it was being saved")
+            shutil.rmtree(c, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def resume_point(cfg: TrainConfig, resume: bool) -> str | None:
+    """The checkpoint to continue from when resuming (None for a fresh run); an error if there is none."""
+    if not resume:
+        return None
+    checkpoint = last_complete_checkpoint(cfg.output_dir)
+    require(checkpoint is not None, f"nothing to resume in {cfg.output_dir}: no complete checkpoint; "
+                                    f"start again without --resume")
+    print(f"resuming from {checkpoint}")
+    return str(checkpoint)
+
+
+def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     """Validate the configuration, pick the hardware and dtype, seed everything; print one line each."""
     from transformers import set_seed
 
     cfg.validate()
-    check_output_dir(cfg)
+    check_output_dir(cfg, resume)
     hw = detect_hardware(cfg.compute_dtype)
     set_seed(cfg.seed)
     print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")
@@ -159,9 +190,13 @@ def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenize
     return metrics
 
 
-def train_pipeline(cfg: TrainConfig) -> RunResult:
-    """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots."""
-    hw = start(cfg)
+def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult:
+    """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots.
+
+    `resume=True` continues an interrupted run from its last complete checkpoint (same configuration).
+    """
+    hw = start(cfg, resume)
+    checkpoint = resume_point(cfg, resume)
     data = load_data(cfg)
     report_to, report_line = choose_report_to(cfg.report_to)
     print(report_line)
@@ -169,7 +204,7 @@ def train_pipeline(cfg: TrainConfig) -> RunResult:
     plots = {"dataset_stats": plot_data(cfg, data, tokenizer)}
     tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
     model, counts = build_model(cfg, data, hw)
-    outcome = train(model, tokenized, tokenizer, cfg, hw, report_to)
+    outcome = train(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint=checkpoint)
     test_metrics, test_logits = evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
                                                cfg.max_length, cfg.eval_batch_size)
     metrics = save_run(cfg, hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)

@@ -56,6 +56,7 @@ PLOTS_DIR = "Data"      # where the PNG plots go
 MAX_SAMPLES = None      # e.g. 2000 for a quick full-profile run
 EPOCHS = None           # None: the profile's default
 OVERWRITE = True        # re-running the notebook replaces its own earlier outputs
+RESUME = False          # True: continue an interrupted training from its last complete checkpoint
 REPO_URL = ""           # on Colab/Kaggle: the git URL of this project (your fork), cloned if the code is missing
 """, tags=("parameters",))
 
@@ -102,7 +103,7 @@ code("""
 cfg = qh.make_config(PROFILE, output_dir=OUTPUT_DIR, plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES,
                      epochs=EPOCHS, overwrite=OVERWRITE)
 print(f"PROFILE RUNNING: {cfg.profile}")
-hw = pipeline.start(cfg)
+hw = pipeline.start(cfg, resume=RESUME)
 report_to, line = choose_report_to(cfg.report_to)
 print(line)
 """)
@@ -213,7 +214,8 @@ validation accuracy, stops early when accuracy stops improving, and restores the
 """)
 
 code("""
-outcome = train(model, tokenized, tokenizer, cfg, hw, report_to)
+outcome = train(model, tokenized, tokenizer, cfg, hw, report_to,
+                resume_from_checkpoint=pipeline.resume_point(cfg, RESUME))
 {k: outcome.metrics[k] for k in ("train_runtime", "train_samples_per_second", "optimizer_steps",
                                  "best_val_accuracy", "peak_gpu_memory_mb")}
 """)
