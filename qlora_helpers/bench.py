@@ -27,14 +27,11 @@ import torch
 from transformers import TrainerCallback
 
 from .config import TrainConfig
+from .hardware import synchronize
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
 MIB = 2**20
 
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 class StepTimer(TrainerCallback):
@@ -49,10 +46,10 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
-            _sync()
+            synchronize()
             self.start, self.start_step = time.perf_counter(), state.global_step
         elif state.global_step > self.warmup:
-            _sync()
+            synchronize()
             self.end, self.end_step = time.perf_counter(), state.global_step
 
     def seconds_per_step(self) -> float | None:
@@ -126,7 +123,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated() if hw.device == "cuda" else 0
     model = build_arm_model(arm, cfg, data.num_labels, data.id2label, hw)
-    _sync()
+    synchronize()
     weight_mb = (torch.cuda.memory_allocated() - base) / MIB if hw.device == "cuda" else None
     counts = count_parameters(model)
     embeddings = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
@@ -136,7 +133,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         torch.cuda.reset_peak_memory_stats()
     outcome = train(model, tokenized, tokenizer, arm_cfg, hw, evaluation=evaluate_test,
                     mixed_precision=arm != "full_fp32", extra_callbacks=[timer])
-    _sync()
+    synchronize()
     sps = timer.seconds_per_step()
     per_step = cfg.batch_size * cfg.grad_accum
     record: dict[str, Any] = {

@@ -50,6 +50,12 @@ def detect_hardware(requested_dtype: str = "auto") -> Hardware:
     raise UserError(f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU")
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a host clock or memory reading sees it finished (no-op on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def reset_peak_gpu_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inference import MODES, load_for_inference, predict_logits
+from .hardware import synchronize
+from .inference import MODES, load_for_inference
 
 MIB = 2**20
 
@@ -36,10 +37,6 @@ def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, 
                 "max_abs_logit_diff": float(np.abs(v - ref).max()), "texts": len(texts)} for m, v in logits.items()}
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
 
 def time_mode(adapter_dir: str | Path, mode: str, texts: list[str], batch_sizes: tuple[int, ...] = (1, 64),
               repeats: int = 20) -> dict[str, Any]:
@@ -51,7 +48,7 @@ def time_mode(adapter_dir: str | Path, mode: str, texts: list[str], batch_sizes:
     t = time.perf_counter()
     loaded = load_for_inference(adapter_dir, mode)
     gc.collect()  # the merge's and dequantization's discarded objects must not count as weights
-    _sync()
+    synchronize()
     record: dict[str, Any] = {"mode": mode, "device": loaded.hardware.name, "load_seconds": round(time.perf_counter() - t, 2),
                               "weight_memory_mb": round((torch.cuda.memory_allocated() - before) / MIB, 1) if cuda else None,
                               "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
@@ -64,12 +61,12 @@ def time_mode(adapter_dir: str | Path, mode: str, texts: list[str], batch_sizes:
         with torch.no_grad():
             for _ in range(3):  # warm-up: kernels, allocator, dequantization buffers
                 model(**batch)
-            _sync()
+            synchronize()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 model(**batch)
-                _sync()
+                synchronize()
                 times.append(time.perf_counter() - start)
         ms = 1000 * statistics.median(times)
         record["batches"][str(bs)] = {"latency_ms": round(ms, 3), "samples_per_second": round(bs / ms * 1000, 1),

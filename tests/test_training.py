@@ -99,7 +99,6 @@ def test_early_stopping_restores_the_best_checkpoint(tiny_config):
 
 def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
     """A forward that turns NaN after a few steps ends the run with the step, the lr and the fix."""
-    import torch
 
     from qlora_helpers import pipeline
     from qlora_helpers.errors import UserError
