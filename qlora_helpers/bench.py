@@ -165,6 +165,19 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     return record
 
 
+def record_from_child(command: list[str], prefix: str, identity: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh process and read its JSON record (the last stdout line after `prefix`).
+
+    A child that fails gives `identity` plus an `error` holding the last lines it printed, so one broken
+    configuration does not lose the others' measurements.
+    """
+    proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(prefix)]
+    if proc.returncode == 0 and lines:
+        return json.loads(lines[-1].removeprefix(prefix))
+    return {**identity, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])}
+
+
 def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_steps: int = 5,
              evaluate_test: bool = False, checkpointing: tuple[bool, ...] = (True,), label: str = "") -> dict[str, Any]:
     """Each (arm, checkpointing) in its own subprocess; all records in one JSON file with the command line."""
@@ -176,13 +189,7 @@ def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_ste
             if evaluate_test:
                 child.append("--evaluate-test")
             started = time.perf_counter()
-            proc = subprocess.run(child, capture_output=True, text=True, env=os.environ.copy())
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RECORD ")]
-            if proc.returncode != 0 or not lines:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                record = {"arm": arm, "gradient_checkpointing": ckpt, "error": " | ".join(tail)}
-            else:
-                record = json.loads(lines[-1].removeprefix("BENCH_RECORD "))
+            record = record_from_child(child, "BENCH_RECORD ", {"arm": arm, "gradient_checkpointing": ckpt})
             record["process_seconds"] = round(time.perf_counter() - started, 1)
             records.append(record)
             print(summary_line(record), flush=True)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bench import record_from_child
 from .hardware import synchronize
 from .inference import MODES, load_for_inference
 
@@ -82,10 +81,7 @@ def run_modes(adapter_dir: str | Path, texts_file: str | Path, output: Path, mod
     for mode in modes:
         child = [sys.executable, "-m", "qlora_helpers", "infer-bench-mode", "--adapter", str(adapter_dir), "--mode", mode,
                  "--texts", str(texts_file), "--repeats", str(repeats)]
-        proc = subprocess.run(child, capture_output=True, text=True, env=os.environ.copy())
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("INFER_RECORD ")]
-        records.append(json.loads(lines[-1].removeprefix("INFER_RECORD ")) if proc.returncode == 0 and lines
-                       else {"mode": mode, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])})
+        records.append(record_from_child(child, "INFER_RECORD ", {"mode": mode}))
         print(records[-1], flush=True)
     texts = Path(texts_file).read_text(encoding="utf-8").splitlines()
     result = {"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
