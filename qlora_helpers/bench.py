@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
 from .config import TrainConfig
 from .hardware import synchronize
@@ -32,30 +31,6 @@ from .hardware import synchronize
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
 MIB = 2**20
 
-
-
-class StepTimer(TrainerCallback):
-    """Wall time between the end of warm-up step `warmup` and the end of the last step, synchronised.
-
-    Logging, evaluation and saving are outside the timed steps only when they are switched off, which
-    the speed runs do.
-    """
-
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end, self.start_step, self.end_step = warmup, None, None, 0, 0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            synchronize()
-            self.start, self.start_step = time.perf_counter(), state.global_step
-        elif state.global_step > self.warmup:
-            synchronize()
-            self.end, self.end_step = time.perf_counter(), state.global_step
-
-    def seconds_per_step(self) -> float | None:
-        if self.start is None or self.end is None or self.end_step == self.start_step:
-            return None
-        return (self.end - self.start) / (self.end_step - self.start_step)
 
 
 def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[int, str], hw):
@@ -117,7 +92,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     set_seed(cfg.seed)
     data = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
+    tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
     if hw.device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -128,23 +103,25 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     counts = count_parameters(model)
     embeddings = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     arm_cfg = cfg if arm in ("qlora", "lora_16bit") else cfg.replace(optim="adamw_torch", lr=min(cfg.lr, 5e-5))
-    timer = StepTimer(warmup_steps)
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     outcome = train(model, tokenized, tokenizer, arm_cfg, hw, evaluation=evaluate_test,
-                    mixed_precision=arm != "full_fp32", extra_callbacks=[timer])
+                    mixed_precision=arm != "full_fp32", timing_warmup=warmup_steps)
     synchronize()
-    sps = timer.seconds_per_step()
     per_step = cfg.batch_size * cfg.grad_accum
+    timed = outcome.metrics["timed_steps"]
+    sps = outcome.metrics["timed_seconds"] / timed if timed else None
     record: dict[str, Any] = {
         "arm": arm, "model": cfg.model, "dataset": cfg.dataset, "device": hw.name,
         "compute_dtype": hw.dtype_name if arm != "full_fp32" else "float32",
         "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_length": cfg.max_length,
         "gradient_checkpointing": cfg.gradient_checkpointing, "optimizer": arm_cfg.optim, "lr": arm_cfg.lr,
+        "truncation": cfg.truncation, "group_by_length": cfg.group_by_length, "target_modules": cfg.target_modules,
+        "seed": cfg.seed, "profile": cfg.profile,
         "lora_r": cfg.lora_r if "lora" in arm else None,
         "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],
-        "timed_steps": timer.end_step - timer.start_step, "warmup_steps": warmup_steps,
-        "timing_includes_evaluation": evaluate_test,  # runs to completion evaluate between timed steps
+        "timed_steps": timed, "warmup_steps": warmup_steps, "step_ms": outcome.metrics["step_ms"],
+        "timing_includes_evaluation": False,  # steps with an evaluation or a save are left out of the timing
         "samples_per_second": round(per_step / sps, 2) if sps else None,
         "seconds_per_epoch": round(len(data.splits["train"]) / (per_step / sps), 2) if sps else None,
         "weight_memory_mb": round(weight_mb, 1) if weight_mb is not None else None,
@@ -158,7 +135,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     }
     if evaluate_test:
         metrics, _ = evaluate_split(model, tokenizer, data.splits["test"], data.id2label, cfg.max_length,
-                                    cfg.eval_batch_size)
+                                    cfg.eval_batch_size, cfg.truncation)
         record.update(test_accuracy=metrics["accuracy"], test_f1_weighted=metrics["f1_weighted"],
                       best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
                       train_runtime_s=round(outcome.metrics["train_runtime"], 1))
@@ -178,25 +155,89 @@ def record_from_child(command: list[str], prefix: str, identity: dict[str, Any])
     return {**identity, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])}
 
 
+def measure_arm(arm: str, settings: dict[str, Any], warmup_steps: int = 5, evaluate_test: bool = False,
+                profile: str = "full") -> dict[str, Any]:
+    """One arm of one preset (`settings` on top of it) trained in a fresh process; its record."""
+    child = [sys.executable, "-m", "qlora_helpers", "bench-arm", "--arm", arm, "--profile", profile,
+             "--warmup-steps", str(warmup_steps), "--settings", json.dumps(settings)]
+    if evaluate_test:
+        child.append("--evaluate-test")
+    started = time.perf_counter()
+    record = record_from_child(child, "BENCH_RECORD ", {"arm": arm, "profile": profile,
+                                                       "gradient_checkpointing": settings.get("gradient_checkpointing")})
+    record["process_seconds"] = round(time.perf_counter() - started, 1)
+    print(summary_line(record), flush=True)
+    return record
+
+
+def _write(output: Path, result: dict[str, Any]) -> dict[str, Any]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))  # after every run: a cut-off benchmark keeps what it measured
+    return result
+
+
 def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_steps: int = 5,
              evaluate_test: bool = False, checkpointing: tuple[bool, ...] = (True,), label: str = "") -> dict[str, Any]:
     """Each (arm, checkpointing) in its own subprocess; all records in one JSON file with the command line."""
     records = []
     for ckpt in checkpointing:
         for arm in arms:
-            child = [sys.executable, "-m", "qlora_helpers", "bench-arm", "--arm", arm, "--warmup-steps", str(warmup_steps),
-                     "--settings", json.dumps({**settings, "gradient_checkpointing": ckpt})]
-            if evaluate_test:
-                child.append("--evaluate-test")
-            started = time.perf_counter()
-            record = record_from_child(child, "BENCH_RECORD ", {"arm": arm, "gradient_checkpointing": ckpt})
-            record["process_seconds"] = round(time.perf_counter() - started, 1)
-            records.append(record)
-            print(summary_line(record), flush=True)
-            result = _result(label, records)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(result, indent=2))  # after every arm: a cut-off run keeps what it measured
+            records.append(measure_arm(arm, {**settings, "gradient_checkpointing": ckpt}, warmup_steps, evaluate_test))
+            result = _write(output, _result(label, records))
     return result
+
+
+RECIPE_RUNS = (("reference", "qlora"), ("full", "qlora"), ("full", "full_16bit"))
+
+
+def compare_recipes(settings: dict[str, Any], seeds: list[int], output: Path, runs=RECIPE_RUNS,
+                    warmup_steps: int = 5, evaluate_test: bool = True, label: str = "recipes",
+                    changes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The reference preset against the default recipe (and full fine-tuning), each run in its own process.
+
+    `settings` (model, data, epochs, ...) apply to every run; everything else is each preset's own.
+    A summary per (preset, arm) gives the mean over seeds and the ratios to the reference.
+    """
+    records: list[dict[str, Any]] = []
+    for seed in seeds:
+        for profile, arm in runs:
+            own = {**settings, **(changes or {}).get(profile, {}), "seed": seed}
+            records.append(measure_arm(arm, own, warmup_steps, evaluate_test, profile))
+            _write(output, {**_result(label, records), "summary": summarise_recipes(records)})
+    return json.loads(output.read_text())
+
+
+def summarise_recipes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean (and spread) of accuracy, samples/s and peak memory per (preset, arm), with ratios to the reference."""
+    import statistics
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:  # runs of a preset with a lever changed (--set) form their own group
+        if "error" not in r:
+            key = (r["profile"], r["arm"], tuple(r.get("target_modules") or ()), r.get("lr"), r.get("batch_size"))
+            groups.setdefault(key, []).append(r)
+
+    def mean(rows, key):
+        values = [row[key] for row in rows if row.get(key) is not None]
+        return round(statistics.fmean(values), 4) if values else None
+
+    out = []
+    for (profile, arm, targets, lr, batch), rows in groups.items():
+        accs = [row["test_accuracy"] for row in rows if row.get("test_accuracy") is not None]
+        out.append({"profile": profile, "arm": arm, "target_modules": list(targets), "lr": lr, "batch_size": batch,
+                    "runs": len(rows), "seeds": [row["seed"] for row in rows],
+                    "test_accuracy_mean": mean(rows, "test_accuracy"),
+                    "test_accuracy_sd": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
+                    "samples_per_second": mean(rows, "samples_per_second"),
+                    "seconds_per_epoch": mean(rows, "seconds_per_epoch"),
+                    "peak_allocated_mb": mean(rows, "peak_allocated_mb")})
+    ref = next((s for s in out if (s["profile"], s["arm"], s["lr"]) == ("reference", "qlora", 2e-4)), None)
+    for s in out:
+        if ref and ref["samples_per_second"] and s["samples_per_second"]:
+            s["speedup_vs_reference"] = round(s["samples_per_second"] / ref["samples_per_second"], 2)
+        if ref and ref["peak_allocated_mb"] and s["peak_allocated_mb"]:
+            s["peak_memory_vs_reference"] = round(s["peak_allocated_mb"] / ref["peak_allocated_mb"], 2)
+    return out
 
 
 def _result(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,11 +247,11 @@ def _result(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def summary_line(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} ERROR {r['error']}"
+        return f"{r.get('profile', 'full')}:{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} ERROR {r['error']}"
     acc = f" acc {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else ""
-    return (f"{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} weights {r['weight_memory_mb']} MB, "
+    return (f"{r.get('profile', 'full')}:{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} weights {r['weight_memory_mb']} MB, "
             f"peak alloc {r['peak_allocated_mb']} MB, reserved {r['peak_reserved_mb']} MB, "
-            f"{r['samples_per_second']} samples/s, trainable {r['trainable_params']:,}{acc}")
+            f"{r['samples_per_second']} samples/s (step ms {r.get('step_ms')}), trainable {r['trainable_params']:,}{acc}")
 
 
 def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PROFILES, TrainConfig
+from .dependencies import INSTALL, check_dependencies
 from .errors import UserError
 
 EXIT_BAD_INPUT = 2
@@ -129,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     arm.add_argument("--settings", required=True)
     arm.add_argument("--warmup-steps", type=int, default=5)
     arm.add_argument("--evaluate-test", action="store_true")
+    arm.add_argument("--profile", default="full", choices=["full", "reference"])
+
+    recipes = sub.add_parser("bench-recipes", help="the reference preset against the default recipe and full "
+                                                   "fine-tuning, each run in its own process")
+    recipes.add_argument("--model", default="bert-base-uncased")
+    recipes.add_argument("--random-weights", action="store_true",
+                         help="the model's architecture with random weights (speed and memory only)")
+    recipes.add_argument("--dataset", default=None, help="default: the recipe's Hub dataset")
+    recipes.add_argument("--seeds", nargs="+", type=int, default=[42])
+    recipes.add_argument("--epochs", type=float, default=None)
+    recipes.add_argument("--max-steps", type=int, default=None, help="speed only: stop after this many steps, no test")
+    recipes.add_argument("--max-samples", type=int, default=None)
+    recipes.add_argument("--runs", nargs="+", default=["reference:qlora", "full:qlora", "full:full_16bit"],
+                         help="preset:arm pairs")
+    recipes.add_argument("--set", nargs="+", default=[], metavar="PRESET:KEY=JSON",
+                         help="change one setting of one preset's runs, e.g. full:lr=1e-3 (levers)")
+    recipes.add_argument("--warmup-steps", type=int, default=5)
+    recipes.add_argument("--output", required=True)
+    recipes.add_argument("--label", default="recipes")
     return parser
 
 
@@ -141,10 +161,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .pipeline import train_pipeline
 
     cfg = config_from_args(args)
-    result = train_pipeline(cfg, resume=args.resume)
+    try:
+        result = train_pipeline(cfg, resume=args.resume)
+    finally:
+        distributed.finish()
+    if result is None:  # not the main process of a distributed run: it printed and wrote nothing
+        return 0
     keys = ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params", "trainable_percent",
             "peak_gpu_memory_mb", "train_runtime_s", "train_samples_per_second", "compute_dtype", "device")
     print(json.dumps({k: result.metrics[k] for k in keys}))
@@ -220,7 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     frame = load_labelled_file(args.dataset, read_label_mapping(adapter), args.text_column, args.label_column)
     output = Path(args.output) if args.output else adapter / f"evaluation_{Path(args.dataset).name.split('.')[0]}.json"
     loaded = load_adapter(adapter)
-    metrics, _ = evaluate_split(loaded.model, loaded.tokenizer, frame, loaded.id2label, loaded.max_length, args.batch_size)
+    metrics, _ = evaluate_split(loaded.model, loaded.tokenizer, frame, loaded.id2label, loaded.max_length, args.batch_size,
+                                loaded.truncation)
     metrics.update(dataset=str(args.dataset), rows=len(frame), device=loaded.hardware.name,
                    compute_dtype=loaded.hardware.dtype_name)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -273,22 +300,74 @@ def cmd_bench_arm(args: argparse.Namespace) -> int:
     from .bench import run_arm
     from .config import make_config
 
-    record = run_arm(args.arm, make_config("full", **json.loads(args.settings)), args.warmup_steps, args.evaluate_test)
+    record = run_arm(args.arm, make_config(args.profile, **json.loads(args.settings)), args.warmup_steps,
+                     args.evaluate_test)
     print("BENCH_RECORD " + json.dumps(record))
+    return 0
+
+
+def cmd_bench_recipes(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .bench import ARMS, compare_recipes, make_random_model_dir
+    from .config import HUB_DATASET
+
+    model = args.model
+    if args.random_weights:
+        model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-"))))
+    work = tempfile.mkdtemp(prefix="bench-")
+    settings = {"model": model, "dataset": args.dataset or HUB_DATASET, "output_dir": f"{work}/run",
+                "plots_dir": f"{work}/plots", "report_to": "none", "overwrite": True}
+    for key in ("max_steps", "epochs", "max_samples"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    runs = []
+    for spec in args.runs:
+        profile, _, arm = spec.partition(":")
+        if profile not in ("reference", "full") or arm not in ARMS:
+            raise UserError(f"--runs takes preset:arm with preset reference or full and arm one of {ARMS}, got {spec!r}")
+        runs.append((profile, arm))
+    changes: dict[str, dict[str, Any]] = {}
+    for spec in args.set:
+        profile, _, assignment = spec.partition(":")
+        key, _, value = assignment.partition("=")
+        if profile not in ("reference", "full") or not key or not value:
+            raise UserError(f"--set takes PRESET:KEY=JSON, e.g. full:lr=1e-3, got {spec!r}")
+        try:
+            changes.setdefault(profile, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes.setdefault(profile, {})[key] = value
+    compare_recipes(settings, args.seeds, Path(args.output), runs, args.warmup_steps,
+                    evaluate_test=args.max_steps is None, label=args.label, changes=changes)
+    print(f"wrote {args.output}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "bench": cmd_bench,
             "bench-plots": cmd_bench_plots, "bench-arm": cmd_bench_arm, "merge": cmd_merge,
-            "infer-bench": cmd_infer_bench, "infer-bench-mode": cmd_infer_bench_mode}
+            "infer-bench": cmd_infer_bench, "infer-bench-mode": cmd_infer_bench_mode, "bench-recipes": cmd_bench_recipes}
+
+
+def _close_progress_bars() -> None:
+    """Finish the progress bars an error interrupted, so the error starts its own line and stays the last one."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_dependencies()
         return COMMANDS[args.command](args)
     except UserError as e:
+        _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImportError as e:  # a package outside the checked core (datasets, scikit-learn, matplotlib, ...)
+        _close_progress_bars()
+        print(f"error: cannot import {e.name or 'a required package'} ({e}); {INSTALL}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -44,7 +44,8 @@ class TrainConfig:
     max_samples: int | None = _f(None, "Use at most this many rows (stratified sample) - for quick runs.")
     val_fraction: float = _f(0.1, "Validation share when the dataset has no validation split (80/10/10 default).")
     test_fraction: float = _f(0.1, "Test share when the dataset has no test split.")
-    max_length: int = _f(256, "Tokens kept per text: most IMDb reviews fit; attention cost grows with its square.")
+    max_length: int = _f(256, "Tokens kept per text: attention cost grows with its square; with head+tail truncation 256 tokens hold a long review's opening and its verdict.")
+    truncation: str = _f("head_tail", "How a long text is cut: head_tail keeps the first quarter of max_length from the start and the rest from the end (Sun et al. 2019: above head-only for BERT on IMDb); head keeps the start.")
     # --- quantization (QLoRA, Dettmers et al. 2023) ------------------------------------------
     quant_type: str = _f("nf4", "NF4 is information-theoretically optimal for normally distributed weights.")
     double_quant: bool = _f(True, "Quantizes the quantization constants too: measured 4.5 -> 4.127 bits per weight (quant_error.py).")
@@ -53,14 +54,16 @@ class TrainConfig:
     lora_r: int = _f(16, "Rank of the update; 8-16 is plenty for classification.")
     lora_alpha: float = _f(32, "Scale alpha/r = 2, the common choice that keeps the lr portable across ranks.")
     lora_dropout: float = _f(0.1, "Regularises the small adapter on a small dataset.")
-    target_modules: list[str] = _f(["query", "value"], "Linear layers that get adapters: attention query/value as in the LoRA paper.")
-    gradient_checkpointing: bool = _f(True, "Recompute activations in backward. Measured for QLoRA at bert-base size on an H100: peak 600 vs 1,792 MiB, 106 vs 154 samples/s.")
+    target_modules: list[str] = _f(["query", "key", "value", "dense"], "Linear layers that get adapters: every linear layer of the encoder (attention and feed-forward), as QLoRA recommends; the 4-bit base is dequantized for each anyway. The LoRA paper's query/value is the reference preset.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward instead of storing them: least memory, but every layer runs (and dequantizes) twice. Off by default; see benchmarks/recipe_notes.md for the measured trade.")
     # --- optimisation ------------------------------------------------------------------------
     epochs: float = _f(3.0, "Passes over the training split; early stopping may end sooner.")
-    batch_size: int = _f(16, "Micro-batch per device; measured QLoRA peak at bert-base size x 256 tokens: 600 MiB (H100), far inside a T4's 16 GB.")
-    grad_accum: int = _f(2, "Micro-batches per optimizer step: effective batch 32.")
-    eval_batch_size: int = _f(64, "No gradients in evaluation, so larger batches are cheap.")
-    lr: float = _f(2e-4, "Common LoRA practice: about 10x a full fine-tuning rate (2e-5 to 5e-5), since only small adapters move.")
+    batch_size: int = _f(64, "Micro-batch per device: large enough that each 4-bit dequantization is spent on many rows (see benchmarks/recipe_notes.md for the measured peak memory).")
+    grad_accum: int = _f(1, "Micro-batches per optimizer step (effective batch = batch_size x grad_accum x processes).")
+    group_by_length: bool = _f(True, "Batch texts of similar length together so little compute goes to padding (the Trainer's length-grouped sampler).")
+    dataloader_workers: int = _f(0, "Processes that collate batches while the GPU computes (GPU only). Off: 2 workers showed no gain within the run-to-run spread (benchmarks/recipe_notes.md), and a free Colab has 2 cores.")
+    eval_batch_size: int = _f(256, "No gradients in evaluation, so larger batches are cheap.")
+    lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch (fewer steps).")
     lr_scheduler: str = _f("cosine", "Smooth decay to zero after warm-up.")
     warmup: float = _f(0.1, "Share of the optimizer steps spent warming up (transformers 5: warmup_steps<1 is a ratio).")
     weight_decay: float = _f(0.01, "Light decay on the adapter and head.")
@@ -70,6 +73,7 @@ class TrainConfig:
     early_stopping_patience: int = _f(2, "Stop after this many evaluations without a better validation accuracy (0 = off).")
     save_checkpoints: bool = _f(True, "Keep checkpoints so the best one is restored at the end (needed for early stopping).")
     max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs) - for smoke tests.")
+    oom_retry: bool = _f(False, "On a GPU out-of-memory error, restart training with half the micro-batch and twice the accumulation (same effective batch) until it fits; off by default so the recipe never changes silently.")
     seed: int = _f(42, "Seeds data split, LoRA init, dropout and shuffling: runs reproduce.")
     # --- outputs -----------------------------------------------------------------------------
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
@@ -123,10 +127,15 @@ class TrainConfig:
                 f"max_steps must be a positive whole number, got {self.max_steps!r}")
         require(isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 0,
                 f"early_stopping_patience must be a whole number >= 0, got {self.early_stopping_patience!r}")
+        require(isinstance(self.dataloader_workers, int) and 0 <= self.dataloader_workers <= 64,
+                f"dataloader_workers must be a whole number from 0 to 64, got {self.dataloader_workers!r}")
         require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
         require(self.quant_type in QUANT_TYPES, f"quant_type must be one of {QUANT_TYPES}, got {self.quant_type!r}")
         require(self.compute_dtype in COMPUTE_DTYPES,
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        from .data import TRUNCATIONS
+
+        require(self.truncation in TRUNCATIONS, f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         require(self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
         optimizers = sorted(o.value for o in OptimizerNames)
         require(self.optim in optimizers,
@@ -164,15 +173,33 @@ def offline_profile(**changes: Any) -> TrainConfig:
     """
     base: dict[str, Any] = dict(
         profile="offline", model=changes.get("model") or offline_model_dir(), dataset=str(SAMPLE_DATA),
-        max_length=128, epochs=2.0, lr=2e-3, grad_accum=1, output_dir="outputs/qlora-minilm-imdb-offline",
+        max_length=128, epochs=2.0, lr=2e-3, batch_size=16, grad_accum=1, eval_batch_size=64,
+        output_dir="outputs/qlora-minilm-imdb-offline",
+        # tuned with these (benchmarks/results/tune_offline.json); kept so that tuning still holds
+        target_modules=["query", "value"], truncation="head", group_by_length=False,
     )
     base.update(changes)
     return _with_imdb_label_names(base, str(SAMPLE_DATA))
 
 
 def full_profile(**changes: Any) -> TrainConfig:
-    """The tutorial's recipe: bert-base-uncased on the 20k IMDb reviews from the Hub."""
+    """The project's recipe: bert-base-uncased on the 20k IMDb reviews from the Hub."""
     base: dict[str, Any] = dict(profile="full")
+    base.update(changes)
+    return _with_imdb_label_names(base, HUB_DATASET)
+
+
+REFERENCE_RECIPE: dict[str, Any] = dict(
+    compute_dtype="float16", gradient_checkpointing=True, batch_size=16, grad_accum=2, eval_batch_size=64, lr=2e-4,
+    target_modules=["query", "value"], truncation="head", group_by_length=False,
+)
+
+
+def reference_profile(**changes: Any) -> TrainConfig:
+    """The seed tutorial's recipe, kept to reproduce the comparison in benchmarks/recipe_notes.md: NF4 with
+    fp16 compute, gradient checkpointing, micro-batch 16 x 256 tokens (accumulation 2), LoRA r16 on
+    query/value, lr 2e-4, head-only truncation, random batches. fp16 needs a GPU."""
+    base: dict[str, Any] = dict(profile="reference", output_dir="outputs/qlora-bert-imdb-reference", **REFERENCE_RECIPE)
     base.update(changes)
     return _with_imdb_label_names(base, HUB_DATASET)
 
@@ -184,7 +211,7 @@ def _with_imdb_label_names(settings: dict[str, Any], imdb_source: str) -> TrainC
     return TrainConfig(**settings).validate()
 
 
-PROFILES = {"full": full_profile, "offline": offline_profile}
+PROFILES = {"full": full_profile, "offline": offline_profile, "reference": reference_profile}
 
 
 def make_config(profile: str = "full", **changes: Any) -> TrainConfig:

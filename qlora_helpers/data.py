@@ -72,29 +72,51 @@ def _file_kind(path: Path) -> str | None:
     return FILE_READERS.get(suffixes[-1]) if suffixes else None
 
 
+def _read_table(path: Path, kind: str, encoding_errors: str) -> pd.DataFrame:
+    if kind in ("csv", "tsv"):
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding_errors=encoding_errors)
+    if kind == "jsonl":
+        return pd.read_json(path, lines=True, encoding_errors=encoding_errors)
+    if kind == "json":
+        try:
+            return pd.read_json(path, encoding_errors=encoding_errors)
+        except UnicodeDecodeError:
+            raise
+        except ValueError:
+            return pd.read_json(path, lines=True, encoding_errors=encoding_errors)
+    return pd.read_parquet(path)
+
+
+def _count_replaced(df: pd.DataFrame) -> int:
+    """Rows where a cell holds U+FFFD, the character that stands for undecodable bytes."""
+    text = df.select_dtypes(include=["object", "string"])
+    return int(text.apply(lambda col: col.map(lambda v: isinstance(v, str) and "\ufffd" in v)).any(axis=1).sum())
+
+
 def read_local_file(path: Path) -> pd.DataFrame:
-    """Read CSV/TSV/JSON/JSONL/Parquet (compressed too) with pandas; one-line errors for the usual mistakes."""
+    """Read CSV/TSV/JSON/JSONL/Parquet (compressed too) with pandas; one-line errors for the usual mistakes.
+
+    Bytes that are not UTF-8 are replaced by U+FFFD and the affected rows are counted in
+    `df.attrs["notes"]`, so the run reports them instead of failing on one stray byte or hiding it.
+    """
     kind = _file_kind(path)
     require(kind is not None, f"cannot read {path}: use a .csv, .tsv, .json, .jsonl or .parquet file (optionally .gz)")
     require(path.is_file(), f"dataset file not found: {path}; check the path (relative to {Path.cwd()})")
+    notes = []
     try:
-        if kind in ("csv", "tsv"):
-            df = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding_errors="replace")
-        elif kind == "jsonl":
-            df = pd.read_json(path, lines=True)
-        elif kind == "json":
-            try:
-                df = pd.read_json(path)
-            except ValueError:
-                df = pd.read_json(path, lines=True)
-        else:
-            df = pd.read_parquet(path)
+        try:
+            df = _read_table(path, kind, "strict")
+        except UnicodeDecodeError:
+            df = _read_table(path, kind, "replace")
+            notes.append(f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not UTF-8; "
+                         f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)")
     except pd.errors.EmptyDataError:
         raise UserError(f"dataset file is empty: {path}; it needs a header row and at least two classes of rows") from None
     except (ValueError, OSError, pd.errors.ParserError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not parse {path} as {kind}: {first}") from None
     require(len(df) > 0, f"dataset file has no rows: {path}")
+    df.attrs["notes"] = notes
     return df
 
 
@@ -240,7 +262,7 @@ def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_col
     value_to_id, id2label = build_label_mapping(pd.concat(list(cleaned.values()))["label"], label_names, label_col)
     encoded = {k: encode_labels(v, value_to_id, label_col) for k, v in cleaned.items()}
 
-    notes = []
+    notes = [note for frame in raw.values() for note in frame.attrs.get("notes", [])]
     pool_name = "train" if "train" in encoded else ("all" if "all" in encoded else next(iter(encoded)))
     pool = encoded[pool_name]
     own = {k: encoded[k] for k in ("validation", "test") if k in encoded and k != pool_name}
@@ -278,18 +300,55 @@ def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_col
 
 # ---- tokenization -----------------------------------------------------------------------------
 
-def tokenize_splits(data: PreparedData, tokenizer, max_length: int):
-    """Tokenize every split (truncating to `max_length`, padding left to the collator) into a DatasetDict."""
+TRUNCATIONS = ("head", "head_tail")
+
+
+def encode_texts(tokenizer, texts: list[str], max_length: int, truncation: str = "head") -> dict[str, list]:
+    """Token ids (unpadded) of at most `max_length` tokens per text.
+
+    `head` keeps the beginning. `head_tail` keeps the first quarter of the budget from the beginning
+    and the rest from the end: a review's verdict is often in its last sentences, and Sun et al. (2019)
+    measured head+tail above head-only truncation for BERT on IMDb.
+    """
+    if truncation == "head":
+        return dict(tokenizer(texts, truncation=True, max_length=max_length))
+    require(truncation == "head_tail", f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+    encoded = dict(tokenizer(texts, truncation=False, verbose=False))
+    special = set(tokenizer.all_special_ids)
+    probe = encoded["input_ids"][0] if encoded["input_ids"] else []
+    prefix = next((i for i, t in enumerate(probe) if t not in special), 0)  # [CLS] for BERT
+    head = prefix + (max_length - tokenizer.num_special_tokens_to_add()) // 4
+    tail = max_length - head  # includes the closing [SEP]
+    for i, ids in enumerate(encoded["input_ids"]):
+        if len(ids) > max_length:
+            for key in encoded:
+                encoded[key][i] = encoded[key][i][:head] + encoded[key][i][-tail:]
+    return encoded
+
+
+def tokenize_splits(data: PreparedData, tokenizer, max_length: int, truncation: str = "head"):
+    """Tokenize every split (cut to `max_length` as `truncation` says, padding left to the collator) into a DatasetDict."""
     from datasets import Dataset, DatasetDict
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return encode_texts(tokenizer, batch["text"], max_length, truncation)
 
     out = {}
     for name, frame in data.splits.items():
         ds = Dataset.from_pandas(frame[["text", "label"]], preserve_index=False)
         out[name] = ds.map(encode, batched=True, remove_columns=["text"], desc=f"Tokenizing {name}")
+    print(truncation_report(out, max_length, truncation))
     return DatasetDict(out)
+
+
+def truncation_report(tokenized: dict, max_length: int, truncation: str = "head") -> str:
+    """How many texts per split reached `max_length` tokens, i.e. lost part of their text to truncation."""
+    parts = []
+    for name, ds in tokenized.items():
+        cut = sum(len(ids) >= max_length for ids in ds["input_ids"])
+        parts.append(f"{name} {cut:,} of {len(ds):,} ({cut / max(1, len(ds)):.0%})")
+    kept = "beginning and end kept" if truncation == "head_tail" else "beginning kept"
+    return f"texts cut to max_length={max_length} tokens ({kept}): " + ", ".join(parts)
 
 
 def token_lengths(texts: list[str], tokenizer, limit: int = 2000, seed: int = 0) -> np.ndarray:

@@ -50,6 +50,17 @@ def detect_hardware(requested_dtype: str = "auto") -> Hardware:
     raise UserError(f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU")
 
 
+def cpu_notes(optim: str, oom_retry: bool = False) -> list[str]:
+    """What the chosen recipe does differently without a GPU, said up front instead of changed silently."""
+    notes = []
+    if optim.startswith("paged_"):
+        notes.append(f"{optim} on the CPU: paging needs CUDA, so the optimizer states stay in RAM "
+                     f"(the same AdamW update otherwise)")
+    if oom_retry:
+        notes.append("--oom-retry has nothing to do on the CPU (it answers GPU out-of-memory errors)")
+    return notes
+
+
 def synchronize() -> None:
     """Wait for queued GPU work, so a host clock or memory reading sees it finished (no-op on the CPU)."""
     if torch.cuda.is_available():

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import encode_texts
 from .errors import UserError, require
 from .hardware import Hardware, detect_hardware
 from .metrics import softmax
@@ -20,16 +21,19 @@ TRAINING_CONFIG = "training_config.json"
 
 @torch.no_grad()
 def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
-                   device: str | None = None, progress: bool = True) -> np.ndarray:
-    """Logits for `texts` in their original order; batches of similar length waste little on padding."""
+                   device: str | None = None, progress: bool = True, truncation: str = "head") -> np.ndarray:
+    """Logits for `texts` in their original order; batches of similar length waste little on padding.
+
+    `truncation` must be the one the model was trained with (it is recorded in training_config.json).
+    """
     model.eval()
     device = device or next(p.device for p in model.parameters())
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", disable=not progress, unit="batch"):
         idx = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt").to(device)
+        encoded = encode_texts(tokenizer, [texts[i] for i in idx], max_length, truncation)
+        batch = tokenizer.pad(encoded, return_tensors="pt").to(device)
         out[idx] = model(**batch).logits.float().cpu().numpy()
     return out
 
@@ -43,9 +47,11 @@ class LoadedAdapter:
     hardware: Hardware
     base_model: str
     mode: str = "4bit"
+    truncation: str = "head"
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        return predict_logits(self.model, self.tokenizer, texts, self.max_length, batch_size, progress=progress)
+        return predict_logits(self.model, self.tokenizer, texts, self.max_length, batch_size, progress=progress,
+                              truncation=self.truncation)
 
     def predict(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
         """One dict per text: predicted label name, its probability, and every class's probability."""
@@ -99,8 +105,9 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
         model.eval()
         id2label = {int(k): v for k, v in model.config.id2label.items()}
-        max_length = int(read_training_config(path)["max_length"]) if (path / TRAINING_CONFIG).is_file() else 512
-        return LoadedAdapter(model, load_tokenizer(str(path)), id2label, max_length, hw, str(path), "merged")
+        trained = read_training_config(path) if (path / TRAINING_CONFIG).is_file() else {"max_length": 512}
+        return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(trained["max_length"]), hw, str(path),
+                             "merged", trained.get("truncation", "head"))
     require((path / "adapter_config.json").is_file(),
             f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model")
     cfg = read_training_config(path)
@@ -115,7 +122,8 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     if mode == "merged":
         model = model.merge_and_unload()
     model.eval()
-    return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(cfg["max_length"]), hw, base, mode)
+    return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(cfg["max_length"]), hw, base, mode,
+                         cfg.get("truncation", "head"))  # runs saved before `truncation` existed cut the end
 
 
 def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedAdapter:

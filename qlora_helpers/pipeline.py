@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from . import distributed
 from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
-from .errors import require
-from .hardware import Hardware, detect_hardware
+from .errors import UserError, require
+from .dependencies import check_dependencies
+from .hardware import Hardware, cpu_notes, detect_hardware, peak_gpu_memory_mb
 from .inference import TRAINING_CONFIG, predict_logits
 from .lora import add_lora_adapters, count_parameters
 from .metrics import classification_metrics, softmax
@@ -90,12 +93,20 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     """Validate the configuration, pick the hardware and dtype, seed everything; print one line each."""
     from transformers import set_seed
 
+    check_dependencies()
     cfg.validate()
     check_output_dir(cfg, resume)
     hw = detect_hardware(cfg.compute_dtype)
     set_seed(cfg.seed)
     print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")
     print(hw.describe())
+    for line in cpu_notes(cfg.optim, cfg.oom_retry) if hw.device == "cpu" else []:
+        print(line)
+    if distributed.world_size() > 1:
+        print(distributed.describe(cfg.batch_size, cfg.grad_accum))
+    elif hw.device == "cuda" and torch.cuda.device_count() > 1:
+        print(f"{torch.cuda.device_count()} GPUs visible but one process: training on cuda:0 only; to use all, "
+              f"launch with torchrun --nproc-per-node {torch.cuda.device_count()} -m qlora_helpers train ...")
     return hw
 
 
@@ -127,8 +138,16 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
 
 
 def evaluate_split(model, tokenizer, frame: pd.DataFrame, id2label: dict[int, str], max_length: int,
-                   batch_size: int) -> tuple[dict[str, Any], np.ndarray]:
-    logits = predict_logits(model, tokenizer, frame["text"].tolist(), max_length, batch_size)
+                   batch_size: int, truncation: str = "head") -> tuple[dict[str, Any], np.ndarray]:
+    import torch
+
+    try:
+        logits = predict_logits(model, tokenizer, frame["text"].tolist(), max_length, batch_size,
+                                truncation=truncation)
+    except torch.OutOfMemoryError:
+        raise UserError(f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
+                        f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
+                        f"--batch-size in evaluate and predict)") from None
     metrics = classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), id2label)
     return metrics, logits
 
@@ -153,7 +172,12 @@ class RunResult:
 def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainOutcome,
              counts: dict[str, Any], test_metrics: dict[str, Any], test_logits: np.ndarray,
              report_line: str) -> dict[str, Any]:
-    """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json."""
+    """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json.
+
+    The configuration recorded is the one training finished with (`outcome.config`), which differs from
+    `cfg` only in batch size and accumulation after an out-of-memory retry.
+    """
+    cfg = outcome.config
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
@@ -176,7 +200,10 @@ def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenize
         "optimizer_steps": m["optimizer_steps"],
         "best_val_accuracy": m.get("best_val_accuracy"),
         "best_checkpoint": m.get("best_checkpoint"),
-        "effective_batch_size": cfg.effective_batch_size,
+        "effective_batch_size": cfg.effective_batch_size * distributed.world_size(),
+        "world_size": distributed.world_size(),
+        "steps_per_epoch": outcome.schedule.steps_per_epoch,
+        "train_step_samples_per_second": m.get("train_step_samples_per_second"),
         "compute_dtype": hw.dtype_name,
         "device": hw.name,
         "logging": report_line,
@@ -190,23 +217,33 @@ def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenize
     return metrics
 
 
-def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult:
+def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
     """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots.
 
     `resume=True` continues an interrupted run from its last complete checkpoint (same configuration).
+    Under `torchrun`/`accelerate launch` every process trains its share of each batch on its own GPU;
+    only the main process evaluates on the test split, writes outputs and plots, and gets a RunResult
+    (the others get None).
     """
-    hw = start(cfg, resume)
-    checkpoint = resume_point(cfg, resume)
-    data = load_data(cfg)
-    report_to, report_line = choose_report_to(cfg.report_to)
-    print(report_line)
-    tokenizer = load_tokenizer(cfg.model)
-    plots = {"dataset_stats": plot_data(cfg, data, tokenizer)}
-    tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
-    model, counts = build_model(cfg, data, hw)
-    outcome = train(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint=checkpoint)
+    with distributed.main_process_prints():
+        hw = start(cfg, resume)
+        checkpoint = resume_point(cfg, resume)
+        data = load_data(cfg)
+        report_to, report_line = choose_report_to(cfg.report_to)
+        print(report_line)
+        tokenizer = load_tokenizer(cfg.model)
+        plots = {"dataset_stats": plot_data(cfg, data, tokenizer)} if distributed.is_main_process() else {}
+        tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
+        model, counts = build_model(cfg, data, hw)
+        outcome = train(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint=checkpoint)
+    if distributed.world_size() > 1:
+        distributed.report_rank(f"trained {outcome.metrics['optimizer_steps']} optimizer steps on its share of "
+                                f"{len(tokenized['train']):,} training texts; peak GPU memory "
+                                f"{outcome.metrics['peak_gpu_memory_mb']} MiB")
+    if not distributed.is_main_process():
+        return None
     test_metrics, test_logits = evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
-                                               cfg.max_length, cfg.eval_batch_size)
+                                               cfg.max_length, cfg.eval_batch_size, cfg.truncation)
     metrics = save_run(cfg, hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
     plots["training_curves"] = plot_training_curves(outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch)
     plots["confusion_matrix"] = plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)

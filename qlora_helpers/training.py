@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from . import distributed
 from .config import TrainConfig
-from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
+from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory, synchronize
 from .metrics import trainer_metrics
 
 
@@ -39,7 +41,7 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
     `evaluation=False` (benchmarks) trains only; `mixed_precision=False` keeps fp32 maths (a benchmark arm).
     """
     keep = cfg.save_checkpoints and evaluation
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -55,6 +57,7 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
         bf16=mixed_precision and hw.device == "cuda" and hw.dtype_name == "bfloat16",
         fp16=mixed_precision and hw.device == "cuda" and hw.dtype_name == "float16",
         gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if evaluation else "no",
         eval_steps=schedule.eval_steps,
@@ -75,9 +78,43 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, repor
         run_name=Path(cfg.output_dir).name,
         disable_tqdm=False,
         dataloader_pin_memory=hw.device == "cuda",
+        # workers collate the next batches while the GPU computes; on the CPU they would take its cores
+        dataloader_num_workers=cfg.dataloader_workers if hw.device == "cuda" else 0,
+        dataloader_persistent_workers=cfg.dataloader_workers > 0 and hw.device == "cuda",
         ddp_find_unused_parameters=False,
         use_cpu=hw.device == "cpu",
     )
+    if distributed.world_size() == 1 and args.n_gpu > 1:
+        # One process on a machine with several GPUs: the Trainer would wrap the model in nn.DataParallel and
+        # silently double the batch (measured on 2 H200s). One GPU, as the Trainer itself does for model-parallel
+        # models; torchrun/accelerate launch is the way to use all of them (README: several GPUs).
+        args._n_gpu = 1
+    return args
+
+
+class RecipeTrainer(Trainer):
+    """The Trainer, with two corrections for this recipe.
+
+    - The FLOP count is computed once: the stock Trainer recounts the model's parameters (a thousand
+      modules once peft and bitsandbytes have wrapped it) on every micro-batch, which the issue-4
+      profile found among the largest host-side costs of a step (benchmarks/recipe_notes.md).
+    - BERT's classification head takes **kwargs but ignores `num_items_in_batch`, so the Trainer would
+      skip dividing the loss by the accumulation steps: logged losses and gradients grad_accum times too
+      large (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+        self._counted_parameters: int | None = None
+
+    def floating_point_ops(self, inputs) -> int:
+        ids = inputs.get("input_ids") if hasattr(inputs, "get") else None
+        if ids is None or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._counted_parameters is None:
+            self._counted_parameters = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * ids.numel() * self._counted_parameters
 
 
 class StopOnNonFiniteLoss(TrainerCallback):
@@ -95,27 +132,134 @@ class StopOnNonFiniteLoss(TrainerCallback):
             control.should_training_stop = True
 
 
+def out_of_memory_message(cfg: TrainConfig, peak_mb: float | None, where: str = "training") -> str:
+    """What ran out, how much was in use, and the knobs that lower memory, each with its current value."""
+    peak = f"peak allocated so far {peak_mb:,.0f} MiB; " if peak_mb is not None else ""
+    return (f"out of GPU memory during {where} ({peak}micro-batch {cfg.batch_size}, max_length {cfg.max_length}, "
+            f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}). Lower --batch-size and raise "
+            f"--grad-accum to keep the effective batch ({cfg.effective_batch_size}), lower --max-length, turn on "
+            f"--gradient-checkpointing, lower --eval-batch-size (now {cfg.eval_batch_size}) if it failed in evaluation, "
+            f"or pass --oom-retry to halve the micro-batch automatically")
+
+
+def halved_batch(cfg: TrainConfig) -> TrainConfig | None:
+    """Half the micro-batch, twice the accumulation: the same effective batch. None when it cannot shrink."""
+    if cfg.batch_size < 2:
+        return None
+    return cfg.replace(batch_size=cfg.batch_size // 2, grad_accum=cfg.grad_accum * 2)
+
+
+def _free_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class TrainingClock(TrainerCallback):
+    """Training throughput without evaluation and checkpointing: the Trainer's own samples/s divides by
+    the whole run, evaluations included.
+
+    Times the intervals between consecutive optimizer steps (synchronised), leaving out the first
+    `warmup` and every interval in which an evaluation or a save ran.
+    """
+
+    def __init__(self, samples_per_step: int, warmup: int = 2):
+        self.samples_per_step, self.warmup = samples_per_step, warmup
+        self.last: float | None = None
+        self.dirty = False
+        self.durations: list[float] = []
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.durations)
+
+    @property
+    def steps(self) -> int:
+        return len(self.durations)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize()
+        now = time.perf_counter()
+        if self.last is not None and not self.dirty and state.global_step > self.warmup:
+            self.durations.append(now - self.last)
+        self.last, self.dirty = now, False
+
+    def step_ms_percentiles(self) -> dict[str, float] | None:
+        """Median and spread of the timed steps: a few slow steps (new shapes, allocator) show up here."""
+        if not self.durations:
+            return None
+        import numpy as np
+
+        q = np.percentile(np.array(self.durations) * 1000, [10, 50, 90, 100])
+        return {"p10": round(q[0], 1), "median": round(q[1], 1), "p90": round(q[2], 1), "max": round(q[3], 1)}
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.dirty = True
+
+    def on_save(self, args, state, control, **kwargs):
+        self.dirty = True
+
+    def samples_per_second(self) -> float | None:
+        return round(self.steps * self.samples_per_step / self.seconds, 2) if self.seconds > 0 else None
+
+
 @dataclass
 class TrainOutcome:
     trainer: Trainer
     metrics: dict[str, Any]
     log_history: list[dict[str, Any]]
     schedule: Schedule
+    config: TrainConfig  # the configuration training finished with (an out-of-memory retry changes the batch)
 
 
 def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
           resume_from_checkpoint: str | bool | None = None, evaluation: bool = True, mixed_precision: bool = True,
-          extra_callbacks: list | None = None) -> TrainOutcome:
-    """Train `model` on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer."""
+          extra_callbacks: list | None = None, timing_warmup: int = 2) -> TrainOutcome:
+    """Train `model` on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer.
+
+    A GPU out-of-memory error ends in a `UserError` naming the knobs; with `cfg.oom_retry` training restarts
+    from the same initial adapter and head with half the micro-batch and twice the accumulation instead.
+    (The Trainer's own `auto_find_batch_size` shrinks the batch by 10% per failure and lets the effective
+    batch, hence the recipe, drift.)
+    """
     import torch
 
-    schedule = Schedule.for_run(cfg, len(tokenized["train"]),
-                                torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
+    from .errors import UserError
+
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    while True:
+        try:
+            return _train_once(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint, evaluation,
+                               mixed_precision, extra_callbacks, timing_warmup)
+        except torch.OutOfMemoryError:
+            peak, smaller = peak_gpu_memory_mb(), halved_batch(cfg)
+            if not cfg.oom_retry or smaller is None:
+                raise UserError(out_of_memory_message(cfg, peak)) from None
+        _free_gpu_memory()
+        print(f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
+              f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
+              f"(effective batch {smaller.effective_batch_size})")
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in initial:
+                    p.copy_(initial[name])
+        cfg, resume_from_checkpoint = smaller, None
+
+
+def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str,
+                resume_from_checkpoint: str | bool | None, evaluation: bool, mixed_precision: bool,
+                extra_callbacks: list | None, timing_warmup: int) -> TrainOutcome:
+    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size())
     args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
     guard = StopOnNonFiniteLoss()
-    callbacks += [guard] + (extra_callbacks or [])
-    trainer = Trainer(
+    clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
+    callbacks += [guard, clock] + (extra_callbacks or [])
+    trainer = RecipeTrainer(
         model=model,
         args=args,
         train_dataset=tokenized["train"],
@@ -125,10 +269,6 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
     )
-    # BERT's classification head takes **kwargs but ignores `num_items_in_batch`, so the Trainer would skip
-    # dividing the loss by the accumulation steps: logged losses and gradients grad_accum times too large
-    # (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
-    trainer.model_accepts_loss_kwargs = False
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if guard.problem:
@@ -140,4 +280,7 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
     metrics["best_val_accuracy"] = trainer.state.best_metric
     metrics["optimizer_steps"] = trainer.state.global_step
-    return TrainOutcome(trainer, metrics, list(trainer.state.log_history), schedule)
+    metrics["train_step_samples_per_second"] = clock.samples_per_second()  # all processes, training steps only
+    metrics["timed_steps"], metrics["timed_seconds"] = clock.steps, round(clock.seconds, 3)
+    metrics["step_ms"] = clock.step_ms_percentiles()
+    return TrainOutcome(trainer, metrics, list(trainer.state.log_history), schedule, cfg)

@@ -54,7 +54,7 @@ def tiny_config(tiny_bert, easy_csv, tmp_path):
     """A few-second CPU run of the real recipe (NF4 + LoRA + Trainer + paged 8-bit AdamW) on the tiny BERT."""
 
     def make(**changes):
-        settings = dict(model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=2e-2,
+        settings = dict(model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
                         batch_size=8, grad_accum=2, eval_batch_size=32, output_dir=str(tmp_path / "run"),
                         plots_dir=str(tmp_path / "plots"), report_to="none", label_names=["negative", "positive"])
         settings.update(changes)

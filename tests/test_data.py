@@ -154,3 +154,24 @@ def test_duplicate_rows_across_splits_are_reported():
     assert expected["test"] > 0 and note in data.describe()
     assert not any(n.startswith("texts also") for n in D.prepare_data_from_frames(
         {"all": df.drop_duplicates("text")}, "mem").notes)
+
+
+def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
+    from conftest import NEUTRAL, POSITIVE
+
+    from qlora_helpers.data import encode_texts
+    from qlora_helpers.quantization import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_bert))
+    long_text = " ".join(NEUTRAL * 3 + POSITIVE)  # 68 words, one token each
+    full = tokenizer([long_text])["input_ids"][0]
+    assert len(full) == 70
+    cut = encode_texts(tokenizer, [long_text, "great film"], 16, "head_tail")
+    head = 1 + (16 - 2) // 4  # [CLS] and the first quarter of the 14 text tokens
+    assert cut["input_ids"][0] == full[:head] + full[-(16 - head):]  # ... and the end, closing [SEP] included
+    assert cut["input_ids"][0][0] == tokenizer.cls_token_id and cut["input_ids"][0][-1] == tokenizer.sep_token_id
+    assert all(len(cut[key][0]) == 16 for key in cut)
+    assert cut["input_ids"][1] == tokenizer(["great film"])["input_ids"][0]  # short texts untouched
+    assert encode_texts(tokenizer, [long_text], 16, "head")["input_ids"][0] == full[:15] + [tokenizer.sep_token_id]
+    with pytest.raises(UserError, match="truncation must be one of"):
+        encode_texts(tokenizer, [long_text], 16, "middle")

@@ -24,7 +24,7 @@ def adapter(tiny_bert, easy_csv, tmp_path_factory):
     from qlora_helpers.config import make_config
 
     out = tmp_path_factory.mktemp("modes")
-    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=2e-2,
+    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
                       batch_size=8, grad_accum=2, output_dir=str(out / "adapter"), plots_dir=str(out / "plots"),
                       report_to="none", save_checkpoints=False, early_stopping_patience=0,
                       label_names=["negative", "positive"])
@@ -45,6 +45,18 @@ def test_three_modes_agree_with_the_trained_model(adapter):
     for mode, a in agreement.items():
         assert a["label_agreement"] == 1.0 and a["max_abs_logit_diff"] <= MAX_LOGIT_DIFF_CPU, (mode, a)
     assert np.array_equal(load_for_inference(out, "4bit").logits(texts, progress=False), trained_logits)
+
+
+def test_a_reloaded_adapter_cuts_long_texts_as_in_training(adapter):
+    from qlora_helpers.inference import predict_logits
+
+    out, _ = adapter
+    loaded = load_for_inference(out, "4bit")
+    assert loaded.truncation == "head_tail" and loaded.max_length == 32
+    long_review = [" ".join(["boring"] * 40 + ["wonderful"] * 40)]  # the verdict changes at the end
+    as_trained = loaded.logits(long_review, progress=False)
+    head_only = predict_logits(loaded.model, loaded.tokenizer, long_review, 32, truncation="head", progress=False)
+    assert as_trained.argmax() == 1 and head_only.argmax() == 0
 
 
 def test_each_mode_predicts_from_a_fresh_process(adapter, tmp_path):

@@ -16,7 +16,7 @@ def finished_run(tiny_bert, easy_csv, tmp_path_factory):
     from qlora_helpers.config import make_config
 
     out = tmp_path_factory.mktemp("finished")
-    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=2e-2,
+    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
                       batch_size=8, grad_accum=2, eval_batch_size=32, output_dir=str(out / "run"),
                       plots_dir=str(out / "plots"), report_to="none", save_checkpoints=False,
                       early_stopping_patience=0, label_names=["negative", "positive"])

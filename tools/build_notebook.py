@@ -137,13 +137,16 @@ md("""
 ### Tokens per review
 
 BERT reads at most 512 tokens, and attention costs grow with the square of the length. The histogram
-shows how much of each review survives the `max_length` cut (the dashed line).
+shows how much of each review survives the `max_length` cut (the dashed line). A review longer than that
+is cut as `cfg.truncation` says: `head_tail` (the default) keeps the first quarter of the budget from the
+beginning and the rest from the end, where reviewers tend to give their verdict (Sun et al. 2019); `head`
+keeps the beginning only. Inference reads the same setting back from the saved run.
 """)
 
 code("""
 tokenizer = load_tokenizer(cfg.model)
 display(Image(pipeline.plot_data(cfg, data, tokenizer)))
-tokenized = tokenize_splits(data, tokenizer, cfg.max_length)
+tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 """)
 
 md("""
@@ -179,14 +182,18 @@ md("""
 
 LoRA freezes each chosen weight matrix $W$ and learns a low-rank update $\\Delta W = \\frac{\\alpha}{r} B A$
 with $A \\in \\mathbb{R}^{r \\times d}$, $B \\in \\mathbb{R}^{d \\times r}$ and $B$ initialised to zero, so
-training starts from the pretrained model exactly. With $r = 16$ on the attention `query` and `value`
-projections, each adapted $768 \\times 768$ matrix gains $2 \\cdot 16 \\cdot 768 = 24{,}576$ trainable
-numbers instead of 589,824. The classifier head is trained in full and saved with the adapter
+training starts from the pretrained model exactly. With $r = 16$, an adapted $768 \\times 768$ matrix
+gains $2 \\cdot 16 \\cdot 768 = 24{,}576$ trainable numbers instead of 589,824. The recipe adapts every
+linear layer of the encoder (`query`, `key`, `value` and the `dense` projections), as the QLoRA paper
+recommends; the seed tutorial's `query`/`value` only is the `reference` preset. On MiniLM and the 20k
+IMDb reviews, every linear layer measured 91.6% test accuracy against 89.7% for query/value
+(`benchmarks/recipe_notes.md`). The classifier head is trained in full and saved with the adapter
 (`modules_to_save`).
 
 `prepare_model_for_kbit_training` first casts the remaining small layers (LayerNorms, embeddings) to
-fp32 for stable training, lets gradients flow into the frozen inputs, and turns on gradient
-checkpointing (non-reentrant), which recomputes activations in the backward pass instead of storing them.
+fp32 for stable training and lets gradients flow into the frozen inputs. Gradient checkpointing
+(recomputing activations in the backward pass instead of storing them) is off by default: it saves
+memory but runs, and dequantizes, every layer twice; `--gradient-checkpointing` turns it on.
 """)
 
 code("""
@@ -232,7 +239,7 @@ The test split was never seen in training or model selection.
 
 code("""
 test_metrics, test_logits = pipeline.evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
-                                                    cfg.max_length, cfg.eval_batch_size)
+                                                    cfg.max_length, cfg.eval_batch_size, cfg.truncation)
 print(format_report(test_metrics))
 display(Image(plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)))
 """)
