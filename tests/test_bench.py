@@ -71,3 +71,44 @@ def test_committed_results_have_provenance():
         for r in data["records"]:
             assert set(r["versions"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
             assert r["peak_allocated_mb"] >= r["weight_memory_mb"] > 0
+
+
+def test_recipe_summary_groups_presets_and_levers_and_divides_by_the_reference():
+    from qlora_helpers.bench import summarise_recipes
+
+    def rec(profile, seed, acc, sps, peak, lr, targets=("query", "value")):
+        return {"profile": profile, "arm": "qlora", "seed": seed, "test_accuracy": acc, "samples_per_second": sps,
+                "seconds_per_epoch": 100 / sps, "peak_allocated_mb": peak, "lr": lr, "batch_size": 16,
+                "target_modules": list(targets)}
+
+    records = [rec("reference", 1, 0.80, 100.0, 500.0, 2e-4), rec("full", 1, 0.90, 400.0, 2000.0, 5e-4, ("dense",)),
+               rec("full", 2, 0.92, 500.0, 2000.0, 5e-4, ("dense",)), rec("full", 1, 0.85, 600.0, 1000.0, 1e-3),
+               {"profile": "full", "arm": "qlora", "error": "boom"}]
+    summary = {(s["profile"], s["lr"]): s for s in summarise_recipes(records)}
+    assert set(summary) == {("reference", 2e-4), ("full", 5e-4), ("full", 1e-3)}  # a lever is its own group
+    full = summary[("full", 5e-4)]
+    assert full["seeds"] == [1, 2] and full["test_accuracy_mean"] == pytest.approx(0.91)
+    assert full["test_accuracy_sd"] == pytest.approx(0.0141, abs=1e-4)
+    assert (full["speedup_vs_reference"], full["peak_memory_vs_reference"]) == (4.5, 4.0)
+
+
+def test_bench_recipes_runs_each_preset_in_its_own_process(tiny_bert, easy_csv, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "recipes.json"
+    cmd = [sys.executable, "-m", "qlora_helpers", "bench-recipes", "--model", str(tiny_bert), "--dataset", str(easy_csv),
+           "--max-steps", "4", "--warmup-steps", "1", "--runs", "full:qlora", "reference:qlora",
+           "--set", "full:max_length=32", "full:batch_size=8", "reference:max_length=32", "--output", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    full, reference = saved["records"]
+    assert (full["profile"], full["batch_size"], full["max_length"], full["truncation"]) == ("full", 8, 32, "head_tail")
+    assert full["optimizer_steps"] == 4 and full["samples_per_second"] > 0 and full["test_accuracy"] is None
+    # the reference preset computes in fp16, which needs a GPU: its run fails alone, with the reason, and is kept
+    assert reference["profile"] == "reference" and "float16 needs a GPU" in reference["error"]
+    assert [(s["profile"], s["runs"]) for s in saved["summary"]] == [("full", 1)]

@@ -17,7 +17,8 @@ def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_pa
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "qlora_helpers", "train",
            "--model", str(tiny_bert), "--dataset", str(easy_csv), "--output-dir", str(out), "--plots-dir", str(plots),
            "--max-length", "32", "--epochs", "6", "--batch-size", "8", "--grad-accum", "1", "--lr", "5e-3",
-           "--early-stopping-patience", "0", "--report-to", "none", "--label-names", "negative", "positive"]
+           "--early-stopping-patience", "0", "--report-to", "none", "--label-names", "negative", "positive",
+           "--gradient-checkpointing"]  # off in the recipe; on here to show DDP and (non-reentrant) checkpointing cooperate
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
