@@ -21,7 +21,9 @@ def accuracy(output: Path, files: list[str]) -> dict:
 def scaling(output: Path, folder: str) -> dict:
     d = Path(folder)
     runs = {}
-    for name in ("gpu1", "gpu2"):
+    for name in ("gpu1", "gpu2", "gpu2_b32"):  # gpu2_b32: EQUAL_BATCH=1 (2 x 32 = the 1-GPU run's batch 64)
+        if not (d / f"{name}.metrics.json").exists():
+            continue
         m = json.loads((d / f"{name}.metrics.json").read_text())
         runs[name] = {k: m.get(k) for k in ("world_size", "effective_batch_size", "optimizer_steps", "steps_per_epoch",
                                             "train_runtime_s", "train_samples_per_second",
@@ -31,7 +33,8 @@ def scaling(output: Path, folder: str) -> dict:
         runs[name]["config"] = {k: m["config"][k] for k in ("model", "batch_size", "grad_accum", "lr", "epochs", "seed")}
     one, two = runs["gpu1"], runs["gpu2"]
     return {"label": "data parallel scaling: the default recipe on 1 and 2 GPUs (MiniLM, 20k IMDb, 2 epochs)",
-            "command": "bash benchmarks/gpu_scaling.sh (kind nvidia-h200-x2, carry .carry)",
+            "command": "bash benchmarks/gpu_scaling.sh, then EQUAL_BATCH=1 bash benchmarks/gpu_scaling.sh "
+                       "(kind nvidia-h200-x2, carry .carry)",
             "env": (d / "env.txt").read_text().strip().splitlines(), "runs": runs,
             "speedup_training_steps": round(two["train_step_samples_per_second"] / one["train_step_samples_per_second"], 3),
             "speedup_whole_run": round(two["train_samples_per_second"] / one["train_samples_per_second"], 3)}

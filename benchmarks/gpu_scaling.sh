@@ -16,6 +16,9 @@ run() {  # name, launcher...
   grep -o "\[rank [0-9]/[0-9]\].*MiB" $W/$name.err | tee $S/$name.ranks.txt; tail -3 $W/$name.err | cut -c1-300
   cp $W/$name/metrics.json $S/$name.metrics.json 2>/dev/null
 }
+if [ -n "${EQUAL_BATCH:-}" ]; then  # 2 GPUs x 32 = the 1-GPU run's effective batch 64: same steps and schedule
+  EXTRA="--batch-size 32" run gpu2_b32 torchrun --nproc-per-node 2; exit
+fi
 EXTRA="" CUDA_VISIBLE_DEVICES=0 run gpu1 python3
 EXTRA="" run gpu2 torchrun --nproc-per-node 2
 [ -n "${WITH_ACCELERATE:-}" ] && EXTRA="--max-steps 40" run accelerate2 accelerate launch --multi_gpu --num_processes 2
