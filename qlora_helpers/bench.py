@@ -108,9 +108,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     outcome = train(model, tokenized, tokenizer, arm_cfg, hw, evaluation=evaluate_test,
                     mixed_precision=arm != "full_fp32", timing_warmup=warmup_steps)
     synchronize()
-    per_step = cfg.batch_size * cfg.grad_accum
-    timed = outcome.metrics["timed_steps"]
-    sps = outcome.metrics["timed_seconds"] / timed if timed else None
+    sps = outcome.metrics["train_step_samples_per_second"]  # training steps only, synchronised, after warm-up
     record: dict[str, Any] = {
         "arm": arm, "model": cfg.model, "dataset": cfg.dataset, "device": hw.name,
         "compute_dtype": hw.dtype_name if arm != "full_fp32" else "float32",
@@ -120,10 +118,10 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         "seed": cfg.seed, "profile": cfg.profile,
         "lora_r": cfg.lora_r if "lora" in arm else None,
         "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],
-        "timed_steps": timed, "warmup_steps": warmup_steps, "step_ms": outcome.metrics["step_ms"],
+        "timed_steps": outcome.metrics["timed_steps"], "warmup_steps": warmup_steps, "step_ms": outcome.metrics["step_ms"],
         "timing_includes_evaluation": False,  # steps with an evaluation or a save are left out of the timing
-        "samples_per_second": round(per_step / sps, 2) if sps else None,
-        "seconds_per_epoch": round(len(data.splits["train"]) / (per_step / sps), 2) if sps else None,
+        "samples_per_second": sps,
+        "seconds_per_epoch": round(len(data.splits["train"]) / sps, 2) if sps else None,
         "weight_memory_mb": round(weight_mb, 1) if weight_mb is not None else None,
         "peak_allocated_mb": round(torch.cuda.max_memory_allocated() / MIB, 1) if hw.device == "cuda" else None,
         "peak_reserved_mb": round(torch.cuda.max_memory_reserved() / MIB, 1) if hw.device == "cuda" else None,

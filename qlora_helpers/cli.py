@@ -258,22 +258,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def _bench_settings(args: argparse.Namespace, optional: tuple[str, ...]) -> dict[str, Any]:
+    """Settings shared by every run of a benchmark: the model (random weights if asked), the data, a scratch
+    output directory, and each of `optional` that was given on the command line."""
     import tempfile
 
-    from .bench import make_random_model_dir, rank_sweep, run_arms
+    from .bench import make_random_model_dir
     from .config import HUB_DATASET
 
     model = args.model
     if args.random_weights:
         model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-"))))
     work = tempfile.mkdtemp(prefix="bench-")
-    settings = {"model": model, "dataset": args.dataset or HUB_DATASET, "batch_size": args.batch_size,
-                "grad_accum": args.grad_accum, "max_length": args.max_length, "output_dir": f"{work}/run",
+    settings = {"model": model, "dataset": args.dataset or HUB_DATASET, "output_dir": f"{work}/run",
                 "plots_dir": f"{work}/plots", "report_to": "none", "overwrite": True}
-    for key in ("max_steps", "epochs", "max_samples", "lr"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    settings.update({key: getattr(args, key) for key in optional if getattr(args, key) is not None})
+    return settings
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import rank_sweep, run_arms
+
+    settings = _bench_settings(args, ("batch_size", "grad_accum", "max_length", "max_steps", "epochs",
+                                      "max_samples", "lr"))
     TrainConfig(**settings).validate()  # bad settings fail here, once, not in every child
     output = Path(args.output)
     if args.ranks:
@@ -307,20 +314,10 @@ def cmd_bench_arm(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_recipes(args: argparse.Namespace) -> int:
-    import tempfile
+    from .bench import ARMS, compare_recipes
+    from .config import make_config
 
-    from .bench import ARMS, compare_recipes, make_random_model_dir
-    from .config import HUB_DATASET
-
-    model = args.model
-    if args.random_weights:
-        model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-"))))
-    work = tempfile.mkdtemp(prefix="bench-")
-    settings = {"model": model, "dataset": args.dataset or HUB_DATASET, "output_dir": f"{work}/run",
-                "plots_dir": f"{work}/plots", "report_to": "none", "overwrite": True}
-    for key in ("max_steps", "epochs", "max_samples"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    settings = _bench_settings(args, ("max_steps", "epochs", "max_samples"))
     runs = []
     for spec in args.runs:
         profile, _, arm = spec.partition(":")
@@ -333,10 +330,16 @@ def cmd_bench_recipes(args: argparse.Namespace) -> int:
         key, _, value = assignment.partition("=")
         if profile not in ("reference", "full") or not key or not value:
             raise UserError(f"--set takes PRESET:KEY=JSON, e.g. full:lr=1e-3, got {spec!r}")
+        known = [f.name for f in dataclasses.fields(TrainConfig)]
+        if key not in known:
+            raise UserError(f"--set {spec}: unknown setting {key!r}; settings are the train flags' names with "
+                            f"underscores: {', '.join(known)}")
         try:
             changes.setdefault(profile, {})[key] = json.loads(value)
         except json.JSONDecodeError:
             changes.setdefault(profile, {})[key] = value
+    for profile in {p for p, _ in runs}:  # bad settings fail here, once, not in every child
+        make_config(profile, **settings, **changes.get(profile, {}))
     compare_recipes(settings, args.seeds, Path(args.output), runs, args.warmup_steps,
                     evaluate_test=args.max_steps is None, label=args.label, changes=changes)
     print(f"wrote {args.output}")

@@ -139,8 +139,6 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
 
 def evaluate_split(model, tokenizer, frame: pd.DataFrame, id2label: dict[int, str], max_length: int,
                    batch_size: int, truncation: str = "head") -> tuple[dict[str, Any], np.ndarray]:
-    import torch
-
     try:
         logits = predict_logits(model, tokenizer, frame["text"].tolist(), max_length, batch_size,
                                 truncation=truncation)

@@ -132,10 +132,10 @@ class StopOnNonFiniteLoss(TrainerCallback):
             control.should_training_stop = True
 
 
-def out_of_memory_message(cfg: TrainConfig, peak_mb: float | None, where: str = "training") -> str:
+def out_of_memory_message(cfg: TrainConfig, peak_mb: float | None) -> str:
     """What ran out, how much was in use, and the knobs that lower memory, each with its current value."""
     peak = f"peak allocated so far {peak_mb:,.0f} MiB; " if peak_mb is not None else ""
-    return (f"out of GPU memory during {where} ({peak}micro-batch {cfg.batch_size}, max_length {cfg.max_length}, "
+    return (f"out of GPU memory during training ({peak}micro-batch {cfg.batch_size}, max_length {cfg.max_length}, "
             f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}). Lower --batch-size and raise "
             f"--grad-accum to keep the effective batch ({cfg.effective_batch_size}), lower --max-length, turn on "
             f"--gradient-checkpointing, lower --eval-batch-size (now {cfg.eval_batch_size}) if it failed in evaluation, "

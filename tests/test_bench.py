@@ -112,3 +112,19 @@ def test_bench_recipes_runs_each_preset_in_its_own_process(tiny_bert, easy_csv, 
     # the reference preset computes in fp16, which needs a GPU: its run fails alone, with the reason, and is kept
     assert reference["profile"] == "reference" and "float16 needs a GPU" in reference["error"]
     assert [(s["profile"], s["runs"]) for s in saved["summary"]] == [("full", 1)]
+
+
+@pytest.mark.parametrize("change, message", [
+    ("full:bogus=1", "error: --set full:bogus=1: unknown setting 'bogus'; settings are the train flags' names"),
+    ("full:lr=-1", "error: lr must be a positive number, got -1"),
+    ("lr=1e-3", "error: --set takes PRESET:KEY=JSON, e.g. full:lr=1e-3, got 'lr=1e-3'"),
+])
+def test_bench_recipes_rejects_bad_settings_before_any_run(tiny_bert, easy_csv, tmp_path, capsys, change, message):
+    from qlora_helpers import cli
+
+    out = tmp_path / "recipes.json"
+    code = cli.main(["bench-recipes", "--model", str(tiny_bert), "--dataset", str(easy_csv), "--max-steps", "2",
+                     "--runs", "full:qlora", "--set", change, "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message)
+    assert not out.exists()
