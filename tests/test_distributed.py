@@ -50,3 +50,21 @@ def test_schedule_counts_every_process(tiny_config):
     one = Schedule.for_run(tiny_config(batch_size=8, grad_accum=4), 1000, world_size=1)
     two = Schedule.for_run(tiny_config(batch_size=8, grad_accum=2), 1000, world_size=2)
     assert (one.steps_per_epoch, one.total_steps) == (two.steps_per_epoch, two.total_steps) == (32, 192)
+
+
+def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_path):
+    """Length-grouped batches under DDP: the two ranks' rows never overlap, together they are the whole
+    training split, and the order changes between epochs."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           str(ROOT / "tests" / "ddp_shard_probe.py"), str(tiny_bert), str(easy_csv), str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
+    orders = []
+    for epoch in (0, 1):
+        shares = [[tuple(ids) for e, ids in rows if e == epoch] for rows in ranks]
+        assert [len(s) for s in shares] == [96, 96]  # 192 training texts, 12 batches of 8 per rank
+        assert len(set(shares[0]) | set(shares[1])) == 192 and not set(shares[0]) & set(shares[1])
+        orders.append(shares[0])
+    assert orders[0] != orders[1]

@@ -123,3 +123,22 @@ def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
     from pathlib import Path
 
     assert not (Path(cfg.output_dir) / "metrics.json").exists()
+
+
+def test_training_clock_leaves_out_warm_up_and_evaluations():
+    import time
+    from types import SimpleNamespace
+
+    from qlora_helpers.training import TrainingClock
+
+    clock, state = TrainingClock(samples_per_step=10, warmup=2), SimpleNamespace(global_step=0)
+    for step in range(1, 8):
+        time.sleep(0.2 if step in (2, 4) else 0.02)  # step 2: warm-up; before step 4's end: an evaluation
+        if step == 4:
+            clock.on_evaluate(None, state, None)
+        state.global_step = step
+        clock.on_step_end(None, state, None)
+    assert clock.steps == 4  # the intervals ending at steps 3, 5, 6, 7
+    assert all(0.02 <= d < 0.15 for d in clock.durations)
+    assert clock.samples_per_second() == round(40 / clock.seconds, 2)
+    assert clock.step_ms_percentiles()["max"] < 150
