@@ -1,9 +1,12 @@
 """Merge the lent GPU's outputs ($OUT folders fetched under /work/.device/N/) into the committed result files.
 
 python benchmarks/collect_results.py accuracy OUT.json DIR/accuracy/*.json   # recipe comparison, with summary
-python benchmarks/collect_results.py scaling OUT.json DIR/scaling             # 1 vs 2 GPUs
+python benchmarks/collect_results.py scaling OUT.json DIR/scaling             # 1 vs 2 GPUs (first session's names)
+python benchmarks/collect_results.py seeds OUT.json DIR/scaling               # NAME-gpuN-sSEED runs, paired by seed
 """
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -40,8 +43,43 @@ def scaling(output: Path, folder: str) -> dict:
             "speedup_whole_run": round(two["train_samples_per_second"] / one["train_samples_per_second"], 3)}
 
 
+RUN_FIELDS = ("world_size", "effective_batch_size", "optimizer_steps", "train_runtime_s", "train_samples_per_second",
+              "train_step_samples_per_second", "peak_gpu_memory_mb", "test_accuracy", "compute_dtype", "device",
+              "command")
+
+
+def seeds(output: Path, folder: str) -> dict:
+    """Runs named NAME-gpu1-sSEED and NAME-gpu2-sSEED (gpu_scaling.sh with SEEDS=...): each seed's 2-GPU run
+    against its own 1-GPU run (same data split, same machine, run one after the other), then mean and spread."""
+    d = Path(folder)
+    groups: dict[str, dict[int, dict]] = {}
+    for f in sorted(d.glob("*.metrics.json")):
+        name, gpus, seed = re.fullmatch(r"(.+)-gpu(\d)-s(\d+)\.metrics\.json", f.name).groups()
+        m = json.loads(f.read_text())
+        groups.setdefault(name, {}).setdefault(int(seed), {})[f"gpu{gpus}"] = {k: m.get(k) for k in RUN_FIELDS}
+    summary = {}
+    for name, by_seed in groups.items():
+        pairs = [runs for runs in by_seed.values() if {"gpu1", "gpu2"} <= set(runs)]
+        ratio = lambda key: [round(p["gpu2"][key] / p["gpu1"][key], 3) for p in pairs]  # noqa: E731
+        acc = {g: [p[g]["test_accuracy"] for p in pairs] for g in ("gpu1", "gpu2")}
+        summary[name] = {
+            "seeds": sorted(s for s, runs in by_seed.items() if {"gpu1", "gpu2"} <= set(runs)),
+            "speedup_training_steps": ratio("train_step_samples_per_second"),
+            "speedup_whole_run": ratio("train_samples_per_second"),
+            "mean_speedup_training_steps": round(statistics.mean(ratio("train_step_samples_per_second")), 3),
+            "mean_speedup_whole_run": round(statistics.mean(ratio("train_samples_per_second")), 3),
+            "test_accuracy_mean": {g: round(statistics.mean(a), 4) for g, a in acc.items()},
+            "test_accuracy_sd": {g: round(statistics.stdev(a), 4) if len(a) > 1 else None for g, a in acc.items()},
+            "test_accuracy_paired_difference": [round(b - a, 4) for a, b in zip(acc["gpu1"], acc["gpu2"])],
+        }
+    return {"label": "data parallel scaling, 1 vs 2 GPUs, paired by seed", "env": (d / "env.txt").read_text().strip().splitlines(),
+            "runs": {name: {str(s): r for s, r in sorted(by_seed.items())} for name, by_seed in groups.items()},
+            "summary": summary}
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], Path(sys.argv[2])
-    result = accuracy(out, sys.argv[3:]) if kind == "accuracy" else scaling(out, sys.argv[3])
+    result = {"accuracy": lambda: accuracy(out, sys.argv[3:]), "scaling": lambda: scaling(out, sys.argv[3]),
+              "seeds": lambda: seeds(out, sys.argv[3])}[kind]()
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result.get("summary") or {k: result[k] for k in ("speedup_training_steps", "speedup_whole_run")}, indent=1))
