@@ -1,7 +1,8 @@
 """Run under `torchrun --nproc-per-node 2` by test_distributed.py: which training rows does this rank's
 prepared dataloader (the Trainer's, with length-grouped batches) give it in each of two epochs?
 
-python tests/ddp_shard_probe.py MODEL_DIR CSV OUT_DIR   writes OUT_DIR/rank<N>.json: [[epoch, token ids], ...]
+python tests/ddp_shard_probe.py MODEL_DIR CSV OUT_DIR   writes OUT_DIR/rank<N>.json: {"rows": [[epoch, token ids],
+...], "wrapper": how the Trainer's accelerator wraps the model}
 """
 import json
 import sys
@@ -34,5 +35,8 @@ for epoch in range(2):
     for batch in loader:
         for ids, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
             rows.append([epoch, [i for i, keep in zip(ids, mask) if keep]])
+wrapped = trainer.accelerator.prepare_model(model)
+wrapper = {"class": type(wrapped).__name__, "broadcast_buffers": getattr(wrapped, "broadcast_buffers", None),
+           "find_unused_parameters": getattr(wrapped, "find_unused_parameters", None)}
 with open(f"{out}/rank{distributed.rank()}.json", "w") as f:
-    json.dump(rows, f)
+    json.dump({"rows": rows, "wrapper": wrapper}, f)

@@ -54,13 +54,18 @@ def test_schedule_counts_every_process(tiny_config):
 
 def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_path):
     """Length-grouped batches under DDP: the two ranks' rows never overlap, together they are the whole
-    training split, and the order changes between epochs."""
+    training split, and the order changes between epochs. The model is wrapped without the per-forward
+    buffer broadcast and without the unused-parameter search."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            str(ROOT / "tests" / "ddp_shard_probe.py"), str(tiny_bert), str(easy_csv), str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
+    probes = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
+    for probe in probes:
+        assert probe["wrapper"] == {"class": "DistributedDataParallel", "broadcast_buffers": False,
+                                    "find_unused_parameters": False}
+    ranks = [probe["rows"] for probe in probes]
     orders = []
     for epoch in (0, 1):
         shares = [[tuple(ids) for e, ids in rows if e == epoch] for rows in ranks]
