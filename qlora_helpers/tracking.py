@@ -1,7 +1,9 @@
 """Optional Weights & Biases logging: on when a key is available and login works, otherwise local only.
 
-The key comes from the environment or a `.env` file (python-dotenv). Whatever happens, one line says
-which way the run logs; a missing package or a failed login never stops training.
+The key comes from the environment or a `.env` file (python-dotenv). `WANDB_MODE=offline` needs no key:
+wandb writes the run to local files, to upload later with `wandb sync` (machines without internet).
+Whatever happens, one line says which way the run logs; a missing package or a failed login never stops
+training.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def choose_report_to(mode: str = "auto", env_file: str | Path = ".env") -> tuple
     if mode == "none":
         return "none", "logging: local only (report_to=none)"
     load_env(env_file)
+    if os.environ.get("WANDB_MODE", "").strip().lower() == "offline":
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            return "none", "logging: local only - WANDB_MODE=offline but wandb is not installed: pip install wandb"
+        os.environ.setdefault("WANDB_PROJECT", "qlora-bert-text-classification")
+        where = Path(os.environ.get("WANDB_DIR", ".")) / "wandb"
+        return "wandb", f"logging: Weights & Biases offline, run files under {where} (upload later: wandb sync)"
     key = os.environ.get("WANDB_API_KEY", "").strip()
     if not key:
         if mode == "wandb":

@@ -73,3 +73,21 @@ def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_pat
         assert len(set(shares[0]) | set(shares[1])) == 192 and not set(shares[0]) & set(shares[1])
         orders.append(shares[0])
     assert orders[0] != orders[1]
+
+
+def test_weights_and_biases_logs_once(tiny_bert, easy_csv, tmp_path):
+    """Under torchrun only the main process logs to W&B (offline files here): one run, with the training
+    and evaluation metrics in it."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "qlora_helpers", "train",
+           "--model", str(tiny_bert), "--dataset", str(easy_csv), "--output-dir", str(tmp_path / "run"),
+           "--plots-dir", str(tmp_path / "plots"), "--max-length", "32", "--epochs", "2", "--batch-size", "8",
+           "--early-stopping-patience", "0", "--report-to", "wandb", "--label-names", "negative", "positive"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+           "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("logging: Weights & Biases offline") == 1
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    assert b"train/loss" in log and b"eval/accuracy" in log

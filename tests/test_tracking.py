@@ -47,3 +47,22 @@ def test_working_login_turns_wandb_on(monkeypatch, tmp_path):
     report_to, line = choose_report_to("auto", tmp_path / "x.env")
     assert report_to == "wandb" and seen["key"] == "good-key" and "qlora-bert-text-classification" in line
     assert choose_report_to("none", tmp_path / "x.env")[0] == "none"
+
+
+def test_offline_mode_needs_no_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    env = tmp_path / ".env"
+    env.write_text("WANDB_MODE=offline\n")  # from .env, as .env.example suggests
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = types.ModuleType("wandb")
+    fake.login = lambda **kw: (_ for _ in ()).throw(AssertionError("offline mode must not log in"))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    report_to, line = choose_report_to("wandb", env)
+    assert report_to == "wandb"
+    assert line == f"logging: Weights & Biases offline, run files under {tmp_path / 'wandb'} (upload later: wandb sync)"
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    assert choose_report_to("auto", env) == (
+        "none", "logging: local only - WANDB_MODE=offline but wandb is not installed: pip install wandb")
+    assert choose_report_to("none", env)[0] == "none"
+    monkeypatch.delenv("WANDB_MODE")
