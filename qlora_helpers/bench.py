@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import REFERENCE_RECIPE, TrainConfig
 from .hardware import synchronize
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
@@ -229,7 +229,10 @@ def summarise_recipes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "samples_per_second": mean(rows, "samples_per_second"),
                     "seconds_per_epoch": mean(rows, "seconds_per_epoch"),
                     "peak_allocated_mb": mean(rows, "peak_allocated_mb")})
-    ref = next((s for s in out if (s["profile"], s["arm"], s["lr"]) == ("reference", "qlora", 2e-4)), None)
+    # the reference is the reference preset's QLoRA run with none of its settings changed by --set
+    as_preset = (REFERENCE_RECIPE["lr"], REFERENCE_RECIPE["batch_size"], REFERENCE_RECIPE["target_modules"])
+    ref = next((s for s in out if (s["profile"], s["arm"]) == ("reference", "qlora")
+                and (s["lr"], s["batch_size"], s["target_modules"]) == as_preset), None)
     for s in out:
         if ref and ref["samples_per_second"] and s["samples_per_second"]:
             s["speedup_vs_reference"] = round(s["samples_per_second"] / ref["samples_per_second"], 2)

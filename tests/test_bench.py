@@ -76,17 +76,19 @@ def test_committed_results_have_provenance():
 def test_recipe_summary_groups_presets_and_levers_and_divides_by_the_reference():
     from qlora_helpers.bench import summarise_recipes
 
-    def rec(profile, seed, acc, sps, peak, lr, targets=("query", "value")):
+    def rec(profile, seed, acc, sps, peak, lr, targets=("query", "value"), batch=16):
         return {"profile": profile, "arm": "qlora", "seed": seed, "test_accuracy": acc, "samples_per_second": sps,
-                "seconds_per_epoch": 100 / sps, "peak_allocated_mb": peak, "lr": lr, "batch_size": 16,
+                "seconds_per_epoch": 100 / sps, "peak_allocated_mb": peak, "lr": lr, "batch_size": batch,
                 "target_modules": list(targets)}
 
-    records = [rec("reference", 1, 0.80, 100.0, 500.0, 2e-4), rec("full", 1, 0.90, 400.0, 2000.0, 5e-4, ("dense",)),
+    records = [rec("reference", 1, 0.70, 50.0, 250.0, 2e-4, batch=32),  # the preset with a lever changed: not the base
+               rec("reference", 1, 0.80, 100.0, 500.0, 2e-4), rec("full", 1, 0.90, 400.0, 2000.0, 5e-4, ("dense",)),
                rec("full", 2, 0.92, 500.0, 2000.0, 5e-4, ("dense",)), rec("full", 1, 0.85, 600.0, 1000.0, 1e-3),
                {"profile": "full", "arm": "qlora", "error": "boom"}]
-    summary = {(s["profile"], s["lr"]): s for s in summarise_recipes(records)}
-    assert set(summary) == {("reference", 2e-4), ("full", 5e-4), ("full", 1e-3)}  # a lever is its own group
-    full = summary[("full", 5e-4)]
+    summary = {(s["profile"], s["lr"], s["batch_size"]): s for s in summarise_recipes(records)}
+    assert set(summary) == {("reference", 2e-4, 32), ("reference", 2e-4, 16), ("full", 5e-4, 16),
+                            ("full", 1e-3, 16)}  # a lever is its own group
+    full = summary[("full", 5e-4, 16)]
     assert full["seeds"] == [1, 2] and full["test_accuracy_mean"] == pytest.approx(0.91)
     assert full["test_accuracy_sd"] == pytest.approx(0.0141, abs=1e-4)
     assert (full["speedup_vs_reference"], full["peak_memory_vs_reference"]) == (4.5, 4.0)
