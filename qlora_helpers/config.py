@@ -75,6 +75,7 @@ class TrainConfig:
     max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs) - for smoke tests.")
     oom_retry: bool = _f(False, "On a GPU out-of-memory error, restart training with half the micro-batch and twice the accumulation (same effective batch) until it fits; off by default so the recipe never changes silently.")
     seed: int = _f(42, "Seeds data split, LoRA init, dropout and shuffling: runs reproduce.")
+    split_seed: int | None = _f(None, "Seeds the train/validation/test split (and --max-samples) instead of --seed: keep it fixed to compare training seeds on one split.")
     # --- outputs -----------------------------------------------------------------------------
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
     plots_dir: str = _f("Data", "Where the PNG plots are written.")
@@ -130,6 +131,8 @@ class TrainConfig:
         require(isinstance(self.dataloader_workers, int) and 0 <= self.dataloader_workers <= 64,
                 f"dataloader_workers must be a whole number from 0 to 64, got {self.dataloader_workers!r}")
         require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
+        require(self.split_seed is None or (isinstance(self.split_seed, int) and self.split_seed >= 0),
+                f"split_seed must be a whole number >= 0, got {self.split_seed!r}")
         require(self.quant_type in QUANT_TYPES, f"quant_type must be one of {QUANT_TYPES}, got {self.quant_type!r}")
         require(self.compute_dtype in COMPUTE_DTYPES,
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")

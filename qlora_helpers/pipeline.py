@@ -112,7 +112,7 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
 
 def load_data(cfg: TrainConfig) -> PreparedData:
     data = prepare_data(cfg.dataset, cfg.text_column, cfg.label_column, cfg.label_names, cfg.max_samples,
-                        cfg.val_fraction, cfg.test_fraction, cfg.seed)
+                        cfg.val_fraction, cfg.test_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
     print(data.describe())
     return data
 

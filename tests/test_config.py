@@ -60,6 +60,7 @@ def test_imdb_label_names_only_for_imdb_data(tmp_path):
     ({"target_modules": []}, "target_modules must name at least one"),
     ({"max_samples": 5}, "max_samples must be at least 20"),
     ({"report_to": "tensorboard"}, "report_to must be auto, none or wandb"),
+    ({"split_seed": -1}, "split_seed must be a whole number >= 0"),
     ({"save_checkpoints": False}, "early stopping restores the best checkpoint"),
 ])
 def test_bad_settings_are_rejected_with_the_fix(change, message):

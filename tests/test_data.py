@@ -175,3 +175,18 @@ def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
     assert encode_texts(tokenizer, [long_text], 16, "head")["input_ids"][0] == full[:15] + [tokenizer.sep_token_id]
     with pytest.raises(UserError, match="truncation must be one of"):
         encode_texts(tokenizer, [long_text], 16, "middle")
+
+
+def test_split_seed_fixes_the_split_across_training_seeds(easy_csv, capsys):
+    """--seed alone draws a new split for every seed; --split-seed keeps one split while the seed changes."""
+    from qlora_helpers.config import make_config
+    from qlora_helpers.pipeline import load_data
+
+    def test_texts(**settings):
+        cfg = make_config("full", dataset=str(easy_csv), label_names=["negative", "positive"], **settings)
+        return load_data(cfg).splits["test"]["text"].tolist()
+
+    assert test_texts(seed=1) != test_texts(seed=2)
+    assert test_texts(seed=1, split_seed=7) == test_texts(seed=2, split_seed=7) != test_texts(seed=7, split_seed=8)
+    assert test_texts(seed=7, split_seed=7) == test_texts(seed=7)  # split_seed=seed changes nothing
+    assert "seed 7" in capsys.readouterr().out  # the split's description names the seed it used
