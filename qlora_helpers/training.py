@@ -199,7 +199,7 @@ class TrainingClock(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         keep = bool(self.marks) and not self.dirty and state.global_step > self.warmup
-        self.marks.append((_time_mark(), keep))
+        self.marks.append((_time_mark(getattr(getattr(args, "device", None), "type", None) == "cuda"), keep))
         self.dirty = False
 
     def step_ms_percentiles(self) -> dict[str, float] | None:
@@ -221,11 +221,11 @@ class TrainingClock(TrainerCallback):
         return round(self.steps * self.samples_per_step / self.seconds, 2) if self.seconds > 0 else None
 
 
-def _time_mark():
-    """Now, on the GPU's timeline where there is one (an event recorded on the current stream)."""
+def _time_mark(on_gpu: bool):
+    """Now: on the GPU's timeline when training runs there (an event recorded on the current stream)."""
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if on_gpu:
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event
