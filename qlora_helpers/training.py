@@ -176,18 +176,13 @@ class TrainingClock(TrainerCallback):
         self.samples_per_step, self.warmup = samples_per_step, warmup
         self.marks: list[tuple[Any, bool]] = []  # (CUDA event or perf_counter time, time the interval ending here)
         self.dirty = False
-        self._read: tuple[int, list[float]] = (0, [])
 
     @property
     def durations(self) -> list[float]:
         """Seconds of each timed interval (waits for the GPU to reach the last step's end)."""
-        if self._read[0] != len(self.marks):
-            last = self.marks[-1][0]
-            if hasattr(last, "synchronize"):
-                last.synchronize()
-            self._read = (len(self.marks), [_seconds_between(a, b) for (a, _), (b, keep)
-                                            in zip(self.marks, self.marks[1:]) if keep])
-        return self._read[1]
+        if self.marks and hasattr(self.marks[-1][0], "synchronize"):
+            self.marks[-1][0].synchronize()
+        return [_seconds_between(a, b) for (a, _), (b, keep) in zip(self.marks, self.marks[1:]) if keep]
 
     @property
     def seconds(self) -> float:
