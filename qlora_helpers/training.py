@@ -12,6 +12,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
 from . import distributed
 from .config import TrainConfig
+from .errors import UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
 from .metrics import trainer_metrics
 
@@ -252,8 +253,6 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
     """
     import torch
 
-    from .errors import UserError
-
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     while True:
         try:
@@ -296,8 +295,6 @@ def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, rep
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if guard.problem:
-        from .errors import UserError
-
         raise UserError(guard.problem)
     metrics = dict(result.metrics)
     metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb()
