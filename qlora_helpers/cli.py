@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .config import PROFILES, TrainConfig
+from .config import PROFILES, RECIPE_PRESETS, TrainConfig
 from .dependencies import INSTALL, check_dependencies
 from .errors import UserError
 
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     arm.add_argument("--settings", required=True)
     arm.add_argument("--warmup-steps", type=int, default=5)
     arm.add_argument("--evaluate-test", action="store_true")
-    arm.add_argument("--profile", default="full", choices=["full", "reference"])
+    arm.add_argument("--profile", default="full", choices=RECIPE_PRESETS)
 
     recipes = sub.add_parser("bench-recipes", help="the reference preset against the default recipe and full "
                                                    "fine-tuning, each run in its own process")
@@ -321,16 +321,16 @@ def cmd_bench_recipes(args: argparse.Namespace) -> int:
     runs = []
     for spec in args.runs:
         profile, _, arm = spec.partition(":")
-        if profile not in ("reference", "full") or arm not in ARMS:
+        if profile not in RECIPE_PRESETS or arm not in ARMS:
             raise UserError(f"--runs takes preset:arm with preset reference or full and arm one of {ARMS}, got {spec!r}")
         runs.append((profile, arm))
     changes: dict[str, dict[str, Any]] = {}
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
     for spec in args.set:
         profile, _, assignment = spec.partition(":")
         key, _, value = assignment.partition("=")
-        if profile not in ("reference", "full") or not key or not value:
+        if profile not in RECIPE_PRESETS or not key or not value:
             raise UserError(f"--set takes PRESET:KEY=JSON, e.g. full:lr=1e-3, got {spec!r}")
-        known = [f.name for f in dataclasses.fields(TrainConfig)]
         if key not in known:
             raise UserError(f"--set {spec}: unknown setting {key!r}; settings are the train flags' names with "
                             f"underscores: {', '.join(known)}")

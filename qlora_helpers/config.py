@@ -215,6 +215,7 @@ def _with_imdb_label_names(settings: dict[str, Any], imdb_source: str) -> TrainC
 
 
 PROFILES = {"full": full_profile, "offline": offline_profile, "reference": reference_profile}
+RECIPE_PRESETS = ("reference", "full")  # the presets a recipe comparison runs (bench-recipes, bench-arm)
 
 
 def make_config(profile: str = "full", **changes: Any) -> TrainConfig:
