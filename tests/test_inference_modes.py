@@ -55,8 +55,12 @@ def test_a_reloaded_adapter_cuts_long_texts_as_in_training(adapter):
     assert loaded.truncation == "head_tail" and loaded.max_length == 32
     long_review = [" ".join(["boring"] * 40 + ["wonderful"] * 40)]  # the verdict changes at the end
     as_trained = loaded.logits(long_review, progress=False)
+    head_tail = predict_logits(loaded.model, loaded.tokenizer, long_review, 32, truncation="head_tail", progress=False)
     head_only = predict_logits(loaded.model, loaded.tokenizer, long_review, 32, truncation="head", progress=False)
-    assert as_trained.argmax() == 1 and head_only.argmax() == 0
+    assert np.array_equal(as_trained, head_tail) and not np.allclose(as_trained, head_only, atol=1e-3)
+    # the kept end is all "wonderful"; what the tiny model makes of 30 x "boring" alone varied between runs
+    # (one of six full CI runs read it as positive), so only the end's verdict is asserted
+    assert as_trained.argmax() == 1
 
 
 def test_each_mode_predicts_from_a_fresh_process(adapter, tmp_path):
