@@ -50,6 +50,7 @@ class TrainConfig:
     quant_type: str = _f("nf4", "NF4 is information-theoretically optimal for normally distributed weights.")
     double_quant: bool = _f(True, "Quantizes the quantization constants too: measured 4.5 -> 4.127 bits per weight (quant_error.py).")
     compute_dtype: str = _f("auto", "auto = bf16 where the GPU supports it, fp16 otherwise (T4), fp32 on the CPU.")
+    cudnn_attention: bool = _f(False, "Let PyTorch use cuDNN's fused attention (its first choice on Hopper GPUs). Off: it builds a plan for every new padded length, about 5 ms of host time per layer call, and length-grouped batches bring a new length most steps early in training (H200 profile, benchmarks/recipe_notes.md); the memory-efficient kernel needs no plan.")
     # --- LoRA (Hu et al. 2021) ---------------------------------------------------------------
     lora_r: int = _f(16, "Rank of the update; 8-16 is plenty for classification.")
     lora_alpha: float = _f(32, "Scale alpha/r = 2, the common choice that keeps the lr portable across ranks.")

@@ -50,6 +50,20 @@ def detect_hardware(requested_dtype: str = "auto") -> Hardware:
     raise UserError(f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU")
 
 
+def choose_attention_kernels(cudnn_attention: bool) -> str | None:
+    """Allow or forbid cuDNN's scaled-dot-product attention for this process; a line to print on a GPU.
+
+    PyTorch prefers cuDNN's kernel on Hopper, which plans per input shape: with dynamic padding every new
+    length costs a plan (config.TrainConfig.cudnn_attention says what was measured). The flag is
+    process-wide, like the rest of a training run's settings; the other kernels give the same results.
+    """
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
+    if not torch.cuda.is_available():
+        return None
+    return ("attention: cuDNN's fused kernel allowed (--cudnn-attention)" if cudnn_attention else
+            "attention: PyTorch's flash / memory-efficient kernels, not cuDNN's (which plans per padded length)")
+
+
 def cpu_notes(optim: str, oom_retry: bool = False) -> list[str]:
     """What the chosen recipe does differently without a GPU, said up front instead of changed silently."""
     notes = []

@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
 from .errors import UserError, require
 from .dependencies import check_dependencies
-from .hardware import Hardware, cpu_notes, detect_hardware, peak_gpu_memory_mb
+from .hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware, peak_gpu_memory_mb
 from .inference import TRAINING_CONFIG, predict_logits
 from .lora import add_lora_adapters, count_parameters
 from .metrics import classification_metrics, softmax
@@ -100,6 +100,9 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     set_seed(cfg.seed)
     print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")
     print(hw.describe())
+    attention = choose_attention_kernels(cfg.cudnn_attention)
+    if attention:
+        print(attention)
     for line in cpu_notes(cfg.optim, cfg.oom_retry) if hw.device == "cpu" else []:
         print(line)
     if distributed.world_size() > 1:
@@ -202,6 +205,7 @@ def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenize
         "world_size": distributed.world_size(),
         "steps_per_epoch": outcome.schedule.steps_per_epoch,
         "train_step_samples_per_second": m.get("train_step_samples_per_second"),
+        "train_step_ms": m.get("step_ms"),  # percentiles of the timed steps: a slow tail shows here, not in a mean
         "compute_dtype": hw.dtype_name,
         "device": hw.name,
         "logging": report_line,

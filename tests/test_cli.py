@@ -100,3 +100,12 @@ def test_a_finished_run_is_not_overwritten(trained):
     r = cli("train", "--dataset", "qlora_helpers/sample_data/imdb_sample_1500.csv.gz", "--output-dir", out)
     assert r.returncode == 2 and "already holds a finished run" in r.stderr and "--overwrite" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_cudnn_attention_is_a_switch_that_stays_off_by_default():
+    from qlora_helpers.cli import build_parser, config_from_args
+
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", *flags]))  # noqa: E731
+    assert parse().cudnn_attention is False
+    assert parse("--cudnn-attention").cudnn_attention is True
+    assert parse("--cudnn-attention", "--no-cudnn-attention").cudnn_attention is False

@@ -17,6 +17,7 @@ def test_defaults_are_the_recipe():
     assert (cfg.lr, cfg.lr_scheduler, cfg.warmup, cfg.weight_decay) == (5e-4, "cosine", 0.1, 0.01)
     assert (cfg.optim, cfg.early_stopping_patience, cfg.seed) == ("paged_adamw_8bit", 2, 42)
     assert cfg.label_names == ["negative", "positive"]
+    assert cfg.cudnn_attention is False  # plans per padded length (benchmarks/recipe_notes.md)
 
 
 def test_reference_preset_is_the_seed_tutorial_recipe():

@@ -52,6 +52,11 @@ def test_outputs_and_metrics_json(finished_run):
     assert m["trainable_percent"] == pytest.approx(100 * m["trainable_params"] / m["total_params"], abs=1e-3)
     assert m["data"]["sizes"] == {"train": 192, "validation": 24, "test": 24}
     assert m["test_confusion_matrix"] == result.metrics["test_confusion_matrix"]
+    # the timed steps' spread: 72 steps, the first 2 and those that ended with an evaluation left out
+    steps = result.outcome.metrics["timed_steps"]
+    assert 50 <= steps <= 70 and m["train_step_ms"] == result.outcome.metrics["step_ms"]
+    q = m["train_step_ms"]
+    assert 0 < q["p10"] <= q["median"] <= q["p90"] <= q["max"]
     assert sum(map(sum, m["test_confusion_matrix"])) == 24
     # the classifier head travels inside the adapter file
     from safetensors import safe_open
@@ -142,3 +147,25 @@ def test_training_clock_leaves_out_warm_up_and_evaluations():
     assert all(0.02 <= d < 0.15 for d in clock.durations)
     assert clock.samples_per_second() == round(40 / clock.seconds, 2)
     assert clock.step_ms_percentiles()["max"] < 150
+
+
+@pytest.fixture
+def restore_attention_kernels():
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    yield
+    torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_start_sets_the_attention_kernels_from_the_config(tiny_config, restore_attention_kernels, allowed):
+    """`start` applies `cudnn_attention` to the process (the flag PyTorch's attention dispatch reads);
+    on the CPU it prints nothing about it, since only GPUs have those kernels."""
+    import torch
+
+    from qlora_helpers.pipeline import start
+
+    torch.backends.cuda.enable_cudnn_sdp(not allowed)
+    start(tiny_config(cudnn_attention=allowed))
+    assert torch.backends.cuda.cudnn_sdp_enabled() is allowed
