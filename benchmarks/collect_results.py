@@ -3,6 +3,7 @@
 python benchmarks/collect_results.py accuracy OUT.json DIR/accuracy/*.json   # recipe comparison, with summary
 python benchmarks/collect_results.py scaling OUT.json DIR/scaling             # 1 vs 2 GPUs (first session's names)
 python benchmarks/collect_results.py seeds OUT.json DIR/scaling               # NAME-gpuN-sSEED runs, paired by seed
+python benchmarks/collect_results.py runs OUT.json DIR LABEL COMMAND          # every NAME.metrics.json in DIR, in order
 """
 import json
 import re
@@ -77,9 +78,21 @@ def seeds(output: Path, folder: str) -> dict:
             "summary": summary}
 
 
+def runs(output: Path, folder: str, label: str, command: str) -> dict:
+    """Short A/B runs, one metrics.json each, listed in the order they finished: on a lent machine the order
+    matters, since its speed drifts between runs."""
+    found = {f.name.removesuffix(".metrics.json"): json.loads(f.read_text()) for f in Path(folder).glob("*.metrics.json")}
+    keep = RUN_FIELDS[:-1] + ("train_step_ms", "finished_at")
+    records = {}
+    for name, m in sorted(found.items(), key=lambda item: item[1]["finished_at"]):
+        records[name] = {**{k: m.get(k) for k in keep},
+                                                          "flags": {k: m["config"][k] for k in ("seed", "dataloader_workers", "cudnn_attention") if k in m["config"]}}
+    return {"label": label, "command": command, "runs": records, "summary": {n: r["train_step_samples_per_second"] for n, r in records.items()}}
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], Path(sys.argv[2])
     result = {"accuracy": lambda: accuracy(out, sys.argv[3:]), "scaling": lambda: scaling(out, sys.argv[3]),
-              "seeds": lambda: seeds(out, sys.argv[3])}[kind]()
+              "seeds": lambda: seeds(out, sys.argv[3]), "runs": lambda: runs(out, *sys.argv[3:6])}[kind]()
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result.get("summary") or {k: result[k] for k in ("speedup_training_steps", "speedup_whole_run")}, indent=1))
