@@ -81,7 +81,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     from transformers import set_seed
 
     from .data import tokenize_splits
-    from .hardware import detect_hardware
+    from .hardware import choose_attention_kernels, detect_hardware
     from .lora import count_parameters
     from .pipeline import evaluate_split, library_versions, load_data
     from .quantization import load_tokenizer
@@ -89,6 +89,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
 
     assert arm in ARMS, arm
     hw = detect_hardware(cfg.compute_dtype)
+    choose_attention_kernels(cfg.cudnn_attention)  # as `train` does, so an arm times the recipe's kernels
     set_seed(cfg.seed)
     data = load_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
@@ -114,7 +115,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         "compute_dtype": hw.dtype_name if arm != "full_fp32" else "float32",
         "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_length": cfg.max_length,
         "gradient_checkpointing": cfg.gradient_checkpointing, "optimizer": arm_cfg.optim, "lr": arm_cfg.lr,
-        "truncation": cfg.truncation, "group_by_length": cfg.group_by_length, "target_modules": cfg.target_modules,
+        "truncation": cfg.truncation, "group_by_length": cfg.group_by_length, "cudnn_attention": cfg.cudnn_attention, "target_modules": cfg.target_modules,
         "seed": cfg.seed, "profile": cfg.profile,
         "lora_r": cfg.lora_r if "lora" in arm else None,
         "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from qlora_helpers.bench import ARMS, run_arm, run_arms, weight_arithmetic_mb
 from qlora_helpers.bench_plots import draw_all
@@ -19,12 +20,14 @@ def bench_settings(tiny_bert, easy_csv, tmp_path):
 
 @pytest.mark.parametrize("arm", ARMS)
 def test_each_arm_trains_only_what_it_should(arm, bench_settings):
+    torch.backends.cuda.enable_cudnn_sdp(True)  # PyTorch's default: the arm must switch it off as `train` does
     record = run_arm(arm, make_config("full", **bench_settings), warmup_steps=2)
     assert record["arm"] == arm and record["optimizer_steps"] == 6 and record["timed_steps"] == 4
     assert record["samples_per_second"] > 0 and record["seconds_per_epoch"] == pytest.approx(
         record["train_rows"] / record["samples_per_second"], rel=0.01)
     assert record["peak_allocated_mb"] is None and record["weight_memory_mb"] is None  # no GPU here: no made-up numbers
     assert record["batch_size"] == 4 and record["max_length"] == 32 and record["gradient_checkpointing"] is True
+    assert record["cudnn_attention"] is False and not torch.backends.cuda.cudnn_sdp_enabled()  # the recipe's kernels
     if "lora" in arm:
         assert record["trainable_percent"] < 20 and record["lora_r"] == 16  # tiny model: LoRA on every linear layer
         assert record["optimizer"] == "paged_adamw_8bit"
