@@ -1,0 +1,28 @@
+"""Library log lines that would mislead this project's users, dropped before the libraries load.
+
+bitsandbytes 0.50, on a CPU with AVX512-BF16, tries at import to fetch an optional fused 4-bit matmul
+from the Hugging Face Hub through the `kernels` package, and when that is missing logs "Failed to load
+CPU gemm_4bit_forward from kernels-community ... pip install kernels" on every start. Nothing failed: it
+falls back to its own CPU kernels (the path this project's tests and offline profile use), and following
+the advice would make CPU runs depend on downloading code from the Hub. The filter drops that one message
+and nothing else from that logger.
+"""
+
+from __future__ import annotations
+
+import logging
+
+BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
+OPTIONAL_HUB_KERNEL = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+class _DropOptionalHubKernelNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(OPTIONAL_HUB_KERNEL)
+
+
+def quiet_known_library_warnings() -> None:
+    """Install the filter once (importing the package twice must not stack filters)."""
+    logger = logging.getLogger(BNB_CPU_LOGGER)
+    if not any(isinstance(f, _DropOptionalHubKernelNotice) for f in logger.filters):
+        logger.addFilter(_DropOptionalHubKernelNotice())
