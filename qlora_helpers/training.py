@@ -273,15 +273,14 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
         cfg, resume_from_checkpoint = smaller, None
 
 
-def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str,
-                resume_from_checkpoint: str | bool | None, evaluation: bool, mixed_precision: bool,
-                extra_callbacks: list | None, timing_warmup: int) -> TrainOutcome:
+def build_trainer(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
+                  evaluation: bool = True, mixed_precision: bool = True,
+                  callbacks: list | None = None) -> tuple[RecipeTrainer, Schedule]:
+    """The Trainer exactly as training runs it (arguments, collator, early stopping), without training:
+    `train` uses it, and so do the probes that read its prepared dataloader."""
     schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size())
     args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
-    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
-    guard = StopOnNonFiniteLoss()
-    clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
-    callbacks += [guard, clock] + (extra_callbacks or [])
+    early = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
     trainer = RecipeTrainer(
         model=model,
         args=args,
@@ -290,8 +289,18 @@ def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, rep
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
         compute_metrics=trainer_metrics,
-        callbacks=callbacks,
+        callbacks=early + (callbacks or []),
     )
+    return trainer, schedule
+
+
+def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str,
+                resume_from_checkpoint: str | bool | None, evaluation: bool, mixed_precision: bool,
+                extra_callbacks: list | None, timing_warmup: int) -> TrainOutcome:
+    guard = StopOnNonFiniteLoss()
+    clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
+    trainer, schedule = build_trainer(model, tokenized, tokenizer, cfg, hw, report_to, evaluation, mixed_precision,
+                                      [guard, clock] + (extra_callbacks or []))
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if guard.problem:

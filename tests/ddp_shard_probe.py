@@ -1,5 +1,5 @@
 """Run under `torchrun --nproc-per-node 2` by test_distributed.py: which training rows does this rank's
-prepared dataloader (the Trainer's, with length-grouped batches) give it in each of two epochs?
+prepared dataloader (the Trainer as `train` builds it, with length-grouped batches) give it in each of two epochs?
 
 python tests/ddp_shard_probe.py MODEL_DIR CSV OUT_DIR   writes OUT_DIR/rank<N>.json: {"rows": [[epoch, token ids],
 ...], "wrapper": how the Trainer's accelerator wraps the model}
@@ -7,14 +7,12 @@ python tests/ddp_shard_probe.py MODEL_DIR CSV OUT_DIR   writes OUT_DIR/rank<N>.j
 import json
 import sys
 
-from transformers import DataCollatorWithPadding
-
 from qlora_helpers import distributed
 from qlora_helpers.config import make_config
 from qlora_helpers.data import tokenize_splits
 from qlora_helpers.pipeline import build_model, load_data, start
 from qlora_helpers.quantization import load_tokenizer
-from qlora_helpers.training import RecipeTrainer, Schedule, training_arguments
+from qlora_helpers.training import build_trainer
 
 model_dir, csv, out = sys.argv[1:4]
 cfg = make_config("full", model=model_dir, dataset=csv, max_length=32, batch_size=8, grad_accum=1, epochs=2,
@@ -24,10 +22,7 @@ data = load_data(cfg)
 tokenizer = load_tokenizer(cfg.model)
 tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 model, _ = build_model(cfg, data, hw)
-args = training_arguments(cfg, hw, Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size()), "none",
-                          evaluation=False)
-trainer = RecipeTrainer(model=model, args=args, train_dataset=tokenized["train"], processing_class=tokenizer,
-                        data_collator=DataCollatorWithPadding(tokenizer))
+trainer, _ = build_trainer(model, tokenized, tokenizer, cfg, hw, evaluation=False)
 loader = trainer.get_train_dataloader()
 rows = []
 for epoch in range(2):
