@@ -82,11 +82,11 @@ def runs(output: Path, folder: str, label: str, command: str) -> dict:
     """Short A/B runs, one metrics.json each, listed in the order they finished: on a lent machine the order
     matters, since its speed drifts between runs."""
     found = {f.name.removesuffix(".metrics.json"): json.loads(f.read_text()) for f in Path(folder).glob("*.metrics.json")}
-    keep = RUN_FIELDS[:-1] + ("train_step_ms", "finished_at")
+    keep = tuple(k for k in RUN_FIELDS if k != "command") + ("train_step_ms", "finished_at")
+    flags = ("seed", "dataloader_workers", "cudnn_attention")
     records = {}
     for name, m in sorted(found.items(), key=lambda item: item[1]["finished_at"]):
-        records[name] = {**{k: m.get(k) for k in keep},
-                                                          "flags": {k: m["config"][k] for k in ("seed", "dataloader_workers", "cudnn_attention") if k in m["config"]}}
+        records[name] = {**{k: m.get(k) for k in keep}, "flags": {k: m["config"][k] for k in flags if k in m["config"]}}
     return {"label": label, "command": command, "runs": records, "summary": {n: r["train_step_samples_per_second"] for n, r in records.items()}}
 
 

@@ -42,7 +42,7 @@ class StepProbe(TrainerCallback):
             activities = [torch.profiler.ProfilerActivity.CPU]
             activities += [torch.profiler.ProfilerActivity.CUDA] if self.cuda else []
             self.profiler = torch.profiler.profile(activities=activities)
-            self.profiler.__enter__()
+            self.profiler.start()
         if self.cuda:
             begin = torch.cuda.Event(enable_timing=True)
             begin.record()
@@ -55,7 +55,7 @@ class StepProbe(TrainerCallback):
         self.host[-1] = (self.host[-1][0], time.perf_counter())
         if self.profiler is not None and state.global_step == self.stop:
             self.synchronize()
-            self.profiler.__exit__(None, None, None)
+            self.profiler.stop()
             self.write_profile()
             self.profiler = None
 
