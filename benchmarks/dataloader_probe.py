@@ -1,6 +1,7 @@
 """Issue 7 lead: how long does the Trainer's prepared dataloader take to hand over one batch of the default
 recipe (64 reviews, up to 256 tokens, length-grouped, dynamic padding) on the main thread, with 1 or 2 processes,
-and where does that time go? CPU only (no pinned memory); needs no GPU.
+and where does that time go? The Trainer is the one `train` builds; on the CPU
+(no pinned memory, no padding to a multiple of 8); needs no GPU.
 
 python benchmarks/dataloader_probe.py MODEL_DIR DATA [--profile]
 torchrun --nproc-per-node 2 benchmarks/dataloader_probe.py MODEL_DIR DATA
@@ -12,14 +13,12 @@ import statistics
 import sys
 import time
 
-from transformers import DataCollatorWithPadding
-
 from qlora_helpers import distributed
 from qlora_helpers.config import make_config
 from qlora_helpers.data import tokenize_splits
 from qlora_helpers.pipeline import build_model, load_data, start
 from qlora_helpers.quantization import load_tokenizer
-from qlora_helpers.training import RecipeTrainer, Schedule, training_arguments
+from qlora_helpers.training import build_trainer
 
 model_dir, dataset = sys.argv[1:3]
 cfg = make_config("full", model=model_dir, dataset=dataset, max_samples=8000, epochs=1, output_dir="/tmp/dataloader_probe",
@@ -29,10 +28,7 @@ data = load_data(cfg)
 tokenizer = load_tokenizer(cfg.model)
 tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 model, _ = build_model(cfg, data, hw)
-args = training_arguments(cfg, hw, Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size()), "none",
-                          evaluation=False)
-trainer = RecipeTrainer(model=model, args=args, train_dataset=tokenized["train"], processing_class=tokenizer,
-                        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+trainer, _ = build_trainer(model, tokenized, tokenizer, cfg, hw, evaluation=False)
 batches = iter(trainer.get_train_dataloader())
 next(batches)
 profiler = cProfile.Profile() if "--profile" in sys.argv else None
