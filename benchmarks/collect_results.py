@@ -87,7 +87,8 @@ def runs(output: Path, folder: str, label: str, command: str) -> dict:
     records = {}
     for name, m in sorted(found.items(), key=lambda item: item[1]["finished_at"]):
         records[name] = {**{k: m.get(k) for k in keep}, "flags": {k: m["config"][k] for k in flags if k in m["config"]}}
-    return {"label": label, "command": command, "runs": records, "summary": {n: r["train_step_samples_per_second"] for n, r in records.items()}}
+    versions = sorted({json.dumps(m.get("versions"), sort_keys=True) for m in found.values()})
+    return {"label": label, "command": command, "versions": [json.loads(v) for v in versions], "runs": records, "summary": {n: r["train_step_samples_per_second"] for n, r in records.items()}}
 
 
 if __name__ == "__main__":
