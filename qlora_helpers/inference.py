@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .collate import PaddingCollator, as_rows
 from .data import encode_texts
 from .errors import UserError, require
 from .hardware import Hardware, detect_hardware
@@ -30,10 +31,11 @@ def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
     device = device or next(p.device for p in model.parameters())
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    collate = PaddingCollator(tokenizer)
     for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", disable=not progress, unit="batch"):
         idx = order[start:start + batch_size]
         encoded = encode_texts(tokenizer, [texts[i] for i in idx], max_length, truncation)
-        batch = tokenizer.pad(encoded, return_tensors="pt").to(device)
+        batch = {k: v.to(device) for k, v in collate(as_rows(encoded)).items()}
         out[idx] = model(**batch).logits.float().cpu().numpy()
     return out
 

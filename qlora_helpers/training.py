@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from . import distributed
+from .collate import PaddingCollator
 from .config import TrainConfig
 from .errors import UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
@@ -287,7 +288,7 @@ def build_trainer(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, r
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if evaluation else None,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
+        data_collator=PaddingCollator(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
         compute_metrics=trainer_metrics,
         callbacks=early + (callbacks or []),
     )
