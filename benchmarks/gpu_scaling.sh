@@ -8,13 +8,11 @@
 #   NO_WARMUP=1 ...       skip the two short unrecorded runs that warm a freshly started machine up
 # Results (metrics.json per run, per-rank lines, env) in $OUT/scaling/; benchmarks/collect_results.py merges them.
 set -uo pipefail
-export PYTHONPATH=$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast stays off
+source benchmarks/gpu_common.sh
 NAME=${1:-default}; shift $(( $# > 0 ? 1 : 0 )); FLAGS="$*"
 S=$OUT/scaling; W=/tmp/scaling; mkdir -p $S $W
 [ -f $S/env.txt ] || {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > $S/env.txt
-  python3 -c "import torch, transformers, peft, bitsandbytes as b, accelerate as a; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', b.__version__, 'accelerate', a.__version__)" >> $S/env.txt
+  machine_facts > $S/env.txt
 }
 COMMON="--model ${MODEL:-.carry/minilm} --dataset .carry/data/imdb_20k.csv.gz --epochs ${EPOCHS:-2} --report-to none --label-names negative positive"
 run() {  # name, launcher...

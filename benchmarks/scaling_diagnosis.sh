@@ -8,8 +8,7 @@
 #   gpu2-omp4     torchrun, 2 processes, OMP_NUM_THREADS=4
 # Everything lands in $OUT/diag.tar.gz (metrics.json per run, per-rank step times, profiles, traces, system facts).
 set -uo pipefail
-export PYTHONPATH=$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast stays off
+source benchmarks/gpu_common.sh
 STEPS=${STEPS:-100}; D=/tmp/diag; R=$D/results; mkdir -p $R
 COMMON="--model ${MODEL:-.carry/minilm} --dataset ${DATASET:-.carry/data/imdb_20k.csv.gz} --report-to none --label-names negative positive --max-steps $STEPS --overwrite"
 { nproc; lscpu; cat /sys/fs/cgroup/cpu.max 2>/dev/null; nvidia-smi topo -m; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
