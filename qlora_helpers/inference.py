@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .collate import PaddingCollator, as_rows
 from .data import encode_texts
 from .errors import UserError, require
-from .hardware import Hardware, detect_hardware
+from .hardware import Hardware, choose_attention_kernels, detect_hardware
 from .metrics import softmax
 
 TRAINING_CONFIG = "training_config.json"
@@ -103,11 +103,15 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     require(mode in MODES, f"unknown mode {mode!r}; choose one of {MODES}")
     require(path.is_dir(), f"adapter directory not found: {path}")
     hw = detect_hardware(compute_dtype)
+    # the attention kernels the run trained with (a process-wide switch): prediction batches change their padded
+    # length, and cuDNN's kernel would plan anew for each (config.TrainConfig.cudnn_attention)
+    settings = read_training_config(path) if (path / TRAINING_CONFIG).is_file() else {}
+    choose_attention_kernels(bool(settings.get("cudnn_attention", False)))
     if is_merged_model_dir(path):
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
         model.eval()
         id2label = {int(k): v for k, v in model.config.id2label.items()}
-        trained = read_training_config(path) if (path / TRAINING_CONFIG).is_file() else {"max_length": 512}
+        trained = {"max_length": 512, **settings}
         return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(trained["max_length"]), hw, str(path),
                              "merged", trained.get("truncation", "head"))
     require((path / "adapter_config.json").is_file(),

@@ -170,13 +170,13 @@ class RunResult:
     outcome: TrainOutcome
 
 
-def save_run(cfg: TrainConfig, hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainOutcome,
+def save_run(hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainOutcome,
              counts: dict[str, Any], test_metrics: dict[str, Any], test_logits: np.ndarray,
              report_line: str) -> dict[str, Any]:
     """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json.
 
     The configuration recorded is the one training finished with (`outcome.config`), which differs from
-    `cfg` only in batch size and accumulation after an out-of-memory retry.
+    the one it started with only in batch size and accumulation after an out-of-memory retry.
     """
     cfg = outcome.config
     out = Path(cfg.output_dir)
@@ -246,7 +246,7 @@ def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
         return None
     test_metrics, test_logits = evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
                                                cfg.max_length, cfg.eval_batch_size, cfg.truncation)
-    metrics = save_run(cfg, hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
+    metrics = save_run(hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
     plots["training_curves"] = plot_training_curves(outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch)
     plots["confusion_matrix"] = plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)
     print(f"test accuracy {metrics['test_accuracy']:.4f}, weighted F1 {metrics['test_f1_weighted']:.4f}; "

@@ -63,6 +63,28 @@ def test_a_reloaded_adapter_cuts_long_texts_as_in_training(adapter):
     assert as_trained.argmax() == 1
 
 
+def test_reloading_chooses_the_attention_kernels_the_run_trained_with(adapter, tmp_path):
+    import shutil
+
+    import torch
+
+    out, _ = adapter
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    load_for_inference(out, "4bit")
+    assert not torch.backends.cuda.cudnn_sdp_enabled()  # the recipe's default, recorded in training_config.json
+    allowed = tmp_path / "allowed"
+    shutil.copytree(out, allowed)
+    settings = json.loads((allowed / "training_config.json").read_text())
+    assert settings["cudnn_attention"] is False
+    (allowed / "training_config.json").write_text(json.dumps({**settings, "cudnn_attention": True}))
+    try:
+        load_for_inference(allowed, "4bit")
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
 def test_each_mode_predicts_from_a_fresh_process(adapter, tmp_path):
     out, _ = adapter
     labels = {}
