@@ -14,6 +14,12 @@ from pathlib import Path
 from qlora_helpers.bench import summarise_recipes
 
 
+# what each run record keeps of a metrics.json ("command" is added by gpu_scaling.sh)
+RUN_FIELDS = ("world_size", "effective_batch_size", "optimizer_steps", "steps_per_epoch", "train_runtime_s",
+              "train_samples_per_second", "train_step_samples_per_second", "peak_gpu_memory_mb", "test_accuracy",
+              "best_val_accuracy", "compute_dtype", "device", "command")
+
+
 def accuracy(output: Path, files: list[str]) -> dict:
     parts = [json.loads(Path(f).read_text()) for f in files]
     records = [r for p in parts for r in p["records"]]
@@ -29,10 +35,7 @@ def scaling(output: Path, folder: str) -> dict:
         if not (d / f"{name}.metrics.json").exists():
             continue
         m = json.loads((d / f"{name}.metrics.json").read_text())
-        runs[name] = {k: m.get(k) for k in ("world_size", "effective_batch_size", "optimizer_steps", "steps_per_epoch",
-                                            "train_runtime_s", "train_samples_per_second",
-                                            "train_step_samples_per_second", "peak_gpu_memory_mb", "test_accuracy",
-                                            "best_val_accuracy", "compute_dtype", "device")}
+        runs[name] = {k: m.get(k) for k in RUN_FIELDS if k != "command"}
         runs[name]["per_rank"] = (d / f"{name}.ranks.txt").read_text().strip().splitlines() if (d / f"{name}.ranks.txt").exists() else []
         runs[name]["config"] = {k: m["config"][k] for k in ("model", "batch_size", "grad_accum", "lr", "epochs", "seed")}
     one, two = runs["gpu1"], runs["gpu2"]
@@ -42,11 +45,6 @@ def scaling(output: Path, folder: str) -> dict:
             "env": (d / "env.txt").read_text().strip().splitlines(), "runs": runs,
             "speedup_training_steps": round(two["train_step_samples_per_second"] / one["train_step_samples_per_second"], 3),
             "speedup_whole_run": round(two["train_samples_per_second"] / one["train_samples_per_second"], 3)}
-
-
-RUN_FIELDS = ("world_size", "effective_batch_size", "optimizer_steps", "train_runtime_s", "train_samples_per_second",
-              "train_step_samples_per_second", "peak_gpu_memory_mb", "test_accuracy", "compute_dtype", "device",
-              "command")
 
 
 def seeds(output: Path, folder: str) -> dict:
@@ -88,7 +86,32 @@ def runs(output: Path, folder: str, label: str, command: str) -> dict:
     for name, m in sorted(found.items(), key=lambda item: item[1]["finished_at"]):
         records[name] = {**{k: m.get(k) for k in keep}, "flags": {k: m["config"][k] for k in flags if k in m["config"]}}
     versions = sorted({json.dumps(m.get("versions"), sort_keys=True) for m in found.values()})
-    return {"label": label, "command": command, "versions": [json.loads(v) for v in versions], "runs": records, "summary": {n: r["train_step_samples_per_second"] for n, r in records.items()}}
+    return {"label": label, "command": command, "versions": [json.loads(v) for v in versions], "runs": records,
+            "summary": interleaved_summary(records) or {n: r["train_step_samples_per_second"] for n, r in records.items()}}
+
+
+def interleaved_summary(records: dict[str, dict]) -> dict:
+    """For runs named ARM-gpuN-rROUND (host_levers_ab.sh): each arm's samples/s per round on 1 and 2 GPUs, the
+    2-GPU/1-GPU ratio within each round, and the arm against the first arm's same run of the same round."""
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for name, r in records.items():
+        match = re.fullmatch(r"(.+)-gpu(\d)-r(\d+)", name)
+        if match and r["train_step_samples_per_second"]:
+            arm, gpus, rnd = match.groups()
+            table.setdefault(arm, {}).setdefault(f"gpu{gpus}", {})[int(rnd)] = r["train_step_samples_per_second"]
+    if not table:
+        return {}
+    base = next(iter(table))
+    summary = {}
+    for arm, by_gpus in table.items():
+        one, two = by_gpus.get("gpu1", {}), by_gpus.get("gpu2", {})
+        entry = {"gpu1": one, "gpu2": two,
+                 "speedup_per_round": {k: round(two[k] / one[k], 3) for k in sorted(one.keys() & two.keys())}}
+        for g, runs in by_gpus.items():
+            ref = table[base].get(g, {})
+            entry[f"{g}_vs_{base}"] = {k: round(runs[k] / ref[k], 3) for k in sorted(runs.keys() & ref.keys())}
+        summary[arm] = entry
+    return summary
 
 
 if __name__ == "__main__":
