@@ -64,7 +64,6 @@ class PaddingCollator:
 
     def __post_init__(self) -> None:
         self.values = pad_values(self.tokenizer)
-        self.left = self.tokenizer.padding_side == "left"
         self.stock = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def handles(self, features: list[dict[str, Any]]) -> bool:
@@ -79,7 +78,8 @@ class PaddingCollator:
             return dict(self.stock(features))
         token_keys = [k for k in features[0] if k not in LABEL_KEYS]
         length = padded_length(max(len(f["input_ids"]) for f in features), self.pad_to_multiple_of)
-        batch = {k: pad_rows([f[k] for f in features], self.values[k], length, self.left) for k in token_keys}
+        left = self.tokenizer.padding_side == "left"
+        batch = {k: pad_rows([f[k] for f in features], self.values[k], length, left) for k in token_keys}
         for key in LABEL_KEYS:
             if key in features[0]:
                 batch["labels"] = torch.tensor([f[key] for f in features])

@@ -57,13 +57,15 @@ def test_padding_values_and_sides(tiny_bert):
     tok = tokenizer_for(tiny_bert)
     rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": 1},
             {"input_ids": [8], "attention_mask": [1], "token_type_ids": [0], "label": 0}]
-    batch = PaddingCollator(tok, pad_to_multiple_of=4)(rows)
+    collator = PaddingCollator(tok, pad_to_multiple_of=4)
+    batch = collator(rows)
     pad = tok.pad_token_id
     assert batch["input_ids"].tolist() == [[5, 6, 7, pad], [8, pad, pad, pad]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
     assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.int64
-    tok.padding_side = "left"
-    assert PaddingCollator(tok)(rows)["input_ids"].tolist() == [[5, 6, 7], [pad, pad, 8]]
+    tok.padding_side = "left"  # read at every call, as tokenizer.pad reads it
+    assert collator(rows)["input_ids"].tolist() == [[pad, 5, 6, 7], [pad, pad, pad, 8]]
+    assert_same_batch(collator(rows), DataCollatorWithPadding(tok, pad_to_multiple_of=4)(rows))
 
 
 def test_float_labels_and_rows_without_token_types(tiny_bert, reviews):
