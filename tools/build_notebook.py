@@ -254,7 +254,7 @@ reloaded model reproduces the test predictions exactly.
 """)
 
 code("""
-metrics = pipeline.save_run(cfg, hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, line)
+metrics = pipeline.save_run(hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, line)
 {k: metrics[k] for k in ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params",
                          "trainable_percent", "peak_gpu_memory_mb", "train_runtime_s", "compute_dtype", "device")}
 """)
