@@ -8,6 +8,8 @@
 # in the opposite order of arms on even rounds. Each run its own launch; metrics in $OUT/levers.tar.gz,
 # rewritten after every run so that a call cut off at its time limit still returns what finished.
 #   STEPS=150 ROUNDS="1 2" ARMS="new stock nosync" bash benchmarks/host_levers_ab.sh
+# A 150-step run takes about 40 s with its start-up (attention_workers_ab.sh: 8 runs in 316 s), so the two
+# rounds of three arms fit one 600 s call only just: ROUNDS=1, then ROUNDS=2 NO_WARMUP=1 in a second call.
 set -uo pipefail
 source benchmarks/gpu_common.sh
 STEPS=${STEPS:-150}; D=/tmp/levers; R=$D/results; mkdir -p $R; TARBALL=$OUT/levers.tar.gz
@@ -20,9 +22,11 @@ arm() {  # arm, round
   train_run $1-gpu2-r$2 "" torchrun --nproc-per-node 2
 }
 export ENTRY=benchmarks/with_variants.py VARIANTS=""
-CUDA_VISIBLE_DEVICES=0 train_run warmup1 "--max-steps 30" python3 > /dev/null
-train_run warmup2 "--max-steps 30" torchrun --nproc-per-node 2 > /dev/null
-rm -f $R/warmup*
+if [ -z "${NO_WARMUP:-}" ]; then  # a freshly started machine ran its first runs up to 20% slower
+  CUDA_VISIBLE_DEVICES=0 train_run warmup1 "--max-steps 30" python3 > /dev/null
+  train_run warmup2 "--max-steps 30" torchrun --nproc-per-node 2 > /dev/null
+  rm -f $R/warmup*
+fi
 for round in ${ROUNDS:-1 2}; do
   arms=(${ARMS:-new stock nosync})
   (( round % 2 == 0 )) && arms=($(printf '%s\n' "${arms[@]}" | tac))
