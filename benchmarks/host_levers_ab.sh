@@ -9,7 +9,8 @@
 # rewritten after every run so that a call cut off at its time limit still returns what finished.
 #   STEPS=150 ROUNDS="1 2" ARMS="new stock nosync" bash benchmarks/host_levers_ab.sh
 # A 150-step run takes about 40 s with its start-up (attention_workers_ab.sh: 8 runs in 316 s), so the two
-# rounds of three arms fit one 600 s call only just: ROUNDS=1, then ROUNDS=2 NO_WARMUP=1 in a second call.
+# rounds of three arms and the warm-ups (14 runs, ~560 s) would fill a 600 s call: run ROUNDS=1, then
+# ROUNDS=2 NO_WARMUP=1 in a second call while the machine is still warm.
 set -uo pipefail
 source benchmarks/gpu_common.sh
 STEPS=${STEPS:-150}; D=/tmp/levers; R=$D/results; mkdir -p $R; TARBALL=$OUT/levers.tar.gz
