@@ -12,6 +12,9 @@ the recipe does not make, to measure against it on the GPU:
                     drops it for non-paged state. Skipped here only while it is safe: no optimizer state is paged
                     (LoRA's tensors are below bitsandbytes' 1e5-element paging threshold) and PyTorch's current
                     stream is the legacy default stream, on which bitsandbytes launches its optimizer kernels.
+                    benchmarks/optimizer_sync_check.py showed such a step trains bit for bit the same; its timing
+                    (results/optimizer_sync_h200.json) was inside the spread while cuDNN attention made steps
+                    bursty, so this arm re-tests it on 1 and 2 GPUs, interleaved.
 
 VARIANTS=no_bnb_step_sync torchrun --nproc-per-node 2 benchmarks/with_variants.py train --model DIR ...
 VARIANTS=stock_collator python benchmarks/with_variants.py train ...
