@@ -23,8 +23,9 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
     torch.backends.cuda.enable_cudnn_sdp(True)  # PyTorch's default: the arm must switch it off as `train` does
     record = run_arm(arm, make_config("full", **bench_settings), warmup_steps=2)
     assert record["arm"] == arm and record["optimizer_steps"] == 6 and record["timed_steps"] == 4
-    assert record["samples_per_second"] > 0 and record["seconds_per_epoch"] == pytest.approx(
-        record["train_rows"] / record["samples_per_second"], rel=0.01)
+    # recorded to 0.01 s: a fast arm (0.46 s an epoch) is further than 1% from the unrounded value
+    assert record["samples_per_second"] > 0
+    assert record["seconds_per_epoch"] == round(record["train_rows"] / record["samples_per_second"], 2)
     assert record["peak_allocated_mb"] is None and record["weight_memory_mb"] is None  # no GPU here: no made-up numbers
     assert record["batch_size"] == 4 and record["max_length"] == 32 and record["gradient_checkpointing"] is True
     assert record["cudnn_attention"] is False and not torch.backends.cuda.cudnn_sdp_enabled()  # the recipe's kernels
