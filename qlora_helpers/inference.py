@@ -116,7 +116,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
                              "merged", trained.get("truncation", "head"))
     require((path / "adapter_config.json").is_file(),
             f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model")
-    cfg = read_training_config(path)
+    cfg = settings or read_training_config(path)  # read above when present; else the one-line error
     id2label = load_label_mapping(path)
     base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     model = load_4bit_model(base, len(id2label), id2label, hw.compute_dtype, hw.device, cfg["quant_type"], cfg["double_quant"])
