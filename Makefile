@@ -5,12 +5,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test notebook clean
+.PHONY: install demo test lint figures notebook clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 install: $(BIN)/.installed
@@ -22,6 +23,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+figures: install
+	$(BIN)/python -m benchmarks.run figures
 
 notebook: install
 	$(BIN)/python tools/build_notebook.py

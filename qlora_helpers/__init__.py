@@ -8,7 +8,7 @@ from .library_logs import quiet_known_library_warnings
 
 quiet_known_library_warnings()  # before anything imports bitsandbytes
 
-from .config import TrainConfig, make_config, offline_profile, full_profile  # noqa: E402
+from .config import TrainConfig, full_profile, make_config, offline_profile  # noqa: E402
 from .errors import UserError  # noqa: E402
 
 __all__ = ["TrainConfig", "make_config", "offline_profile", "full_profile", "UserError"]

@@ -23,8 +23,12 @@ LABEL_KEYS = ("label", "label_ids", "labels")  # the stock collator renames the 
 
 def pad_values(tokenizer) -> dict[str, int]:
     """What each padded key is filled with, as `tokenizer.pad` fills it."""
-    return {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id,
-            "attention_mask": 0, "special_tokens_mask": 1}
+    return {
+        "input_ids": tokenizer.pad_token_id,
+        "token_type_ids": tokenizer.pad_token_type_id,
+        "attention_mask": 0,
+        "special_tokens_mask": 1,
+    }
 
 
 def padded_length(longest: int, pad_to_multiple_of: int | None) -> int:
@@ -39,9 +43,9 @@ def pad_rows(rows: list, value: int, length: int, left: bool) -> torch.Tensor:
     out = np.full((len(rows), length), value, dtype=np.int64)
     for i, row in enumerate(rows):
         if left:
-            out[i, length - len(row):] = row
+            out[i, length - len(row) :] = row
         else:
-            out[i, :len(row)] = row
+            out[i, : len(row)] = row
     return torch.from_numpy(out)
 
 
@@ -70,8 +74,12 @@ class PaddingCollator:
         """Whether these examples are plain tokenizer output (and a label) that this collator pads itself."""
         keys = set(features[0]) - set(LABEL_KEYS) if features else set()
         adds_mask = "attention_mask" in self.tokenizer.model_input_names  # tokenizer.pad would add a missing one
-        return ("input_ids" in keys and keys <= set(self.values) and self.values["input_ids"] is not None
-                and ("attention_mask" in keys or not adds_mask))
+        return (
+            "input_ids" in keys
+            and keys <= set(self.values)
+            and self.values["input_ids"] is not None
+            and ("attention_mask" in keys or not adds_mask)
+        )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not self.handles(features):

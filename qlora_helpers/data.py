@@ -19,8 +19,16 @@ from .errors import UserError, require
 TEXT_CANDIDATES = ("text", "review", "sentence", "content", "document", "comment")
 LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "target", "category")
 FILE_READERS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
-                 "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 @dataclass
@@ -47,23 +55,32 @@ class PreparedData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "source": self.source, "text_column": self.text_column, "label_column": self.label_column,
-            "split_origin": self.split_origin, "dropped_rows": self.dropped_rows, "notes": self.notes,
+            "source": self.source,
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+            "split_origin": self.split_origin,
+            "dropped_rows": self.dropped_rows,
+            "notes": self.notes,
             "sizes": {k: len(v) for k, v in self.splits.items()},
-            "label_counts": {k: {self.id2label[i]: int(n) for i, n in sorted(v["label"].value_counts().items())}
-                             for k, v in self.splits.items()},
+            "label_counts": {
+                k: {self.id2label[i]: int(n) for i, n in sorted(v["label"].value_counts().items())}
+                for k, v in self.splits.items()
+            },
             "id2label": {str(k): v for k, v in self.id2label.items()},
             "label_values": self.label_values,
         }
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
-        return (f"{self.source}: text={self.text_column!r}, label={self.label_column!r}, "
-                f"{self.num_labels} classes {list(self.id2label.values())}; {sizes} ({self.split_origin}); "
-                f"{self.dropped_rows} rows with empty text or label dropped" + "".join(f"; {n}" for n in self.notes))
+        return (
+            f"{self.source}: text={self.text_column!r}, label={self.label_column!r}, "
+            f"{self.num_labels} classes {list(self.id2label.values())}; {sizes} ({self.split_origin}); "
+            f"{self.dropped_rows} rows with empty text or label dropped" + "".join(f"; {n}" for n in self.notes)
+        )
 
 
 # ---- reading ---------------------------------------------------------------------------------
+
 
 def _file_kind(path: Path) -> str | None:
     suffixes = [s.lower() for s in path.suffixes]
@@ -108,10 +125,14 @@ def read_local_file(path: Path) -> pd.DataFrame:
             df = _read_table(path, kind, "strict")
         except UnicodeDecodeError:
             df = _read_table(path, kind, "replace")
-            notes.append(f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not UTF-8; "
-                         f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)")
+            notes.append(
+                f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not UTF-8; "
+                f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)"
+            )
     except pd.errors.EmptyDataError:
-        raise UserError(f"dataset file is empty: {path}; it needs a header row and at least two classes of rows") from None
+        raise UserError(
+            f"dataset file is empty: {path}; it needs a header row and at least two classes of rows"
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not parse {path} as {kind}: {first}") from None
@@ -133,7 +154,8 @@ def read_hub_dataset(name: str) -> dict[str, pd.DataFrame]:
     except Exception as e:  # network, auth, missing repo: all end the same way for the user
         raise UserError(
             f"could not load the dataset {name!r} from the Hugging Face Hub ({type(e).__name__}); check the id and "
-            f"your network, or pass a local file: --dataset path/to/data.csv") from None
+            f"your network, or pass a local file: --dataset path/to/data.csv"
+        ) from None
     return {split: ds.to_pandas() for split, ds in loaded.items()}
 
 
@@ -148,11 +170,14 @@ def read_source(source: str) -> dict[str, pd.DataFrame]:
 
 # ---- columns and labels -------------------------------------------------------------------------
 
+
 def find_column(columns: list[str], explicit: str | None, candidates: tuple[str, ...], kind: str) -> str:
     flag = f"--{kind}-column"
     if explicit is not None:
-        require(explicit in columns, f"{kind} column {explicit!r} not found; the data has columns {columns}; "
-                                     f"pass one of them with {flag}")
+        require(
+            explicit in columns,
+            f"{kind} column {explicit!r} not found; the data has columns {columns}; pass one of them with {flag}",
+        )
         return explicit
     lowered = {c.lower(): c for c in columns}
     for c in candidates:
@@ -169,21 +194,30 @@ def _clean(df: pd.DataFrame, text_col: str, label_col: str) -> tuple[pd.DataFram
     return kept, int(len(out) - len(kept))
 
 
-def build_label_mapping(values: pd.Series, label_names: list[str] | None, label_col: str) -> tuple[dict[Any, int], dict[int, str]]:
+def build_label_mapping(
+    values: pd.Series, label_names: list[str] | None, label_col: str
+) -> tuple[dict[Any, int], dict[int, str]]:
     """Sorted unique label values -> ids 0..K-1; names from `label_names` or the values themselves."""
     numeric = pd.api.types.is_numeric_dtype(values)
     if numeric:
-        require(bool((values == values.round()).all()),
-                f"label column {label_col!r} holds non-integer numbers; labels must be classes, not scores")
+        require(
+            bool((values == values.round()).all()),
+            f"label column {label_col!r} holds non-integer numbers; labels must be classes, not scores",
+        )
         uniques = sorted(int(v) for v in values.unique())
     else:
         uniques = sorted(str(v).strip() for v in values.unique())
-    require(len(uniques) >= 2, f"only one class ({uniques[0]!r}) in label column {label_col!r}; a classifier needs "
-                               f"at least two - check --label-column or the file")
+    require(
+        len(uniques) >= 2,
+        f"only one class ({uniques[0]!r}) in label column {label_col!r}; a classifier needs "
+        f"at least two - check --label-column or the file",
+    )
     if label_names is not None:
-        require(len(label_names) == len(uniques),
-                f"{len(label_names)} label names {label_names} given for {len(uniques)} classes {uniques}; "
-                f"give one name per class, in sorted order of the values")
+        require(
+            len(label_names) == len(uniques),
+            f"{len(label_names)} label names {label_names} given for {len(uniques)} classes {uniques}; "
+            f"give one name per class, in sorted order of the values",
+        )
         names = list(label_names)
     else:
         names = [str(u) for u in uniques]
@@ -198,12 +232,16 @@ def encode_labels(df: pd.DataFrame, value_to_id: dict[Any, int], label_col: str)
     except (TypeError, ValueError):
         key = df["label"].map(str)
     unknown = sorted(set(key) - set(value_to_id), key=str)
-    require(not unknown, f"labels {unknown[:5]} in column {label_col!r} are not among the known labels "
-                         f"{list(value_to_id)}; fix those rows or drop them")
+    require(
+        not unknown,
+        f"labels {unknown[:5]} in column {label_col!r} are not among the known labels "
+        f"{list(value_to_id)}; fix those rows or drop them",
+    )
     return df.assign(label=key.map(value_to_id).astype(int))
 
 
 # ---- splitting ---------------------------------------------------------------------------------
+
 
 def _stratified_sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     from sklearn.model_selection import train_test_split
@@ -217,48 +255,83 @@ def _stratified_sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return part.reset_index(drop=True)
 
 
-def stratified_split(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def stratified_split(
+    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
     """Train/validation/test with each class in the same proportion (80/10/10 by default), fixed seed."""
     from sklearn.model_selection import train_test_split
 
     smallest = df["label"].value_counts().min()
-    require(smallest >= 3, f"a class has only {smallest} row(s); a stratified train/validation/test split needs "
-                           f"at least 3 per class - add rows or merge rare classes")
+    require(
+        smallest >= 3,
+        f"a class has only {smallest} row(s); a stratified train/validation/test split needs "
+        f"at least 3 per class - add rows or merge rare classes",
+    )
     try:
         rest, test = train_test_split(df, test_size=test_fraction, stratify=df["label"], random_state=seed)
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=rest["label"],
-                                      random_state=seed)
+        train, val = train_test_split(
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=rest["label"], random_state=seed
+        )
     except ValueError as e:
-        raise UserError(f"cannot make a stratified split of {len(df)} rows: {e}; use more rows or fewer classes") from None
+        raise UserError(
+            f"cannot make a stratified split of {len(df)} rows: {e}; use more rows or fewer classes"
+        ) from None
     return {k: v.reset_index(drop=True) for k, v in (("train", train), ("validation", val), ("test", test))}
 
 
-def prepare_data(source: str, text_column: str | None = None, label_column: str | None = None,
-                 label_names: list[str] | None = None, max_samples: int | None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42) -> PreparedData:
+def prepare_data(
+    source: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_names: list[str] | None = None,
+    max_samples: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 42,
+) -> PreparedData:
     """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present."""
-    return prepare_data_from_frames(read_source(source), source, text_column, label_column, label_names,
-                                    max_samples, val_fraction, test_fraction, seed)
+    return prepare_data_from_frames(
+        read_source(source),
+        source,
+        text_column,
+        label_column,
+        label_names,
+        max_samples,
+        val_fraction,
+        test_fraction,
+        seed,
+    )
 
 
-def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_column: str | None = None,
-                             label_column: str | None = None, label_names: list[str] | None = None,
-                             max_samples: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                             seed: int = 42) -> PreparedData:
+def prepare_data_from_frames(
+    raw: dict[str, pd.DataFrame],
+    source: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_names: list[str] | None = None,
+    max_samples: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 42,
+) -> PreparedData:
     """`prepare_data` for tables already in memory (one `all` table, or named splits)."""
     named = {SPLIT_ALIASES.get(k.lower(), k): v for k, v in raw.items()}
     columns = list(next(iter(named.values())).columns)
     text_col = find_column(columns, text_column, TEXT_CANDIDATES, "text")
     label_col = find_column(columns, label_column, LABEL_CANDIDATES, "label")
     for name, frame in named.items():
-        require(text_col in frame.columns and label_col in frame.columns,
-                f"split {name!r} lacks column {text_col!r} or {label_col!r}")
+        require(
+            text_col in frame.columns and label_col in frame.columns,
+            f"split {name!r} lacks column {text_col!r} or {label_col!r}",
+        )
 
     cleaned, dropped = {}, 0
     for name, frame in named.items():
         cleaned[name], n = _clean(frame, text_col, label_col)
         dropped += n
-    require(sum(len(v) for v in cleaned.values()) > 0, f"no rows with text left in {source} after dropping empty texts")
+    require(
+        sum(len(v) for v in cleaned.values()) > 0, f"no rows with text left in {source} after dropping empty texts"
+    )
     value_to_id, id2label = build_label_mapping(pd.concat(list(cleaned.values()))["label"], label_names, label_col)
     encoded = {k: encode_labels(v, value_to_id, label_col) for k, v in cleaned.items()}
 
@@ -293,8 +366,10 @@ def prepare_data_from_frames(raw: dict[str, pd.DataFrame], source: str, text_col
     seen = set(splits["train"]["text"])
     overlap = {k: int(splits[k]["text"].isin(seen).sum()) for k in ("validation", "test")}
     if any(overlap.values()):  # duplicated rows leak training texts into evaluation: say so, keep the split
-        notes.append(f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
-                     f"(duplicate rows in the source)")
+        notes.append(
+            f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
+            f"(duplicate rows in the source)"
+        )
     return PreparedData(splits, id2label, list(value_to_id), source, text_col, label_col, origin, dropped, notes)
 
 
@@ -327,7 +402,7 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, truncation: str =
 
 
 def tokenize_splits(data: PreparedData, tokenizer, max_length: int, truncation: str = "head"):
-    """Tokenize every split (cut to `max_length` as `truncation` says, padding left to the collator) into a DatasetDict."""
+    """Token ids of every split, cut to `max_length` as `truncation` says; padding is left to the collator."""
     from datasets import Dataset, DatasetDict
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
@@ -362,9 +437,18 @@ def token_lengths(texts: list[str], tokenizer, limit: int = 2000, seed: int = 0)
 
 def save_label_mapping(data: PreparedData, directory: Path) -> Path:
     path = Path(directory) / "label_mapping.json"
-    path.write_text(json.dumps({"id2label": {str(k): v for k, v in data.id2label.items()},
-                                "label2id": data.label2id, "label_values": data.label_values,
-                                "label_column": data.label_column, "text_column": data.text_column}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "id2label": {str(k): v for k, v in data.id2label.items()},
+                "label2id": data.label2id,
+                "label_values": data.label_values,
+                "label_column": data.label_column,
+                "text_column": data.text_column,
+            },
+            indent=2,
+        )
+    )
     return path
 
 
@@ -378,15 +462,24 @@ def load_label_mapping(directory: Path) -> dict[int, str]:
     return {int(k): v for k, v in read_label_mapping(directory)["id2label"].items()}
 
 
-def load_labelled_file(path: str, mapping: dict[str, Any], text_column: str | None = None,
-                       label_column: str | None = None) -> pd.DataFrame:
+def load_labelled_file(
+    path: str, mapping: dict[str, Any], text_column: str | None = None, label_column: str | None = None
+) -> pd.DataFrame:
     """A labelled evaluation file encoded with a trained run's mapping (raw values or label names)."""
     df = read_local_file(Path(path).expanduser())
     columns = list(df.columns)
-    text_col = find_column(columns, text_column or (mapping.get("text_column") if mapping.get("text_column") in columns else None),
-                           TEXT_CANDIDATES, "text")
-    label_col = find_column(columns, label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
-                            LABEL_CANDIDATES, "label")
+    text_col = find_column(
+        columns,
+        text_column or (mapping.get("text_column") if mapping.get("text_column") in columns else None),
+        TEXT_CANDIDATES,
+        "text",
+    )
+    label_col = find_column(
+        columns,
+        label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
+        LABEL_CANDIDATES,
+        "label",
+    )
     frame, _ = _clean(df, text_col, label_col)
     require(len(frame) > 0, f"{path} has no rows with text and label")
     values = mapping["label_values"]

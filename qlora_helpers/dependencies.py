@@ -40,10 +40,14 @@ def check_dependencies(packages: dict[str, tuple[str, str]] | None = None) -> di
         try:
             version = metadata.version(name)
         except metadata.PackageNotFoundError:
-            raise UserError(f"{name} is not installed; it is needed for {needed_for}: "
-                            f"{INSTALL} (or pip install '{name}>={minimum}')") from None
+            raise UserError(
+                f"{name} is not installed; it is needed for {needed_for}: "
+                f"{INSTALL} (or pip install '{name}>={minimum}')"
+            ) from None
         if _release(version) < _release(minimum):
-            raise UserError(f"{name} {version} is too old (needs >= {minimum} for {needed_for}): "
-                            f"{INSTALL} (or pip install -U '{name}>={minimum}')")
+            raise UserError(
+                f"{name} {version} is too old (needs >= {minimum} for {needed_for}): "
+                f"{INSTALL} (or pip install -U '{name}>={minimum}')"
+            )
         found[name] = version
     return found

@@ -31,8 +31,10 @@ def is_main_process() -> bool:
 def describe(batch_size: int, grad_accum: int) -> str:
     """One line on the data-parallel layout and the effective batch it implies."""
     n = world_size()
-    return (f"data parallel: {n} processes (this is rank {rank()}, local rank {local_rank()}); effective batch "
-            f"{batch_size} per device x {grad_accum} accumulation x {n} processes = {batch_size * grad_accum * n}")
+    return (
+        f"data parallel: {n} processes (this is rank {rank()}, local rank {local_rank()}); effective batch "
+        f"{batch_size} per device x {grad_accum} accumulation x {n} processes = {batch_size * grad_accum * n}"
+    )
 
 
 @contextlib.contextmanager

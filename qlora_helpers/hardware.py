@@ -45,9 +45,15 @@ def detect_hardware(requested_dtype: str = "auto") -> Hardware:
             reason = "requested"
         return Hardware("cuda", name, dtype, reason)
     if requested_dtype in ("auto", "float32"):
-        return Hardware("cpu", "cpu", torch.float32,
-                        "no GPU found: running on the CPU in fp32 (16-bit autocast does not pay there)")
-    raise UserError(f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU")
+        return Hardware(
+            "cpu",
+            "cpu",
+            torch.float32,
+            "no GPU found: running on the CPU in fp32 (16-bit autocast does not pay there)",
+        )
+    raise UserError(
+        f"--compute-dtype {requested_dtype} needs a GPU and none was found; use auto or float32 on the CPU"
+    )
 
 
 def choose_attention_kernels(cudnn_attention: bool) -> str | None:
@@ -60,16 +66,21 @@ def choose_attention_kernels(cudnn_attention: bool) -> str | None:
     torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
     if not torch.cuda.is_available():
         return None
-    return ("attention: cuDNN's fused kernel allowed (--cudnn-attention)" if cudnn_attention else
-            "attention: PyTorch's flash / memory-efficient kernels, not cuDNN's (which plans per padded length)")
+    return (
+        "attention: cuDNN's fused kernel allowed (--cudnn-attention)"
+        if cudnn_attention
+        else "attention: PyTorch's flash / memory-efficient kernels, not cuDNN's (which plans per padded length)"
+    )
 
 
 def cpu_notes(optim: str, oom_retry: bool = False) -> list[str]:
     """What the chosen recipe does differently without a GPU, said up front instead of changed silently."""
     notes = []
     if optim.startswith("paged_"):
-        notes.append(f"{optim} on the CPU: paging needs CUDA, so the optimizer states stay in RAM "
-                     f"(the same AdamW update otherwise)")
+        notes.append(
+            f"{optim} on the CPU: paging needs CUDA, so the optimizer states stay in RAM "
+            f"(the same AdamW update otherwise)"
+        )
     if oom_retry:
         notes.append("--oom-retry has nothing to do on the CPU (it answers GPU out-of-memory errors)")
     return notes

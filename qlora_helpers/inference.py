@@ -21,8 +21,16 @@ TRAINING_CONFIG = "training_config.json"
 
 
 @torch.no_grad()
-def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
-                   device: str | None = None, progress: bool = True, truncation: str = "head") -> np.ndarray:
+def predict_logits(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+    truncation: str = "head",
+) -> np.ndarray:
     """Logits for `texts` in their original order; batches of similar length waste little on padding.
 
     `truncation` must be the one the model was trained with (it is recorded in training_config.json).
@@ -33,7 +41,7 @@ def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     collate = PaddingCollator(tokenizer)
     for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", disable=not progress, unit="batch"):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         encoded = encode_texts(tokenizer, [texts[i] for i in idx], max_length, truncation)
         batch = {k: v.to(device) for k, v in collate(as_rows(encoded)).items()}
         out[idx] = model(**batch).logits.float().cpu().numpy()
@@ -52,22 +60,38 @@ class LoadedAdapter:
     truncation: str = "head"
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        return predict_logits(self.model, self.tokenizer, texts, self.max_length, batch_size, progress=progress,
-                              truncation=self.truncation)
+        return predict_logits(
+            self.model,
+            self.tokenizer,
+            texts,
+            self.max_length,
+            batch_size,
+            progress=progress,
+            truncation=self.truncation,
+        )
 
     def predict(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
         """One dict per text: predicted label name, its probability, and every class's probability."""
         probs = softmax(self.logits(texts, batch_size, progress))
         names = [self.id2label[i] for i in range(len(self.id2label))]
-        return [{"text": t, "label": names[int(p.argmax())], "probability": round(float(p.max()), 6),
-                 "probabilities": {n: round(float(x), 6) for n, x in zip(names, p)}}
-                for t, p in zip(texts, probs)]
+        return [
+            {
+                "text": t,
+                "label": names[int(p.argmax())],
+                "probability": round(float(p.max()), 6),
+                "probabilities": {n: round(float(x), 6) for n, x in zip(names, p)},
+            }
+            for t, p in zip(texts, probs)
+        ]
 
 
 def read_training_config(adapter_dir: Path) -> dict[str, Any]:
     path = adapter_dir / TRAINING_CONFIG
-    require(path.is_file(), f"{adapter_dir} is not a training output directory (no {TRAINING_CONFIG}); "
-                            f"pass the --output-dir of a finished `train` run")
+    require(
+        path.is_file(),
+        f"{adapter_dir} is not a training output directory (no {TRAINING_CONFIG}); "
+        f"pass the --output-dir of a finished `train` run",
+    )
     return json.loads(path.read_text())
 
 
@@ -112,14 +136,26 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         model.eval()
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         trained = {"max_length": 512, **settings}
-        return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(trained["max_length"]), hw, str(path),
-                             "merged", trained.get("truncation", "head"))
-    require((path / "adapter_config.json").is_file(),
-            f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model")
+        return LoadedAdapter(
+            model,
+            load_tokenizer(str(path)),
+            id2label,
+            int(trained["max_length"]),
+            hw,
+            str(path),
+            "merged",
+            trained.get("truncation", "head"),
+        )
+    require(
+        (path / "adapter_config.json").is_file(),
+        f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model",
+    )
     cfg = settings or read_training_config(path)  # read above when present; else the one-line error
     id2label = load_label_mapping(path)
     base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model = load_4bit_model(base, len(id2label), id2label, hw.compute_dtype, hw.device, cfg["quant_type"], cfg["double_quant"])
+    model = load_4bit_model(
+        base, len(id2label), id2label, hw.compute_dtype, hw.device, cfg["quant_type"], cfg["double_quant"]
+    )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
     model = PeftModel.from_pretrained(model, str(path))
@@ -128,8 +164,16 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     if mode == "merged":
         model = model.merge_and_unload()
     model.eval()
-    return LoadedAdapter(model, load_tokenizer(str(path)), id2label, int(cfg["max_length"]), hw, base, mode,
-                         cfg.get("truncation", "head"))  # runs saved before `truncation` existed cut the end
+    return LoadedAdapter(
+        model,
+        load_tokenizer(str(path)),
+        id2label,
+        int(cfg["max_length"]),
+        hw,
+        base,
+        mode,
+        cfg.get("truncation", "head"),
+    )  # runs saved before `truncation` existed cut the end
 
 
 def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedAdapter:
@@ -148,7 +192,9 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     from .model_card import write_model_card
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
-    require(dtype in ("float16", "bfloat16", "float32"), f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    require(
+        dtype in ("float16", "bfloat16", "float32"), f"--dtype must be float16, bfloat16 or float32, got {dtype!r}"
+    )
     require(not (output_dir / "config.json").exists(), f"{output_dir} already holds a model; choose another --output")
     loaded = load_for_inference(adapter_dir, "merged", "float32" if not torch.cuda.is_available() else "auto")
     model = loaded.model.to(getattr(torch, dtype))
@@ -160,6 +206,20 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
             shutil.copy(adapter_dir / name, output_dir / name)
     write_model_card(output_dir, merged_from=str(adapter_dir), dtype=dtype)
     return output_dir
+
+
+def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, ...] = MODES) -> dict[str, Any]:
+    """Label agreement and max |logit difference| of each mode against `4bit`, on `texts` (in this process)."""
+    logits = {m: load_for_inference(adapter_dir, m).logits(texts, progress=False) for m in modes}
+    ref = logits["4bit"]
+    return {
+        m: {
+            "label_agreement": float((v.argmax(-1) == ref.argmax(-1)).mean()),
+            "max_abs_logit_diff": float(np.abs(v - ref).max()),
+            "texts": len(texts),
+        }
+        for m, v in logits.items()
+    }
 
 
 def texts_from_file(path: str | Path) -> list[str]:

@@ -12,8 +12,11 @@ def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """Short names of the model's linear layers (4-bit ones included): the valid `target_modules`."""
     import bitsandbytes as bnb
 
-    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-             if isinstance(m, (torch.nn.Linear, bnb.nn.Linear4bit)) and name}
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, m in model.named_modules()
+        if isinstance(m, (torch.nn.Linear, bnb.nn.Linear4bit)) and name
+    }
     return sorted(names - {"classifier"})
 
 
@@ -30,8 +33,14 @@ def make_lora_config(r: int, alpha: float, dropout: float, target_modules: list[
     )
 
 
-def add_lora_adapters(model: torch.nn.Module, r: int = 16, alpha: float = 32, dropout: float = 0.1,
-                      target_modules: list[str] = ("query", "value"), gradient_checkpointing: bool = True) -> PeftModel:
+def add_lora_adapters(
+    model: torch.nn.Module,
+    r: int = 16,
+    alpha: float = 32,
+    dropout: float = 0.1,
+    target_modules: list[str] = ("query", "value"),
+    gradient_checkpointing: bool = True,
+) -> PeftModel:
     """`prepare_model_for_kbit_training` (fp32 norms/embeddings, input grads, checkpointing), then LoRA.
 
     Checkpointing is non-reentrant: the reentrant variant needs inputs that require grad and breaks
@@ -39,8 +48,10 @@ def add_lora_adapters(model: torch.nn.Module, r: int = 16, alpha: float = 32, dr
     """
     unknown = sorted(set(target_modules) - set(linear_layer_names(model)))
     if unknown:
-        raise UserError(f"target module(s) {unknown} not found; this model's linear layers are "
-                        f"{linear_layer_names(model)} - pass some of them with --target-modules")
+        raise UserError(
+            f"target module(s) {unknown} not found; this model's linear layers are "
+            f"{linear_layer_names(model)} - pass some of them with --target-modules"
+        )
     model = prepare_model_for_kbit_training(
         model,
         use_gradient_checkpointing=gradient_checkpointing,
@@ -61,5 +72,8 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     """Trainable and total parameters, the 4-bit weights counted as weights rather than packed bytes."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(parameter_count(p) for p in model.parameters())
-    return {"trainable_params": trainable, "total_params": total,
-            "trainable_percent": round(100 * trainable / total, 4)}
+    return {
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100 * trainable / total, 4),
+    }

@@ -19,8 +19,10 @@ def trainer_metrics(eval_pred) -> dict[str, float]:
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds = np.asarray(logits).argmax(-1)
-    return {"accuracy": float(accuracy_score(labels, preds)),
-            "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0))}
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
+    }
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, id2label: dict[int, str]) -> dict[str, Any]:
@@ -30,7 +32,9 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, id2label: dict
     return {
         "accuracy": float(accuracy_score(labels, preds)),
         "f1_weighted": float(f1_score(labels, preds, labels=ids, average="weighted", zero_division=0)),
-        "report": classification_report(labels, preds, labels=ids, target_names=names, output_dict=True, zero_division=0),
+        "report": classification_report(
+            labels, preds, labels=ids, target_names=names, output_dict=True, zero_division=0
+        ),
         "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
         "labels": names,
     }

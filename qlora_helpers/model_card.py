@@ -13,47 +13,54 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
     c, d = m["config"], m["data"]
     labels = ", ".join(m["labels"])
     sizes = ", ".join(f"{k} {v:,}" for k, v in d["sizes"].items())
-    rows = "\n".join(f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1-score']:.4f} | {int(r['support'])} |"
-                     for name, r in m["test_report"].items() if name in m["labels"])
+    rows = "\n".join(
+        f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1-score']:.4f} | {int(r['support'])} |"
+        for name, r in m["test_report"].items()
+        if name in m["labels"]
+    )
     if merged_from:
-        form = (f"A standalone `transformers` model: the NF4 base dequantized and the LoRA adapter merged in "
-                f"(peft `merge_and_unload`), saved in {dtype}. Load it with "
-                f"`AutoModelForSequenceClassification.from_pretrained(dir)`; no peft needed. Merged from `{merged_from}`.")
+        form = (
+            f"A standalone `transformers` model: the NF4 base dequantized and the LoRA adapter merged in "
+            f"(peft `merge_and_unload`), saved in {dtype}. Load it with "
+            f"`AutoModelForSequenceClassification.from_pretrained(dir)`; no peft needed. Merged from `{merged_from}`."
+        )
     else:
-        form = ("A LoRA adapter (with the classifier head) for the 4-bit base model. Load it with "
-                "`qlora_helpers.inference.load_for_inference(dir, mode='4bit' | '16bit' | 'merged')`, or "
-                "`python -m qlora_helpers predict --adapter dir TEXT`.")
+        form = (
+            "A LoRA adapter (with the classifier head) for the 4-bit base model. Load it with "
+            "`qlora_helpers.inference.load_for_inference(dir, mode='4bit' | '16bit' | 'merged')`, or "
+            "`python -m qlora_helpers predict --adapter dir TEXT`."
+        )
     gpu = f"{m['peak_gpu_memory_mb']} MiB peak GPU memory" if m.get("peak_gpu_memory_mb") is not None else "CPU run"
-    text = f"""# {Path(c['model']).name} fine-tuned with QLoRA for text classification
+    text = f"""# {Path(c["model"]).name} fine-tuned with QLoRA for text classification
 
 {form}
 
 ## Base model and data
-- Base model: `{c['model']}`
-- Data: `{c['dataset']}`, text column `{d['text_column']}`, label column `{d['label_column']}`
+- Base model: `{c["model"]}`
+- Data: `{c["dataset"]}`, text column `{d["text_column"]}`, label column `{d["label_column"]}`
 - Labels: {labels}
-- Splits: {sizes} ({d['split_origin']}); {d['dropped_rows']} rows with empty text or label dropped
+- Splits: {sizes} ({d["split_origin"]}); {d["dropped_rows"]} rows with empty text or label dropped
 
 ## Recipe
-NF4 {'with' if c['double_quant'] else 'without'} double quantization, compute dtype {m['compute_dtype']};
-LoRA r={c['lora_r']}, alpha={c['lora_alpha']}, dropout={c['lora_dropout']} on {', '.join(c['target_modules'])};
-{c['epochs']} epochs, batch {c['batch_size']} x {c['grad_accum']}, lr {c['lr']} ({c['lr_scheduler']}, {c['warmup']:.0%} warm-up),
-optimizer {c['optim']}, max_length {c['max_length']}, seed {c['seed']}. Trainable parameters:
-{m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_percent']:.2f}%).
+NF4 {"with" if c["double_quant"] else "without"} double quantization, compute dtype {m["compute_dtype"]};
+LoRA r={c["lora_r"]}, alpha={c["lora_alpha"]}, dropout={c["lora_dropout"]} on {", ".join(c["target_modules"])};
+{c["epochs"]} epochs, batch {c["batch_size"]} x {c["grad_accum"]}, lr {c["lr"]} ({c["lr_scheduler"]},
+{c["warmup"]:.0%} warm-up), optimizer {c["optim"]}, max_length {c["max_length"]}, seed {c["seed"]}.
+Trainable parameters: {m["trainable_params"]:,} of {m["total_params"]:,} ({m["trainable_percent"]:.2f}%).
 
 ## Measured results (test split)
-Accuracy **{m['test_accuracy']:.4f}**, weighted F1 **{m['test_f1_weighted']:.4f}**.
+Accuracy **{m["test_accuracy"]:.4f}**, weighted F1 **{m["test_f1_weighted"]:.4f}**.
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {rows}
 
-Measured on {m['device']} ({gpu}); training {m['train_runtime_s']} s at {m['train_samples_per_second']} samples/s;
-torch {m['versions']['torch']}, transformers {m['versions']['transformers']}, peft {m['versions']['peft']},
-bitsandbytes {m['versions']['bitsandbytes']}; finished {m['finished_at']}.
+Measured on {m["device"]} ({gpu}); training {m["train_runtime_s"]} s at {m["train_samples_per_second"]} samples/s;
+torch {m["versions"]["torch"]}, transformers {m["versions"]["transformers"]}, peft {m["versions"]["peft"]},
+bitsandbytes {m["versions"]["bitsandbytes"]}; finished {m["finished_at"]}.
 
 ## Intended use and limits
-Classifying texts like the training data ({labels}). Texts are cut to {c['max_length']} tokens, so the end of
+Classifying texts like the training data ({labels}). Texts are cut to {c["max_length"]} tokens, so the end of
 a long text is not seen. Accuracy is measured on one held-out split of the same source; other domains,
 languages or writing styles will score lower. The model inherits the biases of its base model and data;
 do not use it for decisions about people without a review of those.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,27 +19,40 @@ import torch
 from . import distributed
 from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
-from .errors import UserError, require
 from .dependencies import check_dependencies
+from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware, peak_gpu_memory_mb
 from .inference import TRAINING_CONFIG, predict_logits
 from .lora import add_lora_adapters, count_parameters
 from .metrics import classification_metrics, softmax
 from .model_card import write_model_card
-from .plots import plot_confusion_matrix, plot_dataset_stats, plot_training_curves
+from .plots import plot_confusion_matrix, plot_dataset_stats, plot_training_curves, run_caption
 from .quantization import load_4bit_model, load_tokenizer
 from .tracking import choose_report_to
 from .training import TrainOutcome, train
 
 
 def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
     import bitsandbytes
     import peft
     import torch
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
+    }
+    for name in ("accelerate", "datasets"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def write_json(path: Path, payload: Any) -> Path:
@@ -55,8 +69,11 @@ def check_output_dir(cfg: TrainConfig, resume: bool = False) -> Path:
     require(not out.is_file(), f"output_dir {out} is a file; pass a directory")
     finished = (out / "metrics.json").exists()
     require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
-    require(cfg.overwrite or not finished,
-            f"{out} already holds a finished run (metrics.json); pass --overwrite to replace it or choose another --output-dir")
+    require(
+        cfg.overwrite or not finished,
+        f"{out} already holds a finished run (metrics.json); "
+        f"pass --overwrite to replace it or choose another --output-dir",
+    )
     return out
 
 
@@ -69,7 +86,10 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     import shutil
 
     root = Path(output_dir) / "checkpoints"
-    found = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+    found = sorted(
+        root.glob("checkpoint-*"),
+        key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1,
+    )
     complete = [c for c in found if (c / "trainer_state.json").is_file()]
     for c in found:
         if c not in complete:
@@ -83,8 +103,10 @@ def resume_point(cfg: TrainConfig, resume: bool) -> str | None:
     if not resume:
         return None
     checkpoint = last_complete_checkpoint(cfg.output_dir)
-    require(checkpoint is not None, f"nothing to resume in {cfg.output_dir}: no complete checkpoint; "
-                                    f"start again without --resume")
+    require(
+        checkpoint is not None,
+        f"nothing to resume in {cfg.output_dir}: no complete checkpoint; start again without --resume",
+    )
     print(f"resuming from {checkpoint}")
     return str(checkpoint)
 
@@ -108,21 +130,75 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     if distributed.world_size() > 1:
         print(distributed.describe(cfg.batch_size, cfg.grad_accum))
     elif hw.device == "cuda" and torch.cuda.device_count() > 1:
-        print(f"{torch.cuda.device_count()} GPUs visible but one process: training on cuda:0 only; to use all, "
-              f"launch with torchrun --nproc-per-node {torch.cuda.device_count()} -m qlora_helpers train ...")
+        print(
+            f"{torch.cuda.device_count()} GPUs visible but one process: training on cuda:0 only; to use all, "
+            f"launch with torchrun --nproc-per-node {torch.cuda.device_count()} -m qlora_helpers train ..."
+        )
     return hw
 
 
 def load_data(cfg: TrainConfig) -> PreparedData:
-    data = prepare_data(cfg.dataset, cfg.text_column, cfg.label_column, cfg.label_names, cfg.max_samples,
-                        cfg.val_fraction, cfg.test_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    data = prepare_data(
+        cfg.dataset,
+        cfg.text_column,
+        cfg.label_column,
+        cfg.label_names,
+        cfg.max_samples,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.seed if cfg.split_seed is None else cfg.split_seed,
+    )
     print(data.describe())
     return data
 
 
-def plot_data(cfg: TrainConfig, data: PreparedData, tokenizer) -> Path:
+@dataclass
+class Prepared:
+    """What every run has before its model exists: the hardware, the split data and its token ids."""
+
+    hw: Hardware
+    data: PreparedData
+    tokenizer: Any
+    tokenized: Any  # a DatasetDict of token ids per split
+
+
+def prepare(cfg: TrainConfig, resume: bool = False) -> Prepared:
+    """Check the configuration, pick the hardware, load, split and tokenize the data.
+
+    `train_pipeline`, the benchmark runner and the probes all start here, so they measure the same setup.
+    """
+    hw = start(cfg, resume)
+    data = load_data(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
+    return Prepared(hw, data, tokenizer, tokenized)
+
+
+def plot_data(cfg: TrainConfig, hw: Hardware, data: PreparedData, tokenizer) -> Path:
+    """Label balance per split and token lengths against max_length."""
     lengths = token_lengths(data.splits["train"]["text"].tolist(), tokenizer, seed=cfg.seed)
-    return plot_dataset_stats(data.summary()["label_counts"], lengths, cfg.max_length, cfg.plots_dir, data.source)
+    return plot_dataset_stats(
+        data.summary()["label_counts"],
+        lengths,
+        cfg.max_length,
+        cfg.plots_dir,
+        run_caption(cfg.model, cfg.profile, hw.name),
+    )
+
+
+def plot_results(
+    cfg: TrainConfig, hw: Hardware, outcome: TrainOutcome, test_metrics: dict[str, Any]
+) -> dict[str, Path]:
+    """The learning curves and the test confusion matrix, each titled with model, profile, device and date."""
+    caption = run_caption(cfg.model, cfg.profile, hw.name)
+    return {
+        "training_curves": plot_training_curves(
+            outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch, caption
+        ),
+        "confusion_matrix": plot_confusion_matrix(
+            test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir, caption=caption
+        ),
+    }
 
 
 def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
@@ -130,25 +206,39 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
     from transformers import set_seed
 
     set_seed(cfg.seed)  # head and LoRA initialisation
-    model = load_4bit_model(cfg.model, data.num_labels, data.id2label, hw.compute_dtype, hw.device,
-                            cfg.quant_type, cfg.double_quant)
-    model = add_lora_adapters(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
-                              cfg.gradient_checkpointing)
+    model = load_4bit_model(
+        cfg.model, data.num_labels, data.id2label, hw.compute_dtype, hw.device, cfg.quant_type, cfg.double_quant
+    )
+    model = add_lora_adapters(
+        model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
+    )
     counts = count_parameters(model)
-    print(f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
-          f"({counts['trainable_percent']:.2f}%) - LoRA matrices and the classifier head")
+    print(
+        f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
+        f"({counts['trainable_percent']:.2f}%) - LoRA matrices and the classifier head"
+    )
     return model, counts
 
 
-def evaluate_split(model, tokenizer, frame: pd.DataFrame, id2label: dict[int, str], max_length: int,
-                   batch_size: int, truncation: str = "head") -> tuple[dict[str, Any], np.ndarray]:
+def evaluate_split(
+    model,
+    tokenizer,
+    frame: pd.DataFrame,
+    id2label: dict[int, str],
+    max_length: int,
+    batch_size: int,
+    truncation: str = "head",
+) -> tuple[dict[str, Any], np.ndarray]:
     try:
-        logits = predict_logits(model, tokenizer, frame["text"].tolist(), max_length, batch_size,
-                                truncation=truncation)
+        logits = predict_logits(
+            model, tokenizer, frame["text"].tolist(), max_length, batch_size, truncation=truncation
+        )
     except torch.OutOfMemoryError:
-        raise UserError(f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
-                        f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
-                        f"--batch-size in evaluate and predict)") from None
+        raise UserError(
+            f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
+            f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
+            f"--batch-size in evaluate and predict)"
+        ) from None
     metrics = classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), id2label)
     return metrics, logits
 
@@ -156,8 +246,14 @@ def evaluate_split(model, tokenizer, frame: pd.DataFrame, id2label: dict[int, st
 def save_predictions(frame: pd.DataFrame, logits: np.ndarray, id2label: dict[int, str], path: Path) -> Path:
     probs = softmax(logits)
     names = np.array([id2label[i] for i in range(len(id2label))])
-    pd.DataFrame({"text": frame["text"], "true": names[frame["label"].to_numpy()],
-                  "predicted": names[logits.argmax(-1)], "probability": probs.max(-1).round(6)}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "text": frame["text"],
+            "true": names[frame["label"].to_numpy()],
+            "predicted": names[logits.argmax(-1)],
+            "probability": probs.max(-1).round(6),
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -170,9 +266,17 @@ class RunResult:
     outcome: TrainOutcome
 
 
-def save_run(hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainOutcome,
-             counts: dict[str, Any], test_metrics: dict[str, Any], test_logits: np.ndarray,
-             report_line: str) -> dict[str, Any]:
+def save_run(
+    hw: Hardware,
+    data: PreparedData,
+    model,
+    tokenizer,
+    outcome: TrainOutcome,
+    counts: dict[str, Any],
+    test_metrics: dict[str, Any],
+    test_logits: np.ndarray,
+    report_line: str,
+) -> dict[str, Any]:
     """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json.
 
     The configuration recorded is the one training finished with (`outcome.config`), which differs from
@@ -195,7 +299,9 @@ def save_run(hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainO
         "test_confusion_matrix": test_metrics["confusion_matrix"],
         "labels": test_metrics["labels"],
         **counts,
-        "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),
+        "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),  # the larger of the two below
+        "peak_train_memory_mb": m.get("peak_train_memory_mb"),
+        "peak_eval_memory_mb": m.get("peak_eval_memory_mb"),
         "train_runtime_s": round(m["train_runtime"], 2),
         "train_samples_per_second": round(m["train_samples_per_second"], 3),
         "optimizer_steps": m["optimizer_steps"],
@@ -212,6 +318,7 @@ def save_run(hw: Hardware, data: PreparedData, model, tokenizer, outcome: TrainO
         "data": data.summary(),
         "config": cfg.to_dict(),
         "versions": library_versions(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out / "metrics.json", metrics)  # its presence marks a finished run
@@ -228,27 +335,29 @@ def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
     (the others get None).
     """
     with distributed.main_process_prints():
-        hw = start(cfg, resume)
+        ready = prepare(cfg, resume)
+        hw, data, tokenizer, tokenized = ready.hw, ready.data, ready.tokenizer, ready.tokenized
         checkpoint = resume_point(cfg, resume)
-        data = load_data(cfg)
         report_to, report_line = choose_report_to(cfg.report_to)
         print(report_line)
-        tokenizer = load_tokenizer(cfg.model)
-        plots = {"dataset_stats": plot_data(cfg, data, tokenizer)} if distributed.is_main_process() else {}
-        tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
+        plots = {"dataset_stats": plot_data(cfg, hw, data, tokenizer)} if distributed.is_main_process() else {}
         model, counts = build_model(cfg, data, hw)
         outcome = train(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint=checkpoint)
     if distributed.world_size() > 1:
-        distributed.report_rank(f"trained {outcome.metrics['optimizer_steps']} optimizer steps on its share of "
-                                f"{len(tokenized['train']):,} training texts; peak GPU memory "
-                                f"{outcome.metrics['peak_gpu_memory_mb']} MiB")
+        distributed.report_rank(
+            f"trained {outcome.metrics['optimizer_steps']} optimizer steps on its share of "
+            f"{len(tokenized['train']):,} training texts; peak GPU memory "
+            f"{outcome.metrics['peak_gpu_memory_mb']} MiB"
+        )
     if not distributed.is_main_process():
         return None
-    test_metrics, test_logits = evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
-                                               cfg.max_length, cfg.eval_batch_size, cfg.truncation)
+    test_metrics, test_logits = evaluate_split(
+        model, tokenizer, data.splits["test"], data.id2label, cfg.max_length, cfg.eval_batch_size, cfg.truncation
+    )
     metrics = save_run(hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
-    plots["training_curves"] = plot_training_curves(outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch)
-    plots["confusion_matrix"] = plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}, weighted F1 {metrics['test_f1_weighted']:.4f}; "
-          f"outputs in {cfg.output_dir}, plots in {cfg.plots_dir}")
+    plots.update(plot_results(cfg, hw, outcome, test_metrics))
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f}, weighted F1 {metrics['test_f1_weighted']:.4f}; "
+        f"outputs in {cfg.output_dir}, plots in {cfg.plots_dir}"
+    )
     return RunResult(metrics, Path(cfg.output_dir), plots, test_logits, outcome)

@@ -31,8 +31,9 @@ def bnb_4bit(weight: torch.Tensor, quant_type: str, double_quant: bool) -> tuple
     """bitsandbytes 4-bit quantize + dequantize. Returns (reconstruction, bytes stored)."""
     import bitsandbytes.functional as F
 
-    packed, state = F.quantize_4bit(weight.float().contiguous(), blocksize=BLOCK, quant_type=quant_type,
-                                    compress_statistics=double_quant)
+    packed, state = F.quantize_4bit(
+        weight.float().contiguous(), blocksize=BLOCK, quant_type=quant_type, compress_statistics=double_quant
+    )
     return F.dequantize_4bit(packed, state).float(), stored_bytes(packed, state)
 
 
@@ -59,15 +60,26 @@ def quantization_errors(weights: dict[str, torch.Tensor]) -> list[dict[str, floa
     for name, w in weights.items():
         for method, fn in methods.items():
             restored, nbytes = fn(w)
-            rows.append({"matrix": name, "method": method, "relative_error": round(_relative_error(restored, w.float()), 5),
-                         "bits_per_weight": round(8 * nbytes / w.numel(), 3)})
+            rows.append(
+                {
+                    "matrix": name,
+                    "method": method,
+                    "relative_error": round(_relative_error(restored, w.float()), 5),
+                    "bits_per_weight": round(8 * nbytes / w.numel(), 3),
+                }
+            )
     return rows
 
 
-def pretrained_matrices(model_dir: str, names: tuple[str, ...] = ("encoder.layer.0.attention.self.query.weight",
-                                                                   "encoder.layer.3.intermediate.dense.weight",
-                                                                   "encoder.layer.5.output.dense.weight")) -> dict[str, torch.Tensor]:
-    """Real weight matrices from a model's safetensors file: a local directory or a Hub id (prefix `bert.` tolerated)."""
+def pretrained_matrices(
+    model_dir: str,
+    names: tuple[str, ...] = (
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.3.intermediate.dense.weight",
+        "encoder.layer.5.output.dense.weight",
+    ),
+) -> dict[str, torch.Tensor]:
+    """Real weight matrices from a model's safetensors file (a local directory or a Hub id; prefix `bert.` ok)."""
     from pathlib import Path
 
     from safetensors import safe_open

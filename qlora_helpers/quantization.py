@@ -18,7 +18,9 @@ def _require_bitsandbytes() -> None:
         raise UserError("4-bit loading needs bitsandbytes: pip install bitsandbytes==0.50.2") from None
 
 
-def make_bnb_config(compute_dtype: torch.dtype, quant_type: str = "nf4", double_quant: bool = True) -> BitsAndBytesConfig:
+def make_bnb_config(
+    compute_dtype: torch.dtype, quant_type: str = "nf4", double_quant: bool = True
+) -> BitsAndBytesConfig:
     """The QLoRA storage recipe.
 
     - `nf4`: 4-bit NormalFloat, levels placed at quantiles of a normal distribution, which is what
@@ -41,10 +43,15 @@ def make_bnb_config(compute_dtype: torch.dtype, quant_type: str = "nf4", double_
 def _explain_load_error(what: str, name: str, error: Exception) -> UserError:
     local = Path(name).expanduser()
     if local.exists() or name.startswith((".", "/", "~")):
-        return UserError(f"could not load the {what} from {name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}; "
-                         f"the directory needs config.json, the weights (.safetensors/.bin) and tokenizer files")
-    return UserError(f"could not load the {what} {name!r} from the Hugging Face Hub ({type(error).__name__}); check the "
-                     f"id and your network, or pass a local model directory with --model path/to/model")
+        return UserError(
+            f"could not load the {what} from {name}: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; "
+            f"the directory needs config.json, the weights (.safetensors/.bin) and tokenizer files"
+        )
+    return UserError(
+        f"could not load the {what} {name!r} from the Hugging Face Hub ({type(error).__name__}); check the "
+        f"id and your network, or pass a local model directory with --model path/to/model"
+    )
 
 
 def load_tokenizer(model_name: str):
@@ -72,8 +79,15 @@ def disable_avx512_bf16_repacking(model: torch.nn.Module) -> int:
     return n
 
 
-def load_4bit_model(model_name: str, num_labels: int, id2label: dict[int, str], compute_dtype: torch.dtype,
-                    device: str, quant_type: str = "nf4", double_quant: bool = True):
+def load_4bit_model(
+    model_name: str,
+    num_labels: int,
+    id2label: dict[int, str],
+    compute_dtype: torch.dtype,
+    device: str,
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+):
     """Load `model_name` for sequence classification with its linear layers stored in 4 bits.
 
     On a GPU the whole model is placed on this process's own GPU (`LOCAL_RANK` under torchrun or
@@ -110,7 +124,14 @@ def describe_4bit_layer(layer) -> dict:
     n = int(torch.Size(qs.shape).numel())
     nbytes = stored_bytes(w.data, qs)
     return {
-        "layer": type(layer).__name__, "shape": tuple(qs.shape), "weights": n, "quant_type": qs.quant_type,
-        "blocksize": qs.blocksize, "double_quant": bool(qs.nested), "compute_dtype": str(layer.compute_dtype),
-        "stored_bytes": nbytes, "bits_per_weight": round(8 * nbytes / n, 3), "fp16_bytes": 2 * n,
+        "layer": type(layer).__name__,
+        "shape": tuple(qs.shape),
+        "weights": n,
+        "quant_type": qs.quant_type,
+        "blocksize": qs.blocksize,
+        "double_quant": bool(qs.nested),
+        "compute_dtype": str(layer.compute_dtype),
+        "stored_bytes": nbytes,
+        "bits_per_weight": round(8 * nbytes / n, 3),
+        "fp16_bytes": 2 * n,
     }

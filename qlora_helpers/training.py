@@ -28,7 +28,7 @@ class Schedule:
     logging_steps: int
 
     @classmethod
-    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1) -> "Schedule":
+    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1) -> Schedule:
         per_step = cfg.batch_size * cfg.grad_accum * world_size
         steps_per_epoch = max(1, math.ceil(n_train / per_step))
         total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
@@ -36,8 +36,14 @@ class Schedule:
         return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
 
 
-def training_arguments(cfg: TrainConfig, hw: Hardware, schedule: Schedule, report_to: str,
-                       evaluation: bool = True, mixed_precision: bool = True) -> TrainingArguments:
+def training_arguments(
+    cfg: TrainConfig,
+    hw: Hardware,
+    schedule: Schedule,
+    report_to: str,
+    evaluation: bool = True,
+    mixed_precision: bool = True,
+) -> TrainingArguments:
     """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid.
 
     `evaluation=False` (benchmarks) trains only; `mixed_precision=False` keeps fp32 maths (a benchmark arm).
@@ -132,19 +138,23 @@ class StopOnNonFiniteLoss(TrainerCallback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             lr = (logs or {}).get("learning_rate")
-            self.problem = (f"training stopped at step {state.global_step}: the loss became {loss} (learning rate {lr}); "
-                            f"lower --lr, keep --max-grad-norm on, or use bf16 instead of fp16 where the GPU has it")
+            self.problem = (
+                f"training stopped at step {state.global_step}: the loss became {loss} (learning rate {lr}); "
+                f"lower --lr, keep --max-grad-norm on, or use bf16 instead of fp16 where the GPU has it"
+            )
             control.should_training_stop = True
 
 
 def out_of_memory_message(cfg: TrainConfig, peak_mb: float | None) -> str:
     """What ran out, how much was in use, and the knobs that lower memory, each with its current value."""
     peak = f"peak allocated so far {peak_mb:,.0f} MiB; " if peak_mb is not None else ""
-    return (f"out of GPU memory during training ({peak}micro-batch {cfg.batch_size}, max_length {cfg.max_length}, "
-            f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}). Lower --batch-size and raise "
-            f"--grad-accum to keep the effective batch ({cfg.effective_batch_size}), lower --max-length, turn on "
-            f"--gradient-checkpointing, lower --eval-batch-size (now {cfg.eval_batch_size}) if it failed in evaluation, "
-            f"or pass --oom-retry to halve the micro-batch automatically")
+    return (
+        f"out of GPU memory during training ({peak}micro-batch {cfg.batch_size}, max_length {cfg.max_length}, "
+        f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}). Lower --batch-size and raise "
+        f"--grad-accum to keep the effective batch ({cfg.effective_batch_size}), lower --max-length, turn on "
+        f"--gradient-checkpointing, lower --eval-batch-size (now {cfg.eval_batch_size}) if it failed in evaluation, "
+        f"or pass --oom-retry to halve the micro-batch automatically"
+    )
 
 
 def halved_batch(cfg: TrainConfig) -> TrainConfig | None:
@@ -218,6 +228,42 @@ class TrainingClock(TrainerCallback):
         return round(self.steps * self.samples_per_step / self.seconds, 2) if self.seconds > 0 else None
 
 
+class MemoryWatch(TrainerCallback):
+    """Peak GPU memory of the training steps and of the evaluations, apart.
+
+    One overall peak cannot say which of the two needs the memory: with checkpointing on, the
+    evaluation pass (no gradients, but a larger batch) can peak above every training step. The
+    allocator's peak is read and reset at the end of each step and after each evaluation; both are
+    host-side counters, so nothing waits for the GPU.
+    """
+
+    def __init__(self) -> None:
+        self.train_mb: float | None = None
+        self.eval_mb: float | None = None
+        self.reserved_mb: float | None = None  # the allocator's peak reservation over both
+
+    def _take(self) -> float | None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        reserved = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+        self.reserved_mb = max(self.reserved_mb or 0.0, reserved)
+        torch.cuda.reset_peak_memory_stats()
+        return peak
+
+    def on_step_end(self, args, state, control, **kwargs):
+        peak = self._take()
+        if peak is not None:
+            self.train_mb = max(self.train_mb or 0.0, peak)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        peak = self._take()
+        if peak is not None:
+            self.eval_mb = max(self.eval_mb or 0.0, peak)
+
+
 def _time_mark(on_gpu: bool):
     """Now: on the GPU's timeline when training runs there (an event recorded on the current stream)."""
     import torch
@@ -242,10 +288,20 @@ class TrainOutcome:
     config: TrainConfig  # the configuration training finished with (an out-of-memory retry changes the batch)
 
 
-def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
-          resume_from_checkpoint: str | bool | None = None, evaluation: bool = True, mixed_precision: bool = True,
-          extra_callbacks: list | None = None, timing_warmup: int = 2) -> TrainOutcome:
-    """Train `model` on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer.
+def train(
+    model,
+    tokenized,
+    tokenizer,
+    cfg: TrainConfig,
+    hw: Hardware,
+    report_to: str = "none",
+    resume_from_checkpoint: str | bool | None = None,
+    evaluation: bool = True,
+    mixed_precision: bool = True,
+    extra_callbacks: list | None = None,
+    timing_warmup: int = 2,
+) -> TrainOutcome:
+    """Train on `tokenized["train"]`, evaluating on `tokenized["validation"]`; returns the best model's trainer.
 
     A GPU out-of-memory error ends in a `UserError` naming the knobs; with `cfg.oom_retry` training restarts
     from the same initial adapter and head with half the micro-batch and twice the accumulation instead.
@@ -257,16 +313,29 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     while True:
         try:
-            return _train_once(model, tokenized, tokenizer, cfg, hw, report_to, resume_from_checkpoint, evaluation,
-                               mixed_precision, extra_callbacks, timing_warmup)
+            return _train_once(
+                model,
+                tokenized,
+                tokenizer,
+                cfg,
+                hw,
+                report_to,
+                resume_from_checkpoint,
+                evaluation,
+                mixed_precision,
+                extra_callbacks,
+                timing_warmup,
+            )
         except torch.OutOfMemoryError:
             peak, smaller = peak_gpu_memory_mb(), halved_batch(cfg)
             if not cfg.oom_retry or smaller is None:
                 raise UserError(out_of_memory_message(cfg, peak)) from None
         _free_gpu_memory()
-        print(f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
-              f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
-              f"(effective batch {smaller.effective_batch_size})")
+        print(
+            f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
+            f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
+            f"(effective batch {smaller.effective_batch_size})"
+        )
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name in initial:
@@ -274,9 +343,17 @@ def train(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to
         cfg, resume_from_checkpoint = smaller, None
 
 
-def build_trainer(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str = "none",
-                  evaluation: bool = True, mixed_precision: bool = True,
-                  callbacks: list | None = None) -> tuple[RecipeTrainer, Schedule]:
+def build_trainer(
+    model,
+    tokenized,
+    tokenizer,
+    cfg: TrainConfig,
+    hw: Hardware,
+    report_to: str = "none",
+    evaluation: bool = True,
+    mixed_precision: bool = True,
+    callbacks: list | None = None,
+) -> tuple[RecipeTrainer, Schedule]:
     """The Trainer exactly as training runs it (arguments, collator, early stopping), without training:
     `train` uses it, and so do the probes that read its prepared dataloader."""
     schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size())
@@ -295,19 +372,44 @@ def build_trainer(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, r
     return trainer, schedule
 
 
-def _train_once(model, tokenized, tokenizer, cfg: TrainConfig, hw: Hardware, report_to: str,
-                resume_from_checkpoint: str | bool | None, evaluation: bool, mixed_precision: bool,
-                extra_callbacks: list | None, timing_warmup: int) -> TrainOutcome:
+def _train_once(
+    model,
+    tokenized,
+    tokenizer,
+    cfg: TrainConfig,
+    hw: Hardware,
+    report_to: str,
+    resume_from_checkpoint: str | bool | None,
+    evaluation: bool,
+    mixed_precision: bool,
+    extra_callbacks: list | None,
+    timing_warmup: int,
+) -> TrainOutcome:
     guard = StopOnNonFiniteLoss()
     clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
-    trainer, schedule = build_trainer(model, tokenized, tokenizer, cfg, hw, report_to, evaluation, mixed_precision,
-                                      [guard, clock] + (extra_callbacks or []))
+    memory = MemoryWatch()
+    trainer, schedule = build_trainer(
+        model,
+        tokenized,
+        tokenizer,
+        cfg,
+        hw,
+        report_to,
+        evaluation,
+        mixed_precision,
+        [guard, clock, memory] + (extra_callbacks or []),
+    )
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if guard.problem:
         raise UserError(guard.problem)
     metrics = dict(result.metrics)
-    metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb()
+    overall = peak_gpu_memory_mb()  # since the last reset: the end of training (best-model reload included)
+    metrics["peak_train_memory_mb"] = memory.train_mb  # training steps only
+    metrics["peak_eval_memory_mb"] = memory.eval_mb  # validation passes only
+    metrics["peak_reserved_memory_mb"] = memory.reserved_mb
+    known = [m for m in (overall, memory.train_mb, memory.eval_mb) if m is not None]
+    metrics["peak_gpu_memory_mb"] = max(known) if known else None
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
     metrics["best_val_accuracy"] = trainer.state.best_metric
     metrics["optimizer_steps"] = trainer.state.global_step

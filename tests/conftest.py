@@ -21,8 +21,28 @@ from qlora_helpers.config import make_config  # noqa: E402
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "best", "beautiful", "brilliant", "perfect"]
 NEGATIVE = ["awful", "terrible", "worst", "boring", "waste", "bad", "stupid", "poor"]
-NEUTRAL = ["the", "movie", "film", "story", "actor", "plot", "scene", "was", "and", "it", "this", "of", "character",
-           "director", "time", "really", "just", "about", "some", "one"]
+NEUTRAL = [
+    "the",
+    "movie",
+    "film",
+    "story",
+    "actor",
+    "plot",
+    "scene",
+    "was",
+    "and",
+    "it",
+    "this",
+    "of",
+    "character",
+    "director",
+    "time",
+    "really",
+    "just",
+    "about",
+    "some",
+    "one",
+]
 
 
 def easy_reviews(n: int = 240, seed: int = 0) -> pd.DataFrame:
@@ -54,9 +74,20 @@ def tiny_config(tiny_bert, easy_csv, tmp_path):
     """A few-second CPU run of the real recipe (NF4 + LoRA + Trainer + paged 8-bit AdamW) on the tiny BERT."""
 
     def make(**changes):
-        settings = dict(model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
-                        batch_size=8, grad_accum=2, eval_batch_size=32, output_dir=str(tmp_path / "run"),
-                        plots_dir=str(tmp_path / "plots"), report_to="none", label_names=["negative", "positive"])
+        settings = dict(
+            model=str(tiny_bert),
+            dataset=str(easy_csv),
+            max_length=32,
+            epochs=6.0,
+            lr=5e-3,
+            batch_size=8,
+            grad_accum=2,
+            eval_batch_size=32,
+            output_dir=str(tmp_path / "run"),
+            plots_dir=str(tmp_path / "plots"),
+            report_to="none",
+            label_names=["negative", "positive"],
+        )
         settings.update(changes)
         return make_config("full", **settings)
 

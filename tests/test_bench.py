@@ -1,21 +1,31 @@
-"""The efficiency harness on the CPU: real arms on the tiny BERT, record fields and units, plots from files."""
+"""The benchmark runner and harness on the CPU: real arms on the tiny BERT, experiments as data, plots from files."""
 
 import json
 
 import pytest
 import torch
 
-from qlora_helpers.bench import ARMS, run_arm, run_arms, weight_arithmetic_mb
-from qlora_helpers.bench_plots import draw_all
+from benchmarks.draw import draw_all
+from benchmarks.harness import ARMS, run_arm, run_arms, weight_arithmetic_mb
 from qlora_helpers.config import make_config
 
 
 @pytest.fixture
 def bench_settings(tiny_bert, easy_csv, tmp_path):
-    return dict(model=str(tiny_bert), dataset=str(easy_csv), max_length=32, batch_size=4, grad_accum=1, max_steps=6,
-                gradient_checkpointing=True,
-                output_dir=str(tmp_path / "run"), plots_dir=str(tmp_path / "plots"), report_to="none", overwrite=True,
-                label_names=["negative", "positive"])
+    return dict(
+        model=str(tiny_bert),
+        dataset=str(easy_csv),
+        max_length=32,
+        batch_size=4,
+        grad_accum=1,
+        max_steps=6,
+        gradient_checkpointing=True,
+        output_dir=str(tmp_path / "run"),
+        plots_dir=str(tmp_path / "plots"),
+        report_to="none",
+        overwrite=True,
+        label_names=["negative", "positive"],
+    )
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -26,7 +36,9 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
     # recorded to 0.01 s: a fast arm (0.46 s an epoch) is further than 1% from the unrounded value
     assert record["samples_per_second"] > 0
     assert record["seconds_per_epoch"] == round(record["train_rows"] / record["samples_per_second"], 2)
-    assert record["peak_allocated_mb"] is None and record["weight_memory_mb"] is None  # no GPU here: no made-up numbers
+    assert (
+        record["peak_allocated_mb"] is None and record["weight_memory_mb"] is None
+    )  # no GPU here: no made-up numbers
     assert record["batch_size"] == 4 and record["max_length"] == 32 and record["gradient_checkpointing"] is True
     assert record["cudnn_attention"] is False and not torch.backends.cuda.cudnn_sdp_enabled()  # the recipe's kernels
     if "lora" in arm:
@@ -38,19 +50,34 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
 
 
 def test_run_to_completion_records_test_accuracy(bench_settings):
-    settings = {**bench_settings, "max_steps": None, "epochs": 6.0, "lr": 5e-3, "batch_size": 8, "grad_accum": 2,
-                "early_stopping_patience": 0}  # the tiny model plateaus at 50% for a few evaluations first
+    settings = {
+        **bench_settings,
+        "max_steps": None,
+        "epochs": 6.0,
+        "lr": 5e-3,
+        "batch_size": 8,
+        "grad_accum": 2,
+        "early_stopping_patience": 0,
+    }  # the tiny model plateaus at 50% for a few evaluations first
     record = run_arm("qlora", make_config("full", **settings), warmup_steps=2, evaluate_test=True)
     assert record["test_accuracy"] >= 0.9 and 0 < record["test_f1_weighted"] <= 1
 
 
 def test_arms_run_in_their_own_processes_and_land_in_one_file(bench_settings, tmp_path):
     out = tmp_path / "results" / "eff.json"
-    result = run_arms(["qlora", "full_fp32"], bench_settings, out, warmup_steps=2, checkpointing=(True, False), label="t")
+    result = run_arms(
+        ["qlora", "full_fp32"], bench_settings, out, warmup_steps=2, checkpointing=(True, False), label="t"
+    )
     saved = json.loads(out.read_text())
-    assert saved == result and saved["gpu"] == "cpu" and saved["label"] == "t" and "command" in saved and "date" in saved
+    assert (
+        saved == result and saved["gpu"] == "cpu" and saved["label"] == "t" and "command" in saved and "date" in saved
+    )
     assert [(r["arm"], r["gradient_checkpointing"]) for r in saved["records"]] == [
-        ("qlora", True), ("full_fp32", True), ("qlora", False), ("full_fp32", False)]
+        ("qlora", True),
+        ("full_fp32", True),
+        ("qlora", False),
+        ("full_fp32", False),
+    ]
     assert all("error" not in r and r["process_seconds"] > 0 for r in saved["records"])
 
 
@@ -59,11 +86,13 @@ def test_weight_arithmetic():
     assert weight_arithmetic_mb(1_000_000, 1_000_000, 0, "full_fp32") == pytest.approx(4e6 / mib)
     assert weight_arithmetic_mb(1_000_000, 10_000, 0, "lora_16bit") == pytest.approx((990_000 * 2 + 40_000) / mib)
     # 4.127 bits a quantized weight; embeddings and trainable weights at fp32
-    assert weight_arithmetic_mb(1_000_000, 10_000, 90_000, "qlora") == pytest.approx((900_000 * 4.127 / 8 + 400_000) / mib)
+    assert weight_arithmetic_mb(1_000_000, 10_000, 90_000, "qlora") == pytest.approx(
+        (900_000 * 4.127 / 8 + 400_000) / mib
+    )
 
 
 def test_committed_results_draw_both_plots(tmp_path):
-    paths = draw_all("benchmarks/results", tmp_path)
+    paths = draw_all(directory=tmp_path)
     assert sorted(p.name for p in paths) == ["efficiency_comparison.png", "lora_rank_sensitivity.png"]
     assert all(p.stat().st_size > 30_000 for p in paths)
 
@@ -78,59 +107,120 @@ def test_committed_results_have_provenance():
 
 
 def test_recipe_summary_groups_presets_and_levers_and_divides_by_the_reference():
-    from qlora_helpers.bench import summarise_recipes
+    from benchmarks.harness import summarise_recipes
 
     def rec(profile, seed, acc, sps, peak, lr, targets=("query", "value"), batch=16):
-        return {"profile": profile, "arm": "qlora", "seed": seed, "test_accuracy": acc, "samples_per_second": sps,
-                "seconds_per_epoch": 100 / sps, "peak_allocated_mb": peak, "lr": lr, "batch_size": batch,
-                "target_modules": list(targets)}
+        return {
+            "profile": profile,
+            "arm": "qlora",
+            "seed": seed,
+            "test_accuracy": acc,
+            "samples_per_second": sps,
+            "seconds_per_epoch": 100 / sps,
+            "peak_allocated_mb": peak,
+            "lr": lr,
+            "batch_size": batch,
+            "target_modules": list(targets),
+        }
 
-    records = [rec("reference", 1, 0.70, 50.0, 250.0, 2e-4, batch=32),  # the preset with a lever changed: not the base
-               rec("reference", 1, 0.80, 100.0, 500.0, 2e-4), rec("full", 1, 0.90, 400.0, 2000.0, 5e-4, ("dense",)),
-               rec("full", 2, 0.92, 500.0, 2000.0, 5e-4, ("dense",)), rec("full", 1, 0.85, 600.0, 1000.0, 1e-3),
-               {"profile": "full", "arm": "qlora", "error": "boom"}]
+    records = [
+        rec("reference", 1, 0.70, 50.0, 250.0, 2e-4, batch=32),  # the preset with a lever changed: not the base
+        rec("reference", 1, 0.80, 100.0, 500.0, 2e-4),
+        rec("full", 1, 0.90, 400.0, 2000.0, 5e-4, ("dense",)),
+        rec("full", 2, 0.92, 500.0, 2000.0, 5e-4, ("dense",)),
+        rec("full", 1, 0.85, 600.0, 1000.0, 1e-3),
+        {"profile": "full", "arm": "qlora", "error": "boom"},
+    ]
     summary = {(s["profile"], s["lr"], s["batch_size"]): s for s in summarise_recipes(records)}
-    assert set(summary) == {("reference", 2e-4, 32), ("reference", 2e-4, 16), ("full", 5e-4, 16),
-                            ("full", 1e-3, 16)}  # a lever is its own group
+    assert set(summary) == {
+        ("reference", 2e-4, 32),
+        ("reference", 2e-4, 16),
+        ("full", 5e-4, 16),
+        ("full", 1e-3, 16),
+    }  # a lever is its own group
     full = summary[("full", 5e-4, 16)]
     assert full["seeds"] == [1, 2] and full["test_accuracy_mean"] == pytest.approx(0.91)
     assert full["test_accuracy_sd"] == pytest.approx(0.0141, abs=1e-4)
     assert (full["speedup_vs_reference"], full["peak_memory_vs_reference"]) == (4.5, 4.0)
 
 
-def test_bench_recipes_runs_each_preset_in_its_own_process(tiny_bert, easy_csv, tmp_path):
+def run_runner(*args):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    out = tmp_path / "recipes.json"
-    cmd = [sys.executable, "-m", "qlora_helpers", "bench-recipes", "--model", str(tiny_bert), "--dataset", str(easy_csv),
-           "--max-steps", "4", "--warmup-steps", "1", "--runs", "full:qlora", "reference:qlora",
-           "--set", "full:max_length=32", "full:batch_size=8", "reference:max_length=32", "--output", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=600,
+    )
+
+
+def test_an_experiment_file_runs_each_preset_in_its_own_process(tiny_bert, easy_csv, tmp_path, monkeypatch):
+    spec = {
+        "kind": "recipes",
+        "about": "tiny",
+        "model": "${MINILM}",  # a location variable, read from the environment
+        "dataset": str(easy_csv),
+        "settings": {"max_steps": 4, "max_length": 32, "label_names": ["negative", "positive"]},
+        "set": {"full": {"batch_size": 8}},
+        "runs": ["full:qlora", "reference:qlora"],
+        "warmup_steps": 1,
+    }
+    experiment, out = tmp_path / "tiny.json", tmp_path / "out" / "recipes.json"
+    experiment.write_text(json.dumps(spec))
+    monkeypatch.setenv("QLORA_MINILM", str(tiny_bert))
+    r = run_runner(experiment, "--output", out)
     assert r.returncode == 0, r.stderr[-2000:]
     saved = json.loads(out.read_text())
+    assert saved["experiment"] == "tiny" and saved["locations"]["MINILM"] == str(tiny_bert)
+    assert saved["command"].startswith("python -m benchmarks.run") and saved["gpu"] == "cpu"
+    assert set(saved["versions"]) >= {"torch", "transformers", "peft", "bitsandbytes", "accelerate"}
     full, reference = saved["records"]
-    assert (full["profile"], full["batch_size"], full["max_length"], full["truncation"]) == ("full", 8, 32, "head_tail")
-    assert full["optimizer_steps"] == 4 and full["samples_per_second"] > 0 and full["test_accuracy"] is None
+    assert (full["profile"], full["batch_size"], full["max_length"], full["truncation"]) == (
+        "full",
+        8,
+        32,
+        "head_tail",
+    )
+    assert full["model"] == str(tiny_bert) and full["optimizer_steps"] == 4 and full["test_accuracy"] is None
     # the reference preset computes in fp16, which needs a GPU: its run fails alone, with the reason, and is kept
     assert reference["profile"] == "reference" and "float16 needs a GPU" in reference["error"]
     assert [(s["profile"], s["runs"]) for s in saved["summary"]] == [("full", 1)]
 
 
-@pytest.mark.parametrize("change, message", [
-    ("full:bogus=1", "error: --set full:bogus=1: unknown setting 'bogus'; settings are the train flags' names"),
-    ("full:lr=-1", "error: lr must be a positive number, got -1"),
-    ("lr=1e-3", "error: --set takes PRESET:KEY=JSON, e.g. full:lr=1e-3, got 'lr=1e-3'"),
-])
-def test_bench_recipes_rejects_bad_settings_before_any_run(tiny_bert, easy_csv, tmp_path, capsys, change, message):
-    from qlora_helpers import cli
+def test_every_committed_experiment_is_valid_and_names_its_result():
+    from benchmarks.run import EXPERIMENTS, KINDS
 
-    out = tmp_path / "recipes.json"
-    code = cli.main(["bench-recipes", "--model", str(tiny_bert), "--dataset", str(easy_csv), "--max-steps", "2",
-                     "--runs", "full:qlora", "--set", change, "--output", str(out)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith(message)
-    assert not out.exists()
+    specs = sorted(EXPERIMENTS.glob("*.json"))
+    assert len(specs) >= 8
+    for path in specs:
+        spec = json.loads(path.read_text())
+        assert spec["kind"] in KINDS and spec["about"] and spec["output"].endswith(".json"), path.name
+        text = path.read_text()
+        assert ".carry" not in text and "/tmp" not in text and "$OUT" not in text  # no one machine's layout
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"bogus": 1}, "unexpected keyword argument 'bogus'"),
+        ({"lr": -1}, "lr must be a positive number, got -1"),
+    ],
+)
+def test_bad_settings_fail_before_any_run(tiny_bert, easy_csv, tmp_path, settings, message):
+    spec = {"kind": "arms", "about": "bad", "model": str(tiny_bert), "dataset": str(easy_csv), "settings": settings}
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    r = run_runner(tmp_path / "bad.json", "--output", tmp_path / "out.json")
+    assert r.returncode == 2 and message in r.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_the_runner_lists_experiments_and_locations():
+    r = run_runner("--list")
+    assert r.returncode == 0 and "efficiency_bert_base_shapes" in r.stdout and "$QLORA_IMDB" in r.stdout

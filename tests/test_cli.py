@@ -13,16 +13,51 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "qlora_helpers", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd or ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "qlora_helpers", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_bert, easy_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "adapter"
-    r = cli("train", "--model", tiny_bert, "--dataset", easy_csv, "--output-dir", out, "--plots-dir", out.parent / "plots",
-            "--max-length", 32, "--epochs", 6, "--batch-size", 8, "--grad-accum", 2, "--lr", 5e-3, "--lora-dropout", 0.05,
-            "--eval-batch-size", 16, "--early-stopping-patience", 0, "--label-names", "negative", "positive", "--report-to", "none")
+    r = cli(
+        "train",
+        "--model",
+        tiny_bert,
+        "--dataset",
+        easy_csv,
+        "--output-dir",
+        out,
+        "--plots-dir",
+        out.parent / "plots",
+        "--max-length",
+        32,
+        "--epochs",
+        6,
+        "--batch-size",
+        8,
+        "--grad-accum",
+        2,
+        "--lr",
+        5e-3,
+        "--lora-dropout",
+        0.05,
+        "--eval-batch-size",
+        16,
+        "--early-stopping-patience",
+        0,
+        "--label-names",
+        "negative",
+        "positive",
+        "--report-to",
+        "none",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -33,7 +68,12 @@ def test_train_writes_outputs_and_prints_metrics(trained):
     assert summary["test_accuracy"] >= 0.85 and summary["device"] == "cpu"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["lora_dropout"] == 0.05 and metrics["config"]["eval_batch_size"] == 16
-    assert metrics["config"]["lr"] == 5e-3 and metrics["config"]["target_modules"] == ["query", "key", "value", "dense"]
+    assert metrics["config"]["lr"] == 5e-3 and metrics["config"]["target_modules"] == [
+        "query",
+        "key",
+        "value",
+        "dense",
+    ]
     assert metrics["config"]["truncation"] == "head_tail" and metrics["world_size"] == 1
     assert sum(metrics["data"]["sizes"].values()) == 240
     assert (out.parent / "plots" / "training_curves.png").is_file()
@@ -44,10 +84,18 @@ def test_predict_texts_and_file(trained, tmp_path):
     out, _ = trained
     texts = tmp_path / "texts.txt"
     # reviews shaped like the training data (13 words, 3 of them carrying the sentiment)
-    texts.write_text("the story was wonderful and the actor was brilliant in this perfect film\n\n"
-                     "the plot was the worst and the film was boring it was a waste\n")
-    r = cli("predict", "--adapter", out, "this movie was great and the story was excellent and the scene was best",
-            "--file", texts)
+    texts.write_text(
+        "the story was wonderful and the actor was brilliant in this perfect film\n\n"
+        "the plot was the worst and the film was boring it was a waste\n"
+    )
+    r = cli(
+        "predict",
+        "--adapter",
+        out,
+        "this movie was great and the story was excellent and the scene was best",
+        "--file",
+        texts,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
     assert [row["label"] for row in rows] == ["positive", "positive", "negative"], rows
@@ -66,19 +114,22 @@ def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
     assert "precision" in r.stdout and written["confusion_matrix"][0][0] > 100
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--dataset", "missing.csv"], "dataset file not found: missing.csv"),
-    (["train", "--dataset", "{easy}", "--text-column", "body"], "text column 'body' not found"),
-    (["train", "--dataset", "{single}"], "only one class"),
-    (["train", "--lora-r", "0"], "lora_r must be a positive whole number"),
-    (["train", "--lr", "0"], "lr must be a positive number"),
-    (["train", "--optim", "adam_magic"], "unknown optimizer 'adam_magic'"),
-    (["train", "--epochs", "three"], "argument --epochs: invalid float value"),
-    (["train", "--model", "{tmp}", "--dataset", "{easy}"], "could not load the tokenizer from"),
-    (["predict", "--adapter", "{tmp}", "hello"], "has no adapter_config.json"),
-    (["predict", "--adapter", "{adapter}"], "no texts given"),
-    (["evaluate", "--adapter", "{adapter}", "--dataset", "missing.parquet"], "dataset file not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--dataset", "missing.csv"], "dataset file not found: missing.csv"),
+        (["train", "--dataset", "{easy}", "--text-column", "body"], "text column 'body' not found"),
+        (["train", "--dataset", "{single}"], "only one class"),
+        (["train", "--lora-r", "0"], "lora_r must be a positive whole number"),
+        (["train", "--lr", "0"], "lr must be a positive number"),
+        (["train", "--optim", "adam_magic"], "unknown optimizer 'adam_magic'"),
+        (["train", "--epochs", "three"], "argument --epochs: invalid float value"),
+        (["train", "--model", "{tmp}", "--dataset", "{easy}"], "could not load the tokenizer from"),
+        (["predict", "--adapter", "{tmp}", "hello"], "has no adapter_config.json"),
+        (["predict", "--adapter", "{adapter}"], "no texts given"),
+        (["evaluate", "--adapter", "{adapter}", "--dataset", "missing.parquet"], "dataset file not found"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_exit_2(args, message, trained, easy_csv, tmp_path):
     single = tmp_path / "single.csv"
     single.write_text("text,label\n" + "fine film,1\n" * 20)

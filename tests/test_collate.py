@@ -47,16 +47,18 @@ def test_same_tensors_as_the_stock_collator(tiny_bert, reviews, side, multiple):
     assert len(lengths) > 20 and max(lengths) == 256  # ragged batches, some cut at max_length
     ours, stock = PaddingCollator(tok, multiple), DataCollatorWithPadding(tok, pad_to_multiple_of=multiple)
     for start in range(0, len(rows), 16):
-        batch = ours(rows[start:start + 16])
-        assert_same_batch(batch, stock(rows[start:start + 16]))
+        batch = ours(rows[start : start + 16])
+        assert_same_batch(batch, stock(rows[start : start + 16]))
         assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
         assert multiple is None or batch["input_ids"].shape[1] % multiple == 0
 
 
 def test_padding_values_and_sides(tiny_bert):
     tok = tokenizer_for(tiny_bert)
-    rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": 1},
-            {"input_ids": [8], "attention_mask": [1], "token_type_ids": [0], "label": 0}]
+    rows = [
+        {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": 1},
+        {"input_ids": [8], "attention_mask": [1], "token_type_ids": [0], "label": 0},
+    ]
     collator = PaddingCollator(tok, pad_to_multiple_of=4)
     batch = collator(rows)
     pad = tok.pad_token_id

@@ -23,7 +23,12 @@ def test_defaults_are_the_recipe():
 def test_reference_preset_is_the_seed_tutorial_recipe():
     cfg = make_config("reference")
     assert (cfg.compute_dtype, cfg.gradient_checkpointing, cfg.batch_size, cfg.grad_accum) == ("float16", True, 16, 2)
-    assert (cfg.lr, cfg.target_modules, cfg.truncation, cfg.group_by_length) == (2e-4, ["query", "value"], "head", False)
+    assert (cfg.lr, cfg.target_modules, cfg.truncation, cfg.group_by_length) == (
+        2e-4,
+        ["query", "value"],
+        "head",
+        False,
+    )
     assert (cfg.model, cfg.optim, cfg.profile) == (HUB_MODEL, "paged_adamw_8bit", "reference")
     assert make_config("reference", lr=1e-3).lr == 1e-3  # a preset is a starting point, not a lock
 
@@ -42,28 +47,31 @@ def test_imdb_label_names_only_for_imdb_data(tmp_path):
     assert make_config("offline", dataset=str(tmp_path / "mine.csv")).label_names is None
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lora_r": 0}, "lora_r must be a positive whole number"),
-    ({"lora_r": 2.5}, "lora_r must be a positive whole number"),
-    ({"lr": 0}, "lr must be a positive number"),
-    ({"lr": -1e-4}, "lr must be a positive number"),
-    ({"epochs": 0}, "epochs must be a positive number"),
-    ({"batch_size": 0}, "batch_size must be a positive whole number"),
-    ({"grad_accum": -2}, "grad_accum must be a positive whole number"),
-    ({"lora_dropout": 1.0}, "lora_dropout must be in [0, 1)"),
-    ({"warmup": 1.5}, "warmup is a share of the steps"),
-    ({"max_length": 4}, "max_length must be a whole number from 8"),
-    ({"val_fraction": 0.6}, "val_fraction must be between 0 and 0.5"),
-    ({"optim": "adamw_9bit"}, "unknown optimizer 'adamw_9bit'"),
-    ({"quant_type": "int4"}, "quant_type must be one of"),
-    ({"compute_dtype": "float8"}, "compute_dtype must be one of"),
-    ({"lr_scheduler": "step"}, "lr_scheduler must be one of"),
-    ({"target_modules": []}, "target_modules must name at least one"),
-    ({"max_samples": 5}, "max_samples must be at least 20"),
-    ({"report_to": "tensorboard"}, "report_to must be auto, none or wandb"),
-    ({"split_seed": -1}, "split_seed must be a whole number >= 0"),
-    ({"save_checkpoints": False}, "early stopping restores the best checkpoint"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lora_r": 0}, "lora_r must be a positive whole number"),
+        ({"lora_r": 2.5}, "lora_r must be a positive whole number"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"lr": -1e-4}, "lr must be a positive number"),
+        ({"epochs": 0}, "epochs must be a positive number"),
+        ({"batch_size": 0}, "batch_size must be a positive whole number"),
+        ({"grad_accum": -2}, "grad_accum must be a positive whole number"),
+        ({"lora_dropout": 1.0}, "lora_dropout must be in [0, 1)"),
+        ({"warmup": 1.5}, "warmup is a share of the steps"),
+        ({"max_length": 4}, "max_length must be a whole number from 8"),
+        ({"val_fraction": 0.6}, "val_fraction must be between 0 and 0.5"),
+        ({"optim": "adamw_9bit"}, "unknown optimizer 'adamw_9bit'"),
+        ({"quant_type": "int4"}, "quant_type must be one of"),
+        ({"compute_dtype": "float8"}, "compute_dtype must be one of"),
+        ({"lr_scheduler": "step"}, "lr_scheduler must be one of"),
+        ({"target_modules": []}, "target_modules must name at least one"),
+        ({"max_samples": 5}, "max_samples must be at least 20"),
+        ({"report_to": "tensorboard"}, "report_to must be auto, none or wandb"),
+        ({"split_seed": -1}, "split_seed must be a whole number >= 0"),
+        ({"save_checkpoints": False}, "early stopping restores the best checkpoint"),
+    ],
+)
 def test_bad_settings_are_rejected_with_the_fix(change, message):
     with pytest.raises(UserError) as err:
         make_config("full", **change)

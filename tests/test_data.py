@@ -15,19 +15,26 @@ from qlora_helpers.errors import UserError
 def frame():
     rng = np.random.default_rng(0)
     n = 200
-    return pd.DataFrame({"text": [f"review number {i} " + "word " * int(rng.integers(1, 20)) for i in range(n)],
-                         "label": ["pos" if i % 4 else "neg" for i in range(n)]})  # 150 pos / 50 neg
+    return pd.DataFrame(
+        {
+            "text": [f"review number {i} " + "word " * int(rng.integers(1, 20)) for i in range(n)],
+            "label": ["pos" if i % 4 else "neg" for i in range(n)],
+        }
+    )  # 150 pos / 50 neg
 
 
-@pytest.mark.parametrize("name, writer", [
-    ("d.csv", lambda df, p: df.to_csv(p, index=False)),
-    ("d.csv.gz", lambda df, p: df.to_csv(p, index=False)),
-    ("d.tsv", lambda df, p: df.to_csv(p, sep="\t", index=False)),
-    ("d.json", lambda df, p: df.to_json(p, orient="records")),
-    ("d.jsonl", lambda df, p: df.to_json(p, orient="records", lines=True)),
-    ("d.jsonl.gz", lambda df, p: df.to_json(p, orient="records", lines=True)),
-    ("d.parquet", lambda df, p: df.to_parquet(p)),
-])
+@pytest.mark.parametrize(
+    "name, writer",
+    [
+        ("d.csv", lambda df, p: df.to_csv(p, index=False)),
+        ("d.csv.gz", lambda df, p: df.to_csv(p, index=False)),
+        ("d.tsv", lambda df, p: df.to_csv(p, sep="\t", index=False)),
+        ("d.json", lambda df, p: df.to_json(p, orient="records")),
+        ("d.jsonl", lambda df, p: df.to_json(p, orient="records", lines=True)),
+        ("d.jsonl.gz", lambda df, p: df.to_json(p, orient="records", lines=True)),
+        ("d.parquet", lambda df, p: df.to_parquet(p)),
+    ],
+)
 def test_every_file_format_gives_the_same_splits(tmp_path, frame, name, writer):
     writer(frame, tmp_path / name)
     data = D.prepare_data(str(tmp_path / name))
@@ -67,8 +74,9 @@ def test_numeric_labels_keep_order_and_take_names():
 
 
 def test_empty_and_missing_texts_are_dropped_and_counted():
-    df = pd.DataFrame({"text": ["good one", "", "   ", None, "bad one", "fine", np.nan] * 10,
-                       "label": [1, 0, 1, 0, 0, 1, 1] * 10})
+    df = pd.DataFrame(
+        {"text": ["good one", "", "   ", None, "bad one", "fine", np.nan] * 10, "label": [1, 0, 1, 0, 0, 1, 1] * 10}
+    )
     data = D.prepare_data_from_frames({"all": df}, "mem")
     assert data.dropped_rows == 40
     assert sum(len(s) for s in data.splits.values()) == 30
@@ -105,15 +113,18 @@ def test_shipped_sample_is_real_balanced_imdb():
     assert data.summary()["label_counts"]["test"] == {"negative": 75, "positive": 75}
 
 
-@pytest.mark.parametrize("content, kwargs, message", [
-    ("text,label\n" + "a,1\n" * 30, {}, "only one class (1)"),
-    ("body,label\nx,1\ny,0\n", {}, "no text column found among ['body', 'label']"),
-    ("text,label\nx,1\ny,0\n", {"label_column": "sentiment"}, "label column 'sentiment' not found"),
-    ("", {}, "dataset file is empty"),
-    ("text,label\n" + "a,1\nb,0\n" * 5 + "c,2\n", {}, "a class has only 1 row(s)"),
-    ("text,label\n" + "a,0.5\nb,1\n" * 5, {}, "non-integer numbers"),
-    ("text,label\n" + "a,1\nb,0\n" * 5, {"label_names": ["x", "y", "z"]}, "3 label names"),
-])
+@pytest.mark.parametrize(
+    "content, kwargs, message",
+    [
+        ("text,label\n" + "a,1\n" * 30, {}, "only one class (1)"),
+        ("body,label\nx,1\ny,0\n", {}, "no text column found among ['body', 'label']"),
+        ("text,label\nx,1\ny,0\n", {"label_column": "sentiment"}, "label column 'sentiment' not found"),
+        ("", {}, "dataset file is empty"),
+        ("text,label\n" + "a,1\nb,0\n" * 5 + "c,2\n", {}, "a class has only 1 row(s)"),
+        ("text,label\n" + "a,0.5\nb,1\n" * 5, {}, "non-integer numbers"),
+        ("text,label\n" + "a,1\nb,0\n" * 5, {"label_names": ["x", "y", "z"]}, "3 label names"),
+    ],
+)
 def test_bad_data_gives_one_line_errors(tmp_path, content, kwargs, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -149,11 +160,15 @@ def test_duplicate_rows_across_splits_are_reported():
     df = pd.DataFrame({"text": [f"t{i % 50}" for i in range(200)], "label": [i % 2 for i in range(200)]})
     data = D.prepare_data_from_frames({"all": df}, "mem")
     note = next(n for n in data.notes if n.startswith("texts also in train"))
-    expected = {k: int(data.splits[k]["text"].isin(set(data.splits["train"]["text"])).sum()) for k in ("validation", "test")}
+    expected = {
+        k: int(data.splits[k]["text"].isin(set(data.splits["train"]["text"])).sum()) for k in ("validation", "test")
+    }
     assert note.startswith(f"texts also in train: {expected['validation']} validation, {expected['test']} test")
     assert expected["test"] > 0 and note in data.describe()
-    assert not any(n.startswith("texts also") for n in D.prepare_data_from_frames(
-        {"all": df.drop_duplicates("text")}, "mem").notes)
+    assert not any(
+        n.startswith("texts also")
+        for n in D.prepare_data_from_frames({"all": df.drop_duplicates("text")}, "mem").notes
+    )
 
 
 def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
@@ -168,7 +183,7 @@ def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
     assert len(full) == 70
     cut = encode_texts(tokenizer, [long_text, "great film"], 16, "head_tail")
     head = 1 + (16 - 2) // 4  # [CLS] and the first quarter of the 14 text tokens
-    assert cut["input_ids"][0] == full[:head] + full[-(16 - head):]  # ... and the end, closing [SEP] included
+    assert cut["input_ids"][0] == full[:head] + full[-(16 - head) :]  # ... and the end, closing [SEP] included
     assert cut["input_ids"][0][0] == tokenizer.cls_token_id and cut["input_ids"][0][-1] == tokenizer.sep_token_id
     assert all(len(cut[key][0]) == 16 for key in cut)
     assert cut["input_ids"][1] == tokenizer(["great film"])["input_ids"][0]  # short texts untouched

@@ -14,20 +14,59 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_path):
     out, plots = tmp_path / "run", tmp_path / "plots"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "qlora_helpers", "train",
-           "--model", str(tiny_bert), "--dataset", str(easy_csv), "--output-dir", str(out), "--plots-dir", str(plots),
-           "--max-length", "32", "--epochs", "6", "--batch-size", "8", "--grad-accum", "1", "--lr", "5e-3",
-           "--early-stopping-patience", "0", "--report-to", "none", "--label-names", "negative", "positive",
-           "--gradient-checkpointing"]  # off in the recipe; on here to show DDP and (non-reentrant) checkpointing cooperate
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "qlora_helpers",
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--dataset",
+        str(easy_csv),
+        "--output-dir",
+        str(out),
+        "--plots-dir",
+        str(plots),
+        "--max-length",
+        "32",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--grad-accum",
+        "1",
+        "--lr",
+        "5e-3",
+        "--early-stopping-patience",
+        "0",
+        "--report-to",
+        "none",
+        "--label-names",
+        "negative",
+        "positive",
+        "--gradient-checkpointing",
+    ]  # off in the recipe; on here to show DDP and (non-reentrant) checkpointing cooperate
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
     # 192 training texts / (8 per process x 2 processes) = 12 steps per epoch, 6 epochs, on each rank
     for rank in (0, 1):
-        assert f"[rank {rank}/2] trained 72 optimizer steps on its share of 192 training texts; peak GPU memory None MiB" in r.stderr
-    assert r.stdout.count("data parallel: 2 processes (this is rank 0, local rank 0); effective batch "
-                          "8 per device x 1 accumulation x 2 processes = 16") == 1
+        assert (
+            f"[rank {rank}/2] trained 72 optimizer steps on its share of 192 training texts; peak GPU memory None MiB"
+            in r.stderr
+        )
+    assert (
+        r.stdout.count(
+            "data parallel: 2 processes (this is rank 0, local rank 0); effective batch "
+            "8 per device x 1 accumulation x 2 processes = 16"
+        )
+        == 1
+    )
     assert r.stdout.count("test accuracy ") == 1 and r.stdout.count("trainable parameters:") == 1
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -35,12 +74,26 @@ def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_pa
     assert (metrics["optimizer_steps"], metrics["steps_per_epoch"]) == (72, 12)
     assert metrics["test_accuracy"] >= 0.85
     assert metrics["train_step_samples_per_second"] > 0
-    assert sorted(p.name for p in plots.iterdir()) == ["confusion_matrix.png", "dataset_stats.png",
-                                                       "training_curves.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "confusion_matrix.png",
+        "dataset_stats.png",
+        "training_curves.png",
+    ]
     written = sorted(p.name for p in out.iterdir() if p.name != "checkpoints")
-    assert written == sorted(["README.md", "adapter_config.json", "adapter_model.safetensors", "label_mapping.json",
-                              "metrics.json", "test_predictions.csv", "tokenizer.json", "tokenizer_config.json",
-                              "training_config.json", "training_log.json"])
+    assert written == sorted(
+        [
+            "README.md",
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "label_mapping.json",
+            "metrics.json",
+            "test_predictions.csv",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "training_config.json",
+            "training_log.json",
+        ]
+    )
     evals = [e for e in json.loads((out / "training_log.json").read_text()) if "eval_accuracy" in e]
     assert len(evals) == 12  # two per epoch, logged once
 
@@ -56,15 +109,27 @@ def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_pat
     """Length-grouped batches under DDP: the two ranks' rows never overlap, together they are the whole
     training split, and the order changes between epochs. The model is wrapped without the per-forward
     buffer broadcast and without the unused-parameter search."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           str(ROOT / "tests" / "ddp_shard_probe.py"), str(tiny_bert), str(easy_csv), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        str(ROOT / "tests" / "ddp_shard_probe.py"),
+        str(tiny_bert),
+        str(easy_csv),
+        str(tmp_path),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     probes = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     for probe in probes:
-        assert probe["wrapper"] == {"class": "DistributedDataParallel", "broadcast_buffers": False,
-                                    "find_unused_parameters": False}
+        assert probe["wrapper"] == {
+            "class": "DistributedDataParallel",
+            "broadcast_buffers": False,
+            "find_unused_parameters": False,
+        }
     ranks = [probe["rows"] for probe in probes]
     orders = []
     for epoch in (0, 1):
@@ -78,12 +143,45 @@ def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_pat
 def test_weights_and_biases_logs_once(tiny_bert, easy_csv, tmp_path):
     """Under torchrun only the main process logs to W&B (offline files here): one run, with the training
     and evaluation metrics in it."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "qlora_helpers", "train",
-           "--model", str(tiny_bert), "--dataset", str(easy_csv), "--output-dir", str(tmp_path / "run"),
-           "--plots-dir", str(tmp_path / "plots"), "--max-length", "32", "--epochs", "2", "--batch-size", "8",
-           "--early-stopping-patience", "0", "--report-to", "wandb", "--label-names", "negative", "positive"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-           "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "qlora_helpers",
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--dataset",
+        str(easy_csv),
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--plots-dir",
+        str(tmp_path / "plots"),
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--early-stopping-patience",
+        "0",
+        "--report-to",
+        "wandb",
+        "--label-names",
+        "negative",
+        "positive",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_SILENT": "true",
+    }
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("logging: Weights & Biases offline") == 1

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlora_helpers.inference import load_for_inference, merge_adapter
-from qlora_helpers.inference_bench import mode_agreement, time_mode
+from benchmarks.inference_modes import time_mode
+from qlora_helpers.inference import load_for_inference, merge_adapter, mode_agreement
 from qlora_helpers.pipeline import train_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,17 +24,31 @@ def adapter(tiny_bert, easy_csv, tmp_path_factory):
     from qlora_helpers.config import make_config
 
     out = tmp_path_factory.mktemp("modes")
-    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
-                      batch_size=8, grad_accum=2, output_dir=str(out / "adapter"), plots_dir=str(out / "plots"),
-                      report_to="none", save_checkpoints=False, early_stopping_patience=0,
-                      label_names=["negative", "positive"])
+    cfg = make_config(
+        "full",
+        model=str(tiny_bert),
+        dataset=str(easy_csv),
+        max_length=32,
+        epochs=6.0,
+        lr=5e-3,
+        batch_size=8,
+        grad_accum=2,
+        output_dir=str(out / "adapter"),
+        plots_dir=str(out / "plots"),
+        report_to="none",
+        save_checkpoints=False,
+        early_stopping_patience=0,
+        label_names=["negative", "positive"],
+    )
     result = train_pipeline(cfg)
     return result.output_dir, result.test_logits
 
 
 def run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 def test_three_modes_agree_with_the_trained_model(adapter):
@@ -89,8 +103,17 @@ def test_each_mode_predicts_from_a_fresh_process(adapter, tmp_path):
     out, _ = adapter
     labels = {}
     for mode in ("4bit", "16bit", "merged"):
-        r = run("-m", "qlora_helpers", "predict", "--adapter", out, "--mode", mode,
-                "great wonderful film", "boring awful waste")
+        r = run(
+            "-m",
+            "qlora_helpers",
+            "predict",
+            "--adapter",
+            out,
+            "--mode",
+            mode,
+            "great wonderful film",
+            "boring awful waste",
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         labels[mode] = [json.loads(line)["label"] for line in r.stdout.strip().splitlines()]
     assert labels == {m: ["positive", "negative"] for m in labels}
@@ -99,7 +122,9 @@ def test_each_mode_predicts_from_a_fresh_process(adapter, tmp_path):
 def test_merged_model_loads_without_peft(adapter, tmp_path):
     out, trained_logits = adapter
     merged = merge_adapter(out, tmp_path / "merged", dtype="float32")
-    assert {"config.json", "model.safetensors", "README.md", "label_mapping.json"} <= {p.name for p in merged.iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "label_mapping.json"} <= {
+        p.name for p in merged.iterdir()
+    }
     script = (
         "import sys, json; sys.modules['peft'] = None\n"  # any import of peft would now fail
         "import torch, pandas as pd\n"
@@ -107,7 +132,9 @@ def test_merged_model_loads_without_peft(adapter, tmp_path):
         f"m = AutoModelForSequenceClassification.from_pretrained({str(merged)!r}).eval()\n"
         f"t = AutoTokenizer.from_pretrained({str(merged)!r})\n"
         f"texts = pd.read_csv({str(out / 'test_predictions.csv')!r})['text'].tolist()\n"
-        "with torch.no_grad(): print(json.dumps([m.config.id2label[i] for i in m(**t(texts, truncation=True, max_length=32, padding=True, return_tensors='pt')).logits.argmax(-1).tolist()]))\n"
+        "batch = t(texts, truncation=True, max_length=32, padding=True, return_tensors='pt')\n"
+        "with torch.no_grad(): ids = m(**batch).logits.argmax(-1).tolist()\n"
+        "print(json.dumps([m.config.id2label[i] for i in ids]))\n"
     )
     r = run("-c", script)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -128,14 +155,29 @@ def test_adapter_dir_has_a_model_card(adapter):
 
 def test_batched_prediction_over_a_file_keeps_order(adapter, tmp_path):
     out, _ = adapter
-    texts = ["great", "awful terrible worst boring waste of a movie and the plot", "wonderful excellent best film ever"]
+    texts = [
+        "great",
+        "awful terrible worst boring waste of a movie and the plot",
+        "wonderful excellent best film ever",
+    ]
     pd.DataFrame({"review": texts}).to_csv(tmp_path / "in.csv", index=False)
     for suffix in (".csv", ".jsonl"):
         target = tmp_path / f"pred{suffix}"
-        r = run("-m", "qlora_helpers", "predict", "--adapter", out, "--dataset", tmp_path / "in.csv", "--batch-size", 2,
-                "--output", target)
+        r = run(
+            "-m",
+            "qlora_helpers",
+            "predict",
+            "--adapter",
+            out,
+            "--dataset",
+            tmp_path / "in.csv",
+            "--batch-size",
+            2,
+            "--output",
+            target,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
-        rows = (pd.read_csv(target) if suffix == ".csv" else pd.read_json(target, lines=True))
+        rows = pd.read_csv(target) if suffix == ".csv" else pd.read_json(target, lines=True)
         assert rows["text"].tolist() == texts
         assert rows["label"].tolist() == ["positive", "negative", "positive"]
     r = run("-m", "qlora_helpers", "predict", "--adapter", out, "x", "--output", tmp_path / "p.txt")
@@ -147,4 +189,6 @@ def test_time_mode_record_on_cpu(adapter):
     record = time_mode(out, "merged", ["a great film"] * 64, batch_sizes=(1, 4), repeats=3)
     assert record["mode"] == "merged" and record["weight_memory_mb"] is None and record["peak_allocated_mb"] is None
     assert set(record["batches"]) == {"1", "4"} and all(b["latency_ms"] > 0 for b in record["batches"].values())
-    assert record["batches"]["4"]["samples_per_second"] == pytest.approx(4000 / record["batches"]["4"]["latency_ms"], rel=0.01)
+    assert record["batches"]["4"]["samples_per_second"] == pytest.approx(
+        4000 / record["batches"]["4"]["latency_ms"], rel=0.01
+    )

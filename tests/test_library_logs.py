@@ -16,8 +16,11 @@ def test_only_the_optional_hub_kernel_notice_is_dropped(caplog):
     logger = logging.getLogger(BNB_CPU_LOGGER)
     assert sum(type(f).__name__ == "_DropOptionalHubKernelNotice" for f in logger.filters) == 1
     with caplog.at_level(logging.WARNING, logger=BNB_CPU_LOGGER):
-        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you "
-                       "already `pip install kernels`", "No module named 'kernels'")
+        logger.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you "
+            "already `pip install kernels`",
+            "No module named 'kernels'",
+        )
         logger.warning("some other bitsandbytes warning")
     assert [r.getMessage() for r in caplog.records] == ["some other bitsandbytes warning"]
 

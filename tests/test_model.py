@@ -80,7 +80,9 @@ def test_total_parameters_count_4bit_weights_as_weights(tiny_bert):
 def test_unknown_target_module_lists_the_real_ones(tiny_bert):
     model = load(tiny_bert)
     assert linear_layer_names(model) == ["dense", "key", "query", "value"]
-    with pytest.raises(UserError, match=r"target module\(s\) \['q_proj'\] not found.*\['dense', 'key', 'query', 'value'\]"):
+    with pytest.raises(
+        UserError, match=r"target module\(s\) \['q_proj'\] not found.*\['dense', 'key', 'query', 'value'\]"
+    ):
         add_lora_adapters(model, target_modules=["q_proj", "value"])
 
 

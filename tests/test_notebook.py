@@ -22,8 +22,14 @@ def test_notebook_has_a_parameters_cell_and_calls_the_package():
 def test_offline_notebook_runs_end_to_end(tmp_path):
     out_dir, plots = tmp_path / "adapter", tmp_path / "plots"
     executed = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(executed), cwd=str(ROOT), kernel_name="python3", progress_bar=False,
-                               parameters={"PROFILE": "offline", "OUTPUT_DIR": str(out_dir), "PLOTS_DIR": str(plots)})
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(executed),
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={"PROFILE": "offline", "OUTPUT_DIR": str(out_dir), "PLOTS_DIR": str(plots)},
+    )
     text = executed.read_text()
     assert "PROFILE RUNNING: offline" in text
     assert "reloaded adapter reproduces the test logits exactly: True" in text

@@ -21,10 +21,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_args(tiny_bert, easy_csv, out, *extra):
-    return ["train", "--model", str(tiny_bert), "--dataset", str(easy_csv), "--output-dir", str(out),
-            "--plots-dir", str(out.parent / "plots"), "--max-length", "32", "--epochs", "2", "--batch-size", "8",
-            "--grad-accum", "2", "--lr", "5e-3", "--early-stopping-patience", "0", "--report-to", "none",
-            "--label-names", "negative", "positive", *extra]
+    return [
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--dataset",
+        str(easy_csv),
+        "--output-dir",
+        str(out),
+        "--plots-dir",
+        str(out.parent / "plots"),
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "5e-3",
+        "--early-stopping-patience",
+        "0",
+        "--report-to",
+        "none",
+        "--label-names",
+        "negative",
+        "positive",
+        *extra,
+    ]
 
 
 def errors(capsys) -> list[str]:
@@ -66,15 +91,22 @@ def test_out_of_memory_names_the_knobs_and_damages_nothing(tiny_bert, easy_csv, 
     err = errors(capsys)
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: out of GPU memory during training (micro-batch 8, max_length 32")
-    for knob in ("--batch-size", "--grad-accum", "effective batch (16)", "--max-length", "--gradient-checkpointing",
-                 "--oom-retry"):
+    for knob in (
+        "--batch-size",
+        "--grad-accum",
+        "effective batch (16)",
+        "--max-length",
+        "--gradient-checkpointing",
+        "--oom-retry",
+    ):
         assert knob in err[0]
     assert memory_limit == [8]
     assert json.loads((out / "metrics.json").read_text()) == earlier
 
 
-def test_oom_retry_halves_the_micro_batch_and_keeps_the_effective_batch(tiny_bert, easy_csv, tmp_path, memory_limit,
-                                                                        capsys):
+def test_oom_retry_halves_the_micro_batch_and_keeps_the_effective_batch(
+    tiny_bert, easy_csv, tmp_path, memory_limit, capsys
+):
     out = tmp_path / "run"
     code = cli.main(train_args(tiny_bert, easy_csv, out, "--oom-retry", "--epochs", "6"))
     printed = capsys.readouterr().out
@@ -92,8 +124,9 @@ def test_a_gpu_only_dtype_on_the_cpu_stops_up_front(tiny_bert, easy_csv, tmp_pat
     assert not torch.cuda.is_available()
     code = cli.main(train_args(tiny_bert, easy_csv, tmp_path / "run", "--compute-dtype", "float16"))
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == ("error: --compute-dtype float16 needs a GPU and none was found; "
-                                 "use auto or float32 on the CPU")
+    assert code == 2 and err == (
+        "error: --compute-dtype float16 needs a GPU and none was found; use auto or float32 on the CPU"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -110,11 +143,18 @@ def test_a_too_old_package_is_named_with_the_install_command(tiny_bert, easy_csv
     fake.mkdir(parents=True)
     (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: peft\nVersion: 0.4.0\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)]), "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "qlora_helpers", *train_args(tiny_bert, easy_csv, tmp_path / "run")],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "qlora_helpers", *train_args(tiny_bert, easy_csv, tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip() == ("error: peft 0.4.0 is too old (needs >= 0.21 for LoRA on bitsandbytes 4-bit layers as "
-                                "tested): pip install -r requirements.txt (or pip install -U 'peft>=0.21')")
+    assert r.stderr.strip() == (
+        "error: peft 0.4.0 is too old (needs >= 0.21 for LoRA on bitsandbytes 4-bit layers as "
+        "tested): pip install -r requirements.txt (or pip install -U 'peft>=0.21')"
+    )
 
 
 def test_a_missing_package_is_named_with_the_install_command(monkeypatch):
@@ -128,8 +168,11 @@ def test_a_missing_package_is_named_with_the_install_command(monkeypatch):
         return real(name)
 
     monkeypatch.setattr(metadata, "version", version)
-    with pytest.raises(UserError, match=r"^bitsandbytes is not installed; it is needed for NF4 .*: "
-                                        r"pip install -r requirements.txt \(or pip install 'bitsandbytes>=0.50'\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"^bitsandbytes is not installed; it is needed for NF4 .*: "
+        r"pip install -r requirements.txt \(or pip install 'bitsandbytes>=0.50'\)$",
+    ):
         check_dependencies()
 
 
@@ -157,8 +200,12 @@ def test_non_utf8_bytes_are_replaced_counted_and_reported(tmp_path):
 
 def test_very_long_texts_are_truncated_and_counted(tiny_bert, tmp_path, capsys):
     long_text = " ".join(["wonderful film"] * 50_000)  # 100,000 words in one review
-    frame = pd.DataFrame({"text": [long_text] * 3 + ["bad film"] * 9 + ["great film"] * 9 + [long_text] * 3,
-                          "label": [1] * 3 + [0] * 9 + [1] * 9 + [0] * 3})
+    frame = pd.DataFrame(
+        {
+            "text": [long_text] * 3 + ["bad film"] * 9 + ["great film"] * 9 + [long_text] * 3,
+            "label": [1] * 3 + [0] * 9 + [1] * 9 + [0] * 3,
+        }
+    )
     path = tmp_path / "long.parquet"
     frame.to_parquet(path)
     data = prepare_data(str(path))

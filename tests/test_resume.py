@@ -14,23 +14,55 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_cmd(tiny_bert, easy_csv, out, *extra):
-    return [sys.executable, "-m", "qlora_helpers", "train", "--model", str(tiny_bert), "--dataset", str(easy_csv),
-            "--output-dir", str(out), "--plots-dir", str(out.parent / f"{out.name}-plots"), "--max-length", "32",
-            "--epochs", "6", "--batch-size", "8", "--grad-accum", "2", "--lr", "5e-3", "--early-stopping-patience", "0",
-            "--evals-per-epoch", "2", "--label-names", "negative", "positive", "--report-to", "none", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "qlora_helpers",
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--dataset",
+        str(easy_csv),
+        "--output-dir",
+        str(out),
+        "--plots-dir",
+        str(out.parent / f"{out.name}-plots"),
+        "--max-length",
+        "32",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "5e-3",
+        "--early-stopping-patience",
+        "0",
+        "--evals-per-epoch",
+        "2",
+        "--label-names",
+        "negative",
+        "positive",
+        "--report-to",
+        "none",
+        *extra,
+    ]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 
 def test_killed_run_resumes_to_the_same_result(tiny_bert, easy_csv, tmp_path):
-    reference = subprocess.run(train_cmd(tiny_bert, easy_csv, tmp_path / "ref"), env=ENV, capture_output=True, text=True,
-                               timeout=600)
+    reference = subprocess.run(
+        train_cmd(tiny_bert, easy_csv, tmp_path / "ref"), env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(tiny_bert, easy_csv, out), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_cmd(tiny_bert, easy_csv, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
         time.sleep(0.1)
@@ -41,8 +73,9 @@ def test_killed_run_resumes_to_the_same_result(tiny_bert, easy_csv, tmp_path):
     assert saved, "the run was killed before any checkpoint"
     (out / "checkpoints" / "checkpoint-999").mkdir()  # a checkpoint cut off mid-save: no trainer_state.json
 
-    resumed = subprocess.run(train_cmd(tiny_bert, easy_csv, out, "--resume"), env=ENV, capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(
+        train_cmd(tiny_bert, easy_csv, out, "--resume"), env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "removing" in resumed.stdout and "checkpoint-999" in resumed.stdout and "resuming from" in resumed.stdout
     ref_m, res_m = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "ref", out))
@@ -53,6 +86,15 @@ def test_killed_run_resumes_to_the_same_result(tiny_bert, easy_csv, tmp_path):
 
 
 def test_resume_refuses_finished_and_empty_runs(tiny_bert, easy_csv, tmp_path):
-    empty = subprocess.run(train_cmd(tiny_bert, easy_csv, tmp_path / "none", "--resume"), env=ENV, capture_output=True,
-                           text=True, timeout=600)
-    assert empty.returncode == 2 and "nothing to resume" in empty.stderr and "start again without --resume" in empty.stderr
+    empty = subprocess.run(
+        train_cmd(tiny_bert, easy_csv, tmp_path / "none", "--resume"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        empty.returncode == 2
+        and "nothing to resume" in empty.stderr
+        and "start again without --resume" in empty.stderr
+    )

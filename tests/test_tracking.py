@@ -34,7 +34,10 @@ def test_failed_login_trains_on_locally(monkeypatch, tmp_path):
 
     fake.login = login
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    assert choose_report_to("auto", tmp_path / "x.env") == ("none", "logging: local only - Weights & Biases login failed (ConnectionError)")
+    assert choose_report_to("auto", tmp_path / "x.env") == (
+        "none",
+        "logging: local only - Weights & Biases login failed (ConnectionError)",
+    )
 
 
 def test_working_login_turns_wandb_on(monkeypatch, tmp_path):
@@ -60,9 +63,13 @@ def test_offline_mode_needs_no_key(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "wandb", fake)
     report_to, line = choose_report_to("wandb", env)
     assert report_to == "wandb"
-    assert line == f"logging: Weights & Biases offline, run files under {tmp_path / 'wandb'} (upload later: wandb sync)"
+    assert (
+        line == f"logging: Weights & Biases offline, run files under {tmp_path / 'wandb'} (upload later: wandb sync)"
+    )
     monkeypatch.setitem(sys.modules, "wandb", None)
     assert choose_report_to("auto", env) == (
-        "none", "logging: local only - WANDB_MODE=offline but wandb is not installed: pip install wandb")
+        "none",
+        "logging: local only - WANDB_MODE=offline but wandb is not installed: pip install wandb",
+    )
     assert choose_report_to("none", env)[0] == "none"
     monkeypatch.delenv("WANDB_MODE")

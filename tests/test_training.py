@@ -16,10 +16,23 @@ def finished_run(tiny_bert, easy_csv, tmp_path_factory):
     from qlora_helpers.config import make_config
 
     out = tmp_path_factory.mktemp("finished")
-    cfg = make_config("full", model=str(tiny_bert), dataset=str(easy_csv), max_length=32, epochs=6.0, lr=5e-3,
-                      batch_size=8, grad_accum=2, eval_batch_size=32, output_dir=str(out / "run"),
-                      plots_dir=str(out / "plots"), report_to="none", save_checkpoints=False,
-                      early_stopping_patience=0, label_names=["negative", "positive"])
+    cfg = make_config(
+        "full",
+        model=str(tiny_bert),
+        dataset=str(easy_csv),
+        max_length=32,
+        epochs=6.0,
+        lr=5e-3,
+        batch_size=8,
+        grad_accum=2,
+        eval_batch_size=32,
+        output_dir=str(out / "run"),
+        plots_dir=str(out / "plots"),
+        report_to="none",
+        save_checkpoints=False,
+        early_stopping_patience=0,
+        label_names=["negative", "positive"],
+    )
     return cfg, train_pipeline(cfg)
 
 
@@ -38,13 +51,32 @@ def test_training_lowers_the_loss_and_learns(finished_run):
 def test_outputs_and_metrics_json(finished_run):
     cfg, result = finished_run
     out = result.output_dir
-    for name in ("adapter_config.json", "adapter_model.safetensors", "label_mapping.json", "tokenizer.json",
-                 "training_config.json", "training_log.json", "test_predictions.csv", "metrics.json"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "label_mapping.json",
+        "tokenizer.json",
+        "training_config.json",
+        "training_log.json",
+        "test_predictions.csv",
+        "metrics.json",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params", "trainable_percent",
-                "peak_gpu_memory_mb", "train_runtime_s", "train_samples_per_second", "compute_dtype", "device",
-                "config", "versions"):
+    for key in (
+        "test_accuracy",
+        "test_f1_weighted",
+        "trainable_params",
+        "total_params",
+        "trainable_percent",
+        "peak_gpu_memory_mb",
+        "train_runtime_s",
+        "train_samples_per_second",
+        "compute_dtype",
+        "device",
+        "config",
+        "versions",
+    ):
         assert key in m, key
     assert m["peak_gpu_memory_mb"] is None and m["device"] == "cpu" and m["compute_dtype"] == "float32"
     assert set(m["versions"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
@@ -123,7 +155,9 @@ def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
         return model, counts
 
     monkeypatch.setattr(pipeline, "build_model", poisoned)
-    with pytest.raises(UserError, match=r"training stopped at step \d+: the loss became nan \(learning rate .*lower --lr"):
+    with pytest.raises(
+        UserError, match=r"training stopped at step \d+: the loss became nan \(learning rate .*lower --lr"
+    ):
         pipeline.train_pipeline(cfg)
     from pathlib import Path
 

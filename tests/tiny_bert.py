@@ -22,13 +22,20 @@ def build_tiny_bert(directory: Path, texts: list[str] | None = None, hidden: int
     wp.train_from_iterator(texts, vocab_size=2000, min_frequency=2)
     directory.mkdir(parents=True, exist_ok=True)
     wp.save_model(str(directory))  # vocab.txt, as bert-base-uncased ships it
-    (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512})
+    )
     tok = AutoTokenizer.from_pretrained(directory)  # the user path (BertTokenizer(vocab_file=...) gives all-[UNK])
     tok.save_pretrained(directory)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512,
-                        pad_token_id=tok.pad_token_id)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+    )
     import torch
 
     torch.manual_seed(0)

@@ -48,7 +48,8 @@ Hub, on a GPU. `offline` runs everywhere, with no GPU and no Hub: the real pretr
 project, still through NF4 + LoRA + the Trainer. `auto` picks `full` when a GPU and the Hub are both there.
 """)
 
-code("""
+code(
+    """
 # Parameters (papermill can override these: papermill in.ipynb out.ipynb -p PROFILE offline)
 PROFILE = "auto"        # "auto", "full" or "offline"
 OUTPUT_DIR = None       # None: the profile's default (outputs/...)
@@ -58,7 +59,9 @@ EPOCHS = None           # None: the profile's default
 OVERWRITE = True        # re-running the notebook replaces its own earlier outputs
 RESUME = False          # True: continue an interrupted training from its last complete checkpoint
 REPO_URL = ""           # on Colab/Kaggle: the git URL of this project (your fork), cloned if the code is missing
-""", tags=("parameters",))
+""",
+    tags=("parameters",),
+)
 
 md("""
 ## 0. Set-up
@@ -95,7 +98,7 @@ from qlora_helpers.tracking import choose_report_to
 from qlora_helpers.training import train
 from qlora_helpers.plots import plot_training_curves, plot_confusion_matrix
 from qlora_helpers.metrics import format_report
-from qlora_helpers.bench_plots import draw_all, load_result
+from qlora_helpers.results import FIGURES_DIR, load_result
 import pandas as pd
 """)
 
@@ -145,7 +148,7 @@ keeps the beginning only. Inference reads the same setting back from the saved r
 
 code("""
 tokenizer = load_tokenizer(cfg.model)
-display(Image(pipeline.plot_data(cfg, data, tokenizer)))
+display(Image(pipeline.plot_data(cfg, hw, data, tokenizer)))
 tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 """)
 
@@ -286,13 +289,13 @@ this machine the cell measures how close they are. The GPU latency and memory of
 """)
 
 code("""
-from qlora_helpers.inference_bench import mode_agreement
+from qlora_helpers.inference import mode_agreement
 
 pd.DataFrame(mode_agreement(cfg.output_dir, data.splits["test"]["text"].tolist()[:64])).T
 """)
 
 code("""
-gpu = load_result("benchmarks/results/inference_modes_bert_base_shapes.json")
+gpu = load_result("inference_modes_bert_base_shapes.json")
 print(gpu["gpu"], "- bert-base shapes, 256 tokens -", gpu["date"][:10])
 pd.DataFrame([{"mode": r["mode"], "weights MiB": r["weight_memory_mb"], "peak MiB": r["peak_allocated_mb"],
                **{f"batch {b} ms": v["latency_ms"] for b, v in r["batches"].items()}} for r in gpu["records"]])
@@ -324,19 +327,19 @@ md("""
 
 Weight arithmetic says NF4 stores BERT's linear layers in about an eighth of fp32's bytes. What a run
 needs is a different question: activations, gradients and optimizer states count too. The project's
-benchmark (`python -m qlora_helpers bench`, see `benchmarks/README.md`) trains the same model on the same
+benchmark runner (`python -m benchmarks.run`, see `benchmarks/README.md`) trains the same model on the same
 reviews under four arms, each in its own process, and records what the GPU really allocated. The plots
 below are drawn from the committed result files in `benchmarks/results/`; the table lists the
 measurements behind them.
 """)
 
 code("""
-for path in draw_all("benchmarks/results", cfg.plots_dir):
+for path in sorted(FIGURES_DIR.glob("*.png")):  # drawn from the result files: python -m benchmarks.run figures
     display(Image(path))
 """)
 
 code("""
-eff = load_result("benchmarks/results/efficiency_bert_base_shapes.json")
+eff = load_result("efficiency_bert_base_shapes.json")
 cols = ["arm", "gradient_checkpointing", "weight_memory_mb", "weight_arithmetic_mb", "peak_allocated_mb",
         "peak_reserved_mb", "samples_per_second", "trainable_params"]
 print(eff["gpu"], "-", eff["label"], "-", eff["date"][:10])

@@ -25,12 +25,11 @@ from typing import Any
 
 import torch
 
-from .config import REFERENCE_RECIPE, TrainConfig
-from .hardware import synchronize
+from qlora_helpers.config import REFERENCE_RECIPE, TrainConfig
+from qlora_helpers.hardware import synchronize
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
 MIB = 2**20
-
 
 
 def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[int, str], hw):
@@ -38,24 +37,29 @@ def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from .lora import add_lora_adapters, make_lora_config
-    from .quantization import load_4bit_model
+    from qlora_helpers.lora import add_lora_adapters, make_lora_config
+    from qlora_helpers.quantization import load_4bit_model
 
     if arm == "qlora":
-        model = load_4bit_model(cfg.model, num_labels, id2label, hw.compute_dtype, hw.device, cfg.quant_type,
-                                cfg.double_quant)
-        return add_lora_adapters(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
-                                 cfg.gradient_checkpointing)
+        model = load_4bit_model(
+            cfg.model, num_labels, id2label, hw.compute_dtype, hw.device, cfg.quant_type, cfg.double_quant
+        )
+        return add_lora_adapters(
+            model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
+        )
     dtype = hw.compute_dtype if arm == "lora_16bit" else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(
-        cfg.model, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}, dtype=dtype)
+        cfg.model, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}, dtype=dtype
+    )
     model.to(hw.device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if arm == "lora_16bit":
             model.enable_input_require_grads()
     if arm == "lora_16bit":
-        model = get_peft_model(model, make_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules))
+        model = get_peft_model(
+            model, make_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
+        )
         for p in model.parameters():  # trainable head/adapters in fp32, as in the QLoRA arm (and for fp16's scaler)
             if p.requires_grad:
                 p.data = p.data.float()
@@ -80,20 +84,14 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     """Train one arm in this process and return its record (see the module docstring)."""
     from transformers import set_seed
 
-    from .data import tokenize_splits
-    from .hardware import choose_attention_kernels, detect_hardware
-    from .lora import count_parameters
-    from .pipeline import evaluate_split, library_versions, load_data
-    from .quantization import load_tokenizer
-    from .training import train
+    from qlora_helpers.lora import count_parameters
+    from qlora_helpers.pipeline import evaluate_split, library_versions, prepare
+    from qlora_helpers.training import train
 
     assert arm in ARMS, arm
-    hw = detect_hardware(cfg.compute_dtype)
-    choose_attention_kernels(cfg.cudnn_attention)  # as `train` does, so an arm times the recipe's kernels
+    ready = prepare(cfg)  # as `train` does: the recipe's attention kernels, seed, split and token ids
+    hw, data, tokenizer, tokenized = ready.hw, ready.data, ready.tokenizer, ready.tokenized
     set_seed(cfg.seed)
-    data = load_data(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
     if hw.device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -106,38 +104,70 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     arm_cfg = cfg if arm in ("qlora", "lora_16bit") else cfg.replace(optim="adamw_torch", lr=min(cfg.lr, 5e-5))
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    outcome = train(model, tokenized, tokenizer, arm_cfg, hw, evaluation=evaluate_test,
-                    mixed_precision=arm != "full_fp32", timing_warmup=warmup_steps)
+    outcome = train(
+        model,
+        tokenized,
+        tokenizer,
+        arm_cfg,
+        hw,
+        evaluation=evaluate_test,
+        mixed_precision=arm != "full_fp32",
+        timing_warmup=warmup_steps,
+    )
     synchronize()
     sps = outcome.metrics["train_step_samples_per_second"]  # training steps only, synchronised, after warm-up
     record: dict[str, Any] = {
-        "arm": arm, "model": cfg.model, "dataset": cfg.dataset, "device": hw.name,
+        "arm": arm,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "device": hw.name,
         "compute_dtype": hw.dtype_name if arm != "full_fp32" else "float32",
-        "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "max_length": cfg.max_length,
-        "gradient_checkpointing": cfg.gradient_checkpointing, "optimizer": arm_cfg.optim, "lr": arm_cfg.lr,
-        "truncation": cfg.truncation, "group_by_length": cfg.group_by_length, "cudnn_attention": cfg.cudnn_attention, "target_modules": cfg.target_modules,
-        "seed": cfg.seed, "profile": cfg.profile,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "max_length": cfg.max_length,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "optimizer": arm_cfg.optim,
+        "lr": arm_cfg.lr,
+        "truncation": cfg.truncation,
+        "group_by_length": cfg.group_by_length,
+        "cudnn_attention": cfg.cudnn_attention,
+        "target_modules": cfg.target_modules,
+        "seed": cfg.seed,
+        "profile": cfg.profile,
         "lora_r": cfg.lora_r if "lora" in arm else None,
-        "train_rows": len(data.splits["train"]), "optimizer_steps": outcome.metrics["optimizer_steps"],
-        "timed_steps": outcome.metrics["timed_steps"], "warmup_steps": warmup_steps, "step_ms": outcome.metrics["step_ms"],
+        "train_rows": len(data.splits["train"]),
+        "optimizer_steps": outcome.metrics["optimizer_steps"],
+        "timed_steps": outcome.metrics["timed_steps"],
+        "warmup_steps": warmup_steps,
+        "step_ms": outcome.metrics["step_ms"],
         "timing_includes_evaluation": False,  # steps with an evaluation or a save are left out of the timing
         "samples_per_second": sps,
         "seconds_per_epoch": round(len(data.splits["train"]) / sps, 2) if sps else None,
         "weight_memory_mb": round(weight_mb, 1) if weight_mb is not None else None,
-        "peak_allocated_mb": round(torch.cuda.max_memory_allocated() / MIB, 1) if hw.device == "cuda" else None,
-        "peak_reserved_mb": round(torch.cuda.max_memory_reserved() / MIB, 1) if hw.device == "cuda" else None,
-        "weight_arithmetic_mb": round(weight_arithmetic_mb(counts["total_params"], counts["trainable_params"],
-                                                           embeddings, arm), 1),
+        "peak_allocated_mb": outcome.metrics["peak_gpu_memory_mb"],
+        "peak_train_memory_mb": outcome.metrics["peak_train_memory_mb"],  # training steps alone
+        "peak_eval_memory_mb": outcome.metrics["peak_eval_memory_mb"],
+        "peak_reserved_mb": outcome.metrics["peak_reserved_memory_mb"],
+        "dataloader_workers": cfg.dataloader_workers,
+        "lora_dropout": cfg.lora_dropout if "lora" in arm else None,
+        "weight_arithmetic_mb": round(
+            weight_arithmetic_mb(counts["total_params"], counts["trainable_params"], embeddings, arm), 1
+        ),
         **counts,
-        "test_accuracy": None, "test_f1_weighted": None,
+        "test_accuracy": None,
+        "test_f1_weighted": None,
         "versions": library_versions(),
     }
     if evaluate_test:
-        metrics, _ = evaluate_split(model, tokenizer, data.splits["test"], data.id2label, cfg.max_length,
-                                    cfg.eval_batch_size, cfg.truncation)
-        record.update(test_accuracy=metrics["accuracy"], test_f1_weighted=metrics["f1_weighted"],
-                      best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
-                      train_runtime_s=round(outcome.metrics["train_runtime"], 1))
+        metrics, _ = evaluate_split(
+            model, tokenizer, data.splits["test"], data.id2label, cfg.max_length, cfg.eval_batch_size, cfg.truncation
+        )
+        record.update(
+            test_accuracy=metrics["accuracy"],
+            test_f1_weighted=metrics["f1_weighted"],
+            best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
+            train_runtime_s=round(outcome.metrics["train_runtime"], 1),
+        )
     return record
 
 
@@ -154,16 +184,32 @@ def record_from_child(command: list[str], prefix: str, identity: dict[str, Any])
     return {**identity, "error": " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])}
 
 
-def measure_arm(arm: str, settings: dict[str, Any], warmup_steps: int = 5, evaluate_test: bool = False,
-                profile: str = "full") -> dict[str, Any]:
+def measure_arm(
+    arm: str, settings: dict[str, Any], warmup_steps: int = 5, evaluate_test: bool = False, profile: str = "full"
+) -> dict[str, Any]:
     """One arm of one preset (`settings` on top of it) trained in a fresh process; its record."""
-    child = [sys.executable, "-m", "qlora_helpers", "bench-arm", "--arm", arm, "--profile", profile,
-             "--warmup-steps", str(warmup_steps), "--settings", json.dumps(settings)]
+    child = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "_arm",
+        "--arm",
+        arm,
+        "--profile",
+        profile,
+        "--warmup-steps",
+        str(warmup_steps),
+        "--settings",
+        json.dumps(settings),
+    ]
     if evaluate_test:
         child.append("--evaluate-test")
     started = time.perf_counter()
-    record = record_from_child(child, "BENCH_RECORD ", {"arm": arm, "profile": profile,
-                                                       "gradient_checkpointing": settings.get("gradient_checkpointing")})
+    record = record_from_child(
+        child,
+        "BENCH_RECORD ",
+        {"arm": arm, "profile": profile, "gradient_checkpointing": settings.get("gradient_checkpointing")},
+    )
     record["process_seconds"] = round(time.perf_counter() - started, 1)
     print(summary_line(record), flush=True)
     return record
@@ -175,8 +221,15 @@ def _write(output: Path, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_steps: int = 5,
-             evaluate_test: bool = False, checkpointing: tuple[bool, ...] = (True,), label: str = "") -> dict[str, Any]:
+def run_arms(
+    arms: list[str],
+    settings: dict[str, Any],
+    output: Path,
+    warmup_steps: int = 5,
+    evaluate_test: bool = False,
+    checkpointing: tuple[bool, ...] = (True,),
+    label: str = "",
+) -> dict[str, Any]:
     """Each (arm, checkpointing) in its own subprocess; all records in one JSON file with the command line."""
     records = []
     for ckpt in checkpointing:
@@ -189,9 +242,16 @@ def run_arms(arms: list[str], settings: dict[str, Any], output: Path, warmup_ste
 RECIPE_RUNS = (("reference", "qlora"), ("full", "qlora"), ("full", "full_16bit"))
 
 
-def compare_recipes(settings: dict[str, Any], seeds: list[int], output: Path, runs=RECIPE_RUNS,
-                    warmup_steps: int = 5, evaluate_test: bool = True, label: str = "recipes",
-                    changes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def compare_recipes(
+    settings: dict[str, Any],
+    seeds: list[int],
+    output: Path,
+    runs=RECIPE_RUNS,
+    warmup_steps: int = 5,
+    evaluate_test: bool = True,
+    label: str = "recipes",
+    changes: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The reference preset against the default recipe (and full fine-tuning), each run in its own process.
 
     `settings` (model, data, epochs, ...) apply to every run; everything else is each preset's own.
@@ -223,17 +283,33 @@ def summarise_recipes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (profile, arm, targets, lr, batch), rows in groups.items():
         accs = [row["test_accuracy"] for row in rows if row.get("test_accuracy") is not None]
-        out.append({"profile": profile, "arm": arm, "target_modules": list(targets), "lr": lr, "batch_size": batch,
-                    "runs": len(rows), "seeds": [row["seed"] for row in rows],
-                    "test_accuracy_mean": mean(rows, "test_accuracy"),
-                    "test_accuracy_sd": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
-                    "samples_per_second": mean(rows, "samples_per_second"),
-                    "seconds_per_epoch": mean(rows, "seconds_per_epoch"),
-                    "peak_allocated_mb": mean(rows, "peak_allocated_mb")})
+        out.append(
+            {
+                "profile": profile,
+                "arm": arm,
+                "target_modules": list(targets),
+                "lr": lr,
+                "batch_size": batch,
+                "runs": len(rows),
+                "seeds": [row["seed"] for row in rows],
+                "test_accuracy_mean": mean(rows, "test_accuracy"),
+                "test_accuracy_sd": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
+                "samples_per_second": mean(rows, "samples_per_second"),
+                "seconds_per_epoch": mean(rows, "seconds_per_epoch"),
+                "peak_allocated_mb": mean(rows, "peak_allocated_mb"),
+            }
+        )
     # the reference is the reference preset's QLoRA run with none of its settings changed by --set
     as_preset = (REFERENCE_RECIPE["lr"], REFERENCE_RECIPE["batch_size"], REFERENCE_RECIPE["target_modules"])
-    ref = next((s for s in out if (s["profile"], s["arm"]) == ("reference", "qlora")
-                and (s["lr"], s["batch_size"], s["target_modules"]) == as_preset), None)
+    ref = next(
+        (
+            s
+            for s in out
+            if (s["profile"], s["arm"]) == ("reference", "qlora")
+            and (s["lr"], s["batch_size"], s["target_modules"]) == as_preset
+        ),
+        None,
+    )
     for s in out:
         if ref and ref["samples_per_second"] and s["samples_per_second"]:
             s["speedup_vs_reference"] = round(s["samples_per_second"] / ref["samples_per_second"], 2)
@@ -243,17 +319,25 @@ def summarise_recipes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _result(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"label": label, "command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "records": records}
+    return {
+        "label": label,
+        "command": " ".join(sys.argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "records": records,
+    }
 
 
 def summary_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r.get('profile', 'full')}:{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} ERROR {r['error']}"
     acc = f" acc {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else ""
-    return (f"{r.get('profile', 'full')}:{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} weights {r['weight_memory_mb']} MB, "
-            f"peak alloc {r['peak_allocated_mb']} MB, reserved {r['peak_reserved_mb']} MB, "
-            f"{r['samples_per_second']} samples/s (step ms {r.get('step_ms')}), trainable {r['trainable_params']:,}{acc}")
+    return (
+        f"{r.get('profile', 'full')}:{r['arm']:<11} ckpt={r['gradient_checkpointing']!s:<5} "
+        f"weights {r['weight_memory_mb']} MB, "
+        f"peak alloc {r['peak_allocated_mb']} MB, reserved {r['peak_reserved_mb']} MB, "
+        f"{r['samples_per_second']} samples/s (step ms {r.get('step_ms')}), trainable {r['trainable_params']:,}{acc}"
+    )
 
 
 def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
@@ -281,8 +365,9 @@ def rank_sweep(ranks: list[int], settings: dict[str, Any], output: Path, warmup_
     records: list[dict[str, Any]] = []
     scratch = output.with_suffix(".part.json")
     for r in ranks:  # alpha = 2r keeps the update's scale alpha/r fixed, so only the rank varies
-        records += run_arms(["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, scratch, warmup_steps,
-                            evaluate_test=True)["records"]
+        records += run_arms(
+            ["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, scratch, warmup_steps, evaluate_test=True
+        )["records"]
         output.write_text(json.dumps(_result("lora_rank_sensitivity", records), indent=2))
     scratch.unlink(missing_ok=True)
     return _result("lora_rank_sensitivity", records)
