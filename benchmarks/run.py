@@ -185,10 +185,9 @@ def run_train(spec, settings, output):
             }
             code = cli(["train", "--profile", variant.get("profile", spec.get("profile", "full")), *train_flags(own)])
             record = {"variant": variant["name"], "seed": seed, "settings": variant.get("set", {}), "exit": code}
-            metrics_file = Path(own["output_dir"]) / "metrics.json"
-            if metrics_file.is_file():
-                m = json.loads(metrics_file.read_text())
-                record.update({k: m.get(k) for k in RUN_FIELDS})
+            finished = run_fields(own["output_dir"])
+            if finished is not None:
+                record.update(finished)
                 if unseen:
                     evaluation = Path(own["output_dir"]) / "unseen.json"
                     cli(
@@ -202,8 +201,8 @@ def run_train(spec, settings, output):
                             str(evaluation),
                         ]
                     )
-                    record["unseen_accuracy"] = json.loads(evaluation.read_text())["accuracy"]
-                    record["unseen_rows"] = json.loads(evaluation.read_text())["rows"]
+                    scores = json.loads(evaluation.read_text())
+                    record.update(unseen_accuracy=scores["accuracy"], unseen_rows=scores["rows"])
             records.append(record)
             print(
                 json.dumps(
@@ -238,9 +237,8 @@ def run_scaling(spec, settings, output):
             )
             env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": "0"} if gpus == 1 else {})}
             subprocess.run([*launcher, "-m", "qlora_helpers", "train", *train_flags(own)], env=env)
-            metrics_file = Path(own["output_dir"]) / "metrics.json"
-            m = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {"error": "no metrics.json"}
-            records.append({"gpus": gpus, "seed": seed, **{k: m.get(k) for k in RUN_FIELDS}})
+            finished = run_fields(own["output_dir"])
+            records.append({"gpus": gpus, "seed": seed, **(finished or {"error": "no metrics.json"})})
             write(output, {"records": records})
     return {"records": records}
 
@@ -309,6 +307,15 @@ def train_flags(settings: dict[str, Any]) -> list[str]:
         elif value is not None:
             flags += [flag, str(value)]
     return flags
+
+
+def run_fields(output_dir: str) -> dict[str, Any] | None:
+    """`RUN_FIELDS` of a finished run's metrics.json; None when the run wrote none."""
+    path = Path(output_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return {k: metrics.get(k) for k in RUN_FIELDS}
 
 
 def cli(args: list[str]) -> int:
