@@ -18,8 +18,9 @@ install: $(BIN)/.installed
 
 demo: install
 	mkdir -p outputs
-	$(BIN)/papermill QLoRA_BERT_TextClassification.ipynb outputs/QLoRA_BERT_TextClassification.executed.ipynb \
-		-p PROFILE auto --cwd . --log-output
+	$(BIN)/python -m benchmarks.timed demo --metrics outputs/demo/metrics.json -- \
+		$(BIN)/papermill QLoRA_BERT_TextClassification.ipynb outputs/QLoRA_BERT_TextClassification.executed.ipynb \
+		-p PROFILE auto -p OUTPUT_DIR outputs/demo --cwd . --log-output
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -31,8 +32,8 @@ lint: install
 figures: install
 	$(BIN)/python -m benchmarks.run figures
 
-notebook: install
-	$(BIN)/python tools/build_notebook.py
+notebook: install  # the .ipynb is written from its jupytext source; edit the .py, then run this
+	$(BIN)/jupytext --to ipynb --output QLoRA_BERT_TextClassification.ipynb notebook/QLoRA_BERT_TextClassification.py
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -27,6 +27,7 @@ import torch
 
 from qlora_helpers.config import REFERENCE_RECIPE, TrainConfig
 from qlora_helpers.hardware import synchronize
+from qlora_helpers.pipeline import write_json
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
 MIB = 2**20
@@ -216,8 +217,7 @@ def measure_arm(
 
 
 def _write(output: Path, result: dict[str, Any]) -> dict[str, Any]:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))  # after every run: a cut-off benchmark keeps what it measured
+    write_json(output, result)  # after every run: a cut-off benchmark keeps what it measured
     return result
 
 

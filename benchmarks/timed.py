@@ -1,0 +1,88 @@
+"""Times a command and commits what it took: `python -m benchmarks.timed NAME [--metrics FILE] -- CMD ...`.
+
+`make demo` and `.ci/run` go through it, so the durations the docs quote come from a record that names the
+machine, the versions, the commit and the date (`benchmarks/results/runs/NAME.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RUNS = Path(__file__).resolve().parent / "results" / "runs"
+METRICS_KEPT = ("test_accuracy", "test_f1_macro", "train_runtime_s", "train_samples_per_second", "device")
+
+
+def machine() -> dict[str, object]:
+    """What the durations depend on: cores, memory, CPU model (and its AVX512-BF16 support), GPU."""
+    info: dict[str, object] = {"cores": os.cpu_count(), "platform": platform.platform()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        text = cpuinfo.read_text()
+        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line), None)
+        info |= {"cpu": model, "avx512_bf16": "avx512_bf16" in text}
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kb = int(meminfo.read_text().split()[1])
+        info["memory_gib"] = round(kb / 2**20, 1)
+    try:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
+
+
+def record(name: str, command: list[str], seconds: float, exit_code: int, started: float | None, metrics: Path | None):
+    from qlora_helpers.pipeline import library_versions, write_json
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    payload = {
+        "name": name,
+        "command": " ".join(command),
+        "exit_code": exit_code,
+        "seconds": round(seconds, 1),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit.stdout.strip() or None,
+        "machine": machine(),
+        "versions": library_versions(),
+    }
+    if started is not None:
+        payload["seconds_since_start"] = round(time.time() - started, 1)
+    if metrics is not None and metrics.is_file():
+        found = json.loads(metrics.read_text())
+        payload["metrics"] = {k: found.get(k) for k in METRICS_KEPT}
+    return write_json(RUNS / f"{name}.json", payload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.timed",
+        description=__doc__.splitlines()[0],
+        usage="%(prog)s NAME [--metrics FILE] [--started SECONDS] -- COMMAND ...",
+    )
+    parser.add_argument("name", help="record name: benchmarks/results/runs/NAME.json")
+    parser.add_argument("--metrics", type=Path, help="a metrics.json whose scores go into the record")
+    parser.add_argument("--started", type=float, help="epoch seconds when the whole job began (CI: before install)")
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, command = parser.parse_args(argv[:cut]), argv[cut + 1 :]
+    if not command:
+        parser.error("give the command to time after --")
+    start = time.perf_counter()
+    exit_code = subprocess.run(command).returncode
+    path = record(args.name, command, time.perf_counter() - start, exit_code, args.started, args.metrics)
+    print(f"timed: {' '.join(command)} took {json.loads(path.read_text())['seconds']} s (exit {exit_code}): {path}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
