@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--output", help="write predictions to .jsonl or .csv instead of printing JSON lines")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--top-k", type=int, help="list only the K most probable labels' probabilities")
+    predict.add_argument(
+        "--thresholds",
+        choices=["per_label", "global", "0.5"],
+        help="multi-label: which tuned thresholds decide (default: the saved choice, per_label)",
+    )
+    predict.add_argument("--no-header", action="store_true", help="--dataset has no header row: columns by index")
 
     merge = sub.add_parser("merge", help="write a standalone model: dequantized base with the adapter merged in")
     merge.add_argument("--adapter", required=True, help="output directory of a `train` run")
@@ -105,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
+    evaluate.add_argument("--no-header", action="store_true", help="the file has no header row: columns by index")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
 
@@ -132,6 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     keys = (
         "test_accuracy",
+        "test_f1_macro",
+        "test_f1_micro",
         "test_f1_weighted",
         "trainable_params",
         "total_params",
@@ -142,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "compute_dtype",
         "device",
     )
-    print(json.dumps({k: result.metrics[k] for k in keys}))
+    print(json.dumps({k: result.metrics[k] for k in keys if k in result.metrics}))
     return 0
 
 
@@ -152,9 +162,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {args.top_k}")
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     if args.dataset:
-        frame = read_local_file(Path(args.dataset).expanduser())
+        frame = read_local_file(Path(args.dataset).expanduser(), header=not args.no_header)
         column = find_column(list(frame.columns), args.text_column, TEXT_CANDIDATES, "text")
         texts += [t for t in frame[column].tolist() if isinstance(t, str) and t.strip()]
     if not texts:
@@ -162,7 +174,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output and not args.output.endswith((".jsonl", ".csv")):
         raise UserError(f"--output must end in .jsonl or .csv, got {args.output}")
     loaded = load_for_inference(args.adapter, args.mode)
-    rows = loaded.predict(texts, args.batch_size, progress=len(texts) > args.batch_size)
+    rows = loaded.predict(texts, args.batch_size, len(texts) > args.batch_size, args.top_k, args.thresholds)
     if not args.output:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -176,8 +188,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             [
                 {
                     "text": r["text"],
-                    "label": r["label"],
-                    "probability": r["probability"],
+                    **(
+                        {"labels": ",".join(r["labels"])}
+                        if "labels" in r
+                        else {"label": r["label"], "probability": r["probability"]}
+                    ),
                     **{f"p_{k}": v for k, v in r["probabilities"].items()},
                 }
                 for r in rows
@@ -205,12 +220,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     adapter = Path(args.adapter)
     if not adapter.is_dir():
         raise UserError(f"adapter directory not found: {adapter}")
-    frame = load_labelled_file(args.dataset, read_label_mapping(adapter), args.text_column, args.label_column)
+    frame = load_labelled_file(
+        args.dataset, read_label_mapping(adapter), args.text_column, args.label_column, not args.no_header
+    )
     output = Path(args.output) if args.output else adapter / f"evaluation_{Path(args.dataset).name.split('.')[0]}.json"
     loaded = load_adapter(adapter)
-    metrics, _ = evaluate_split(
-        loaded.model, loaded.tokenizer, frame, loaded.id2label, loaded.max_length, args.batch_size, loaded.truncation
+    cut = loaded.thresholds() if loaded.multi_label else 0.5
+    metrics, logits = evaluate_split(
+        loaded.model,
+        loaded.tokenizer,
+        frame,
+        loaded.id2label,
+        loaded.max_length,
+        args.batch_size,
+        loaded.truncation,
+        cut,
     )
+    summary = {
+        "accuracy": metrics.get("accuracy"),
+        "f1_macro": metrics["f1_macro"],
+        "f1_weighted": metrics["f1_weighted"],
+    }
+    if loaded.multi_label:
+        from .labels import multi_hot
+        from .metrics import multi_label_metrics, sigmoid
+
+        targets, probs = multi_hot(list(frame["label"]), len(loaded.id2label)), sigmoid(logits)
+        others = {
+            mode: multi_label_metrics(targets, probs, loaded.thresholds(mode), loaded.id2label)
+            for mode in ("0.5", "global")
+        }
+        metrics["thresholds"] = loaded.threshold_record.get("mode", "per_label")
+        metrics["at_other_thresholds"] = {
+            mode: {k: m[k] for k in ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")}
+            for mode, m in others.items()
+        }
+        summary = {
+            "f1_macro": metrics["f1_macro"],
+            "f1_micro": metrics["f1_micro"],
+            "f1_macro_at_0.5": others["0.5"]["f1_macro"],
+            "f1_micro_at_0.5": others["0.5"]["f1_micro"],
+            "subset_accuracy": metrics["subset_accuracy"],
+            "roc_auc_macro": metrics["roc_auc_macro"],
+        }
     metrics.update(
         dataset=str(args.dataset),
         rows=len(frame),
@@ -220,16 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json(output, metrics)
     print(format_report(metrics))
-    print(
-        json.dumps(
-            {
-                "accuracy": metrics["accuracy"],
-                "f1_weighted": metrics["f1_weighted"],
-                "rows": len(frame),
-                "written_to": str(output),
-            }
-        )
-    )
+    print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
 
 

@@ -42,6 +42,20 @@ class TrainConfig:
     label_names: list[str] | None = _f(
         None, "Names for the sorted label values (e.g. negative positive); the values themselves when not given."
     )
+    label_names_file: str | None = _f(None, "A text file naming the labels, one per line: line i names label id i.")
+    header: bool = _f(True, "The CSV/TSV's first row names its columns; --no-header: columns by 0-based index.")
+    multi_label: bool = _f(
+        False, "Any number of labels per text: a sigmoid per label, thresholds tuned on validation."
+    )
+    label_delimiter: str = _f(
+        ",", "Separates the labels of one cell in a multi-label column, as in 4,27 or joy,anger."
+    )
+    label_columns: list[str] | None = _f(
+        None, "Multi-label as several 0/1 columns, one per label (in place of one column)."
+    )
+    class_weights: str = _f(
+        "none", "auto: weigh rare classes (or a label's positives) up by inverse frequency; none; or w1,w2,..."
+    )
     max_samples: int | None = _f(None, "Use at most this many rows (stratified sample) - for quick runs.")
     val_fraction: float = _f(0.1, "Validation share when the dataset has no validation split (80/10/10 default).")
     test_fraction: float = _f(0.1, "Test share when the dataset has no test split.")
@@ -209,6 +223,19 @@ class TrainConfig:
             self.report_to in ("auto", "none", "wandb"),
             f"report_to must be auto, none or wandb, got {self.report_to!r}",
         )
+        require(
+            not (self.label_names and self.label_names_file),
+            "give label names either with --label-names or with --label-names-file, not both",
+        )
+        require(
+            not self.label_columns or self.multi_label,
+            "--label-columns (one 0/1 column per label) is a multi-label input: add --multi-label",
+        )
+        require(
+            isinstance(self.label_delimiter, str) and len(self.label_delimiter) >= 1 and self.label_delimiter.strip(),
+            f"label_delimiter must be a visible character such as , or ;, got {self.label_delimiter!r}",
+        )
+        parse_class_weights(self.class_weights)
         require(bool(self.model), "model must be a Hub id or a local directory")
         require(bool(self.dataset), "dataset must be a Hub id or a local file")
         if self.early_stopping_patience and not self.save_checkpoints:
@@ -217,6 +244,22 @@ class TrainConfig:
                 "set --early-stopping-patience 0 or keep checkpoints"
             )
         return self
+
+
+def parse_class_weights(text: str) -> str | list[float] | None:
+    """'none' -> None, 'auto' -> 'auto', 'w1,w2,...' -> the positive weights; anything else is a one-line error."""
+    value = str(text).strip().lower()
+    if value in ("none", "auto"):
+        return None if value == "none" else "auto"
+    try:
+        weights = [float(w) for w in value.split(",")]
+    except ValueError:
+        raise UserError(f"class_weights must be auto, none or numbers like 1,3.5, got {text!r}") from None
+    require(
+        len(weights) >= 2 and all(w > 0 for w in weights),
+        f"class_weights needs one positive weight per class, got {text!r}",
+    )
+    return weights
 
 
 # ---- presets -------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """Data: load a Hub dataset or a local file, find the columns, clean, map labels, split, tokenize.
 
 Everything downstream sees the same shape: three pandas frames (`train`, `validation`, `test`) with
-columns `text` and `label` (an integer id), plus the label mapping.
+columns `text` and `label` (an integer id; for a multi-label task a tuple of ids), plus the label mapping.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import labels as ml
 from .errors import UserError, require
 
 TEXT_CANDIDATES = ("text", "review", "sentence", "content", "document", "comment")
@@ -44,6 +46,9 @@ class PreparedData:
     split_origin: str
     dropped_rows: int = 0
     notes: list[str] = field(default_factory=list)
+    multi_label: bool = False
+    label_delimiter: str = ","
+    label_columns: list[str] | None = None
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -62,19 +67,27 @@ class PreparedData:
             "dropped_rows": self.dropped_rows,
             "notes": self.notes,
             "sizes": {k: len(v) for k, v in self.splits.items()},
-            "label_counts": {
-                k: {self.id2label[i]: int(n) for i, n in sorted(v["label"].value_counts().items())}
-                for k, v in self.splits.items()
-            },
+            "label_counts": {k: self.label_counts(k) for k in self.splits},
+            "multi_label": self.multi_label,
             "id2label": {str(k): v for k, v in self.id2label.items()},
             "label_values": self.label_values,
         }
 
+    def label_counts(self, split: str) -> dict[str, int]:
+        """Rows per class; for multi-label, positives per label and the rows with no label."""
+        frame = self.splits[split]
+        if self.multi_label:
+            return ml.label_counts(list(frame["label"]), self.id2label)
+        return {self.id2label[i]: int(n) for i, n in sorted(frame["label"].value_counts().items())}
+
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
+        kind = "labels (multi-label)" if self.multi_label else "classes"
+        shown = list(self.id2label.values())
+        shown_text = str(shown) if len(shown) <= 12 else f"[{', '.join(shown[:10])}, ...]"
         return (
             f"{self.source}: text={self.text_column!r}, label={self.label_column!r}, "
-            f"{self.num_labels} classes {list(self.id2label.values())}; {sizes} ({self.split_origin}); "
+            f"{self.num_labels} {kind} {shown_text}; {sizes} ({self.split_origin}); "
             f"{self.dropped_rows} rows with empty text or label dropped" + "".join(f"; {n}" for n in self.notes)
         )
 
@@ -89,9 +102,20 @@ def _file_kind(path: Path) -> str | None:
     return FILE_READERS.get(suffixes[-1]) if suffixes else None
 
 
-def _read_table(path: Path, kind: str, encoding_errors: str) -> pd.DataFrame:
-    if kind in ("csv", "tsv"):
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding_errors=encoding_errors)
+def _read_table(path: Path, kind: str, encoding_errors: str, header: bool = True) -> pd.DataFrame:
+    if kind == "tsv":  # TSV has no quoting: a bare " is text (GLUE files hold many), so a row is a line
+        return pd.read_csv(
+            path,
+            sep="\t",
+            quoting=csv.QUOTE_NONE,
+            header=0 if header else None,
+            encoding="utf-8-sig",
+            encoding_errors=encoding_errors,
+            keep_default_na=False,
+            na_values=[""],
+        )
+    if kind == "csv":
+        return pd.read_csv(path, header=0 if header else None, encoding="utf-8-sig", encoding_errors=encoding_errors)
     if kind == "jsonl":
         return pd.read_json(path, lines=True, encoding_errors=encoding_errors)
     if kind == "json":
@@ -110,11 +134,13 @@ def _count_replaced(df: pd.DataFrame) -> int:
     return int(text.apply(lambda col: col.map(lambda v: isinstance(v, str) and "\ufffd" in v)).any(axis=1).sum())
 
 
-def read_local_file(path: Path) -> pd.DataFrame:
+def read_local_file(path: Path, header: bool = True) -> pd.DataFrame:
     """Read CSV/TSV/JSON/JSONL/Parquet (compressed too) with pandas; one-line errors for the usual mistakes.
 
     Bytes that are not UTF-8 are replaced by U+FFFD and the affected rows are counted in
     `df.attrs["notes"]`, so the run reports them instead of failing on one stray byte or hiding it.
+    A headerless CSV/TSV (`header=False`) gets the column names "0", "1", ... so columns are chosen by index.
+    A leading byte-order mark is dropped.
     """
     kind = _file_kind(path)
     require(kind is not None, f"cannot read {path}: use a .csv, .tsv, .json, .jsonl or .parquet file (optionally .gz)")
@@ -122,9 +148,9 @@ def read_local_file(path: Path) -> pd.DataFrame:
     notes = []
     try:
         try:
-            df = _read_table(path, kind, "strict")
+            df = _read_table(path, kind, "strict", header)
         except UnicodeDecodeError:
-            df = _read_table(path, kind, "replace")
+            df = _read_table(path, kind, "replace", header)
             notes.append(
                 f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not UTF-8; "
                 f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)"
@@ -137,6 +163,9 @@ def read_local_file(path: Path) -> pd.DataFrame:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not parse {path} as {kind}: {first}") from None
     require(len(df) > 0, f"dataset file has no rows: {path}")
+    if not header:
+        require(kind in ("csv", "tsv"), f"--no-header applies to CSV/TSV files; {path.name} is {kind}")
+        df.columns = [str(c) for c in df.columns]
     df.attrs["notes"] = notes
     return df
 
@@ -159,12 +188,12 @@ def read_hub_dataset(name: str) -> dict[str, pd.DataFrame]:
     return {split: ds.to_pandas() for split, ds in loaded.items()}
 
 
-def read_source(source: str) -> dict[str, pd.DataFrame]:
+def read_source(source: str, header: bool = True) -> dict[str, pd.DataFrame]:
     """A local file becomes one unsplit table (`all`); a Hub dataset keeps its own splits."""
     path = Path(source).expanduser()
     if _file_kind(path) is not None or path.exists():
         require(not path.is_dir(), f"{path} is a directory; pass a data file (.csv, .json, .jsonl, .parquet)")
-        return {"all": read_local_file(path)}
+        return {"all": read_local_file(path, header)}
     return read_hub_dataset(source)
 
 
@@ -173,7 +202,19 @@ def read_source(source: str) -> dict[str, pd.DataFrame]:
 
 def find_column(columns: list[str], explicit: str | None, candidates: tuple[str, ...], kind: str) -> str:
     flag = f"--{kind}-column"
+    headerless = all(str(c).isdigit() for c in columns)
+    if explicit is not None and headerless:
+        require(
+            explicit in columns,
+            f"{kind} column index {explicit} is out of range: the file has {len(columns)} columns "
+            f"(0-{len(columns) - 1}); pass {flag} with one of them",
+        )
     if explicit is not None:
+        require(
+            explicit in columns or not explicit.isdigit(),
+            f"{kind} column {explicit!r} looks like a column index, but the file's first row was read as "
+            f"names {columns[:6]}; if the file has no header row, pass --no-header",
+        )
         require(
             explicit in columns,
             f"{kind} column {explicit!r} not found; the data has columns {columns}; pass one of them with {flag}",
@@ -183,7 +224,14 @@ def find_column(columns: list[str], explicit: str | None, candidates: tuple[str,
     for c in candidates:
         if c in lowered:
             return lowered[c]
-    raise UserError(f"no {kind} column found among {columns} (looked for {list(candidates)}); name it with {flag}")
+    if headerless:
+        raise UserError(f"the file was read without a header row: name the {kind} column by index with {flag} N")
+    first_row_is_data = any(str(c).replace(".", "").isdigit() or len(str(c)) > 40 for c in columns)
+    hint = (
+        "; the first row looks like data: if the file has no header row, pass --no-header" if first_row_is_data else ""
+    )
+    shown = [str(c)[:40] for c in columns[:8]]
+    raise UserError(f"no {kind} column found among {shown} (looked for {list(candidates)}); name it with {flag}{hint}")
 
 
 def _clean(df: pd.DataFrame, text_col: str, label_col: str) -> tuple[pd.DataFrame, int]:
@@ -243,13 +291,31 @@ def encode_labels(df: pd.DataFrame, value_to_id: dict[Any, int], label_col: str)
 # ---- splitting ---------------------------------------------------------------------------------
 
 
+def strata(df: pd.DataFrame) -> pd.Series:
+    """What a split stratifies on: the class; for label sets, each row's rarest label (-1: no label).
+
+    Stratifying on the rarest label puts rows of rare labels into every split in proportion, which a
+    random split of a 28-label set like GoEmotions would not; labels with fewer than 3 such rows share
+    one stratum, so the split still works.
+    """
+    if len(df) == 0 or not isinstance(df["label"].iloc[0], tuple):
+        return df["label"]
+    counts: dict[int, int] = {}
+    for ids in df["label"]:
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+    key = df["label"].map(lambda ids: min(ids, key=lambda i: (counts[i], i)) if ids else -1)
+    small = key.map(key.value_counts()) < 3
+    return key.where(~small, -2)
+
+
 def _stratified_sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     from sklearn.model_selection import train_test_split
 
     if n >= len(df):
         return df
     try:
-        part, _ = train_test_split(df, train_size=n, stratify=df["label"], random_state=seed)
+        part, _ = train_test_split(df, train_size=n, stratify=strata(df), random_state=seed)
     except ValueError:
         part = df.sample(n=n, random_state=seed)
     return part.reset_index(drop=True)
@@ -261,16 +327,17 @@ def stratified_split(
     """Train/validation/test with each class in the same proportion (80/10/10 by default), fixed seed."""
     from sklearn.model_selection import train_test_split
 
-    smallest = df["label"].value_counts().min()
+    multi = len(df) > 0 and isinstance(df["label"].iloc[0], tuple)
+    smallest = 3 if multi else df["label"].value_counts().min()
     require(
         smallest >= 3,
         f"a class has only {smallest} row(s); a stratified train/validation/test split needs "
         f"at least 3 per class - add rows or merge rare classes",
     )
     try:
-        rest, test = train_test_split(df, test_size=test_fraction, stratify=df["label"], random_state=seed)
+        rest, test = train_test_split(df, test_size=test_fraction, stratify=strata(df), random_state=seed)
         train, val = train_test_split(
-            rest, test_size=val_fraction / (1 - test_fraction), stratify=rest["label"], random_state=seed
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=strata(rest), random_state=seed
         )
     except ValueError as e:
         raise UserError(
@@ -288,10 +355,14 @@ def prepare_data(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
+    header: bool = True,
+    multi_label: bool = False,
+    label_delimiter: str = ",",
+    label_columns: list[str] | None = None,
 ) -> PreparedData:
     """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present."""
     return prepare_data_from_frames(
-        read_source(source),
+        read_source(source, header),
         source,
         text_column,
         label_column,
@@ -300,6 +371,9 @@ def prepare_data(
         val_fraction,
         test_fraction,
         seed,
+        multi_label,
+        label_delimiter,
+        label_columns,
     )
 
 
@@ -313,37 +387,56 @@ def prepare_data_from_frames(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
+    multi_label: bool = False,
+    label_delimiter: str = ",",
+    label_columns: list[str] | None = None,
 ) -> PreparedData:
     """`prepare_data` for tables already in memory (one `all` table, or named splits)."""
     named = {SPLIT_ALIASES.get(k.lower(), k): v for k, v in raw.items()}
     columns = list(next(iter(named.values())).columns)
     text_col = find_column(columns, text_column, TEXT_CANDIDATES, "text")
-    label_col = find_column(columns, label_column, LABEL_CANDIDATES, "label")
+    if label_columns:
+        require(multi_label, "--label-columns (one 0/1 column per label) needs --multi-label")
+        label_col = "+".join(label_columns)
+    else:
+        label_col = find_column(columns, label_column, LABEL_CANDIDATES, "label")
+    needed = label_columns or [label_col]
     for name, frame in named.items():
-        require(
-            text_col in frame.columns and label_col in frame.columns,
-            f"split {name!r} lacks column {text_col!r} or {label_col!r}",
-        )
-
-    cleaned, dropped = {}, 0
-    for name, frame in named.items():
-        cleaned[name], n = _clean(frame, text_col, label_col)
-        dropped += n
-    require(
-        sum(len(v) for v in cleaned.values()) > 0, f"no rows with text left in {source} after dropping empty texts"
-    )
-    value_to_id, id2label = build_label_mapping(pd.concat(list(cleaned.values()))["label"], label_names, label_col)
-    encoded = {k: encode_labels(v, value_to_id, label_col) for k, v in cleaned.items()}
+        lacking = [c for c in [text_col, *needed] if c not in frame.columns]
+        require(not lacking, f"split {name!r} lacks column(s) {lacking}")
 
     notes = [note for frame in raw.values() for note in frame.attrs.get("notes", [])]
+    cleaned, dropped = {}, 0
+    if multi_label:
+        encoded, id2label, values, dropped = _multi_label_frames(
+            named, text_col, label_col, label_names, label_delimiter, label_columns, notes
+        )
+    else:
+        for name, frame in named.items():
+            cleaned[name], n = _clean(frame, text_col, label_col)
+            dropped += n
+        require(
+            sum(len(v) for v in cleaned.values()) > 0,
+            f"no rows with text left in {source} after dropping empty texts",
+        )
+        several = ml.looks_multi_label(pd.concat(list(cleaned.values()))["label"], label_delimiter)
+        require(
+            several is None,
+            f"label cell {several!r} in column {label_col!r} holds several labels separated by "
+            f"{label_delimiter!r}; pass --multi-label to train one output per label "
+            f"(or another --label-delimiter if {label_delimiter!r} is part of a class name)",
+        )
+        value_to_id, id2label = build_label_mapping(pd.concat(list(cleaned.values()))["label"], label_names, label_col)
+        encoded = {k: encode_labels(v, value_to_id, label_col) for k, v in cleaned.items()}
+        values = list(value_to_id)
     pool_name = "train" if "train" in encoded else ("all" if "all" in encoded else next(iter(encoded)))
     pool = encoded[pool_name]
     own = {k: encoded[k] for k in ("validation", "test") if k in encoded and k != pool_name}
     total = len(pool) + sum(len(v) for v in own.values())
     if max_samples is not None and max_samples < total:
         scale = max_samples / total
-        pool = _stratified_sample(pool, max(3 * len(value_to_id), round(len(pool) * scale)), seed)
-        own = {k: _stratified_sample(v, max(len(value_to_id), round(len(v) * scale)), seed) for k, v in own.items()}
+        pool = _stratified_sample(pool, max(3 * len(id2label), round(len(pool) * scale)), seed)
+        own = {k: _stratified_sample(v, max(len(id2label), round(len(v) * scale)), seed) for k, v in own.items()}
         notes.append(f"max_samples={max_samples}: stratified sample of {total} rows")
 
     if "validation" in own and "test" in own:
@@ -355,7 +448,7 @@ def prepare_data_from_frames(
         have = next(iter(own))
         need = "test" if have == "validation" else "validation"
         fraction = test_fraction if need == "test" else val_fraction
-        train, carved = train_test_split(pool, test_size=fraction, stratify=pool["label"], random_state=seed)
+        train, carved = train_test_split(pool, test_size=fraction, stratify=strata(pool), random_state=seed)
         splits = {"train": train.reset_index(drop=True), have: own[have], need: carved.reset_index(drop=True)}
         origin = f"the dataset's {have} split; {need} carved from train ({fraction:.0%}, stratified, seed {seed})"
     else:
@@ -370,7 +463,76 @@ def prepare_data_from_frames(
             f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
             f"(duplicate rows in the source)"
         )
-    return PreparedData(splits, id2label, list(value_to_id), source, text_col, label_col, origin, dropped, notes)
+    if multi_label:
+        absent = {
+            k: [id2label[i] for i in range(len(id2label)) if i not in {j for ids in v["label"] for j in ids}]
+            for k, v in splits.items()
+        }
+        for k, names in absent.items():
+            if names:
+                notes.append(f"labels with no row in {k}: {names[:8]}{' ...' if len(names) > 8 else ''}")
+        origin += "; label sets stratified by each row's rarest label"
+    return PreparedData(
+        splits,
+        id2label,
+        values,
+        source,
+        text_col,
+        label_col,
+        origin,
+        dropped,
+        notes,
+        multi_label,
+        label_delimiter,
+        list(label_columns) if label_columns else None,
+    )
+
+
+def _multi_label_frames(
+    named: dict[str, pd.DataFrame],
+    text_col: str,
+    label_col: str,
+    label_names: list[str] | None,
+    delimiter: str,
+    label_columns: list[str] | None,
+    notes: list[str],
+) -> tuple[dict[str, pd.DataFrame], dict[int, str], list[str], int]:
+    """Frames whose `label` is a tuple of ids; rows with empty text dropped, rows with no label kept."""
+    raw_sets, texts, dropped = {}, {}, 0
+    for name, frame in named.items():
+        ok = frame[text_col].map(lambda t: isinstance(t, str) and t.strip() != "")
+        dropped += int((~ok).sum())
+        frame = frame[ok].reset_index(drop=True)
+        texts[name] = frame[text_col]
+        if label_columns:
+            raw_sets[name] = ml.sets_from_columns(frame, label_columns)
+        else:
+            ml.check_delimiter(frame[label_col], delimiter, label_col)
+            raw_sets[name] = [ml.split_label_cell(v, delimiter) for v in frame[label_col]]
+    all_sets = [s for sets in raw_sets.values() for s in sets]
+    require(all_sets, "no rows with text left after dropping empty texts")
+    if label_columns:
+        names = list(label_names) if label_names is not None else list(label_columns)
+        require(
+            len(names) == len(label_columns),
+            f"{len(names)} label names given for {len(label_columns)} label columns; give one name per column",
+        )
+        value_to_id, id2label = {c: i for i, c in enumerate(label_columns)}, dict(enumerate(names))
+    else:
+        value_to_id, id2label = ml.build_multi_label_mapping(all_sets, label_names, label_col)
+        if max(len(s) for s in all_sets) <= 1:
+            notes.append(
+                f"--multi-label: no label cell holds {delimiter!r}, so each text has at most one label; "
+                f"a single-label run (without --multi-label) fits such data better"
+            )
+    names_list = [id2label[i] for i in range(len(id2label))]
+    encoded = {
+        name: pd.DataFrame(
+            {"text": texts[name], "label": ml.encode_label_sets(sets, value_to_id, label_col, names_list)}
+        )
+        for name, sets in raw_sets.items()
+    }
+    return encoded, id2label, list(value_to_id), dropped
 
 
 # ---- tokenization -----------------------------------------------------------------------------
@@ -410,6 +572,8 @@ def tokenize_splits(data: PreparedData, tokenizer, max_length: int, truncation: 
 
     out = {}
     for name, frame in data.splits.items():
+        if data.multi_label:
+            frame = frame.assign(label=list(ml.multi_hot(list(frame["label"]), data.num_labels).tolist()))
         ds = Dataset.from_pandas(frame[["text", "label"]], preserve_index=False)
         out[name] = ds.map(encode, batched=True, remove_columns=["text"], desc=f"Tokenizing {name}")
     print(truncation_report(out, max_length, truncation))
@@ -445,6 +609,9 @@ def save_label_mapping(data: PreparedData, directory: Path) -> Path:
                 "label_values": data.label_values,
                 "label_column": data.label_column,
                 "text_column": data.text_column,
+                "multi_label": data.multi_label,
+                "label_delimiter": data.label_delimiter,
+                "label_columns": data.label_columns,
             },
             indent=2,
         )
@@ -463,10 +630,17 @@ def load_label_mapping(directory: Path) -> dict[int, str]:
 
 
 def load_labelled_file(
-    path: str, mapping: dict[str, Any], text_column: str | None = None, label_column: str | None = None
+    path: str,
+    mapping: dict[str, Any],
+    text_column: str | None = None,
+    label_column: str | None = None,
+    header: bool = True,
 ) -> pd.DataFrame:
-    """A labelled evaluation file encoded with a trained run's mapping (raw values or label names)."""
-    df = read_local_file(Path(path).expanduser())
+    """A labelled evaluation file encoded with a trained run's mapping (raw values or label names).
+
+    For a multi-label run, `label` holds tuples of ids, read as training read them (delimiter or 0/1 columns).
+    """
+    df = read_local_file(Path(path).expanduser(), header)
     columns = list(df.columns)
     text_col = find_column(
         columns,
@@ -474,6 +648,24 @@ def load_labelled_file(
         TEXT_CANDIDATES,
         "text",
     )
+    values = mapping["label_values"]
+    names = [mapping["id2label"][str(i)] for i in range(len(mapping["id2label"]))]
+    if mapping.get("multi_label"):
+        label_columns = mapping.get("label_columns")
+        label_col = "+".join(label_columns) if label_columns else None
+        if not label_columns:
+            label_col = find_column(
+                columns,
+                label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
+                LABEL_CANDIDATES,
+                "label",
+            )
+        encoded, *_ = _multi_label_frames(
+            {"all": df}, text_col, label_col, names, mapping.get("label_delimiter", ","), label_columns, []
+        )
+        frame = encoded["all"]
+        require(len(frame) > 0, f"{path} has no rows with text")
+        return frame
     label_col = find_column(
         columns,
         label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
@@ -482,8 +674,6 @@ def load_labelled_file(
     )
     frame, _ = _clean(df, text_col, label_col)
     require(len(frame) > 0, f"{path} has no rows with text and label")
-    values = mapping["label_values"]
-    names = [mapping["id2label"][str(i)] for i in range(len(values))]
     as_names = frame["label"].map(lambda v: str(v).strip()).isin(names).all()
     value_to_id = {n: i for i, n in enumerate(names)} if as_names else {v: i for i, v in enumerate(values)}
     return encode_labels(frame, value_to_id, label_col)

@@ -15,7 +15,7 @@ from .collate import PaddingCollator, as_rows
 from .data import encode_texts
 from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
-from .metrics import softmax
+from .metrics import sigmoid, softmax
 
 TRAINING_CONFIG = "training_config.json"
 
@@ -58,6 +58,18 @@ class LoadedAdapter:
     base_model: str
     mode: str = "4bit"
     truncation: str = "head"
+    multi_label: bool = False
+    threshold_record: dict[str, Any] | None = None  # thresholds.json of a multi-label run
+
+    @property
+    def names(self) -> list[str]:
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    def thresholds(self, mode: str | None = None) -> np.ndarray:
+        """Per-label decision thresholds of a multi-label model (`mode`: per_label, global or 0.5)."""
+        from . import thresholds
+
+        return thresholds.vector(self.threshold_record or {}, self.names, mode)
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
         return predict_logits(
@@ -70,19 +82,50 @@ class LoadedAdapter:
             truncation=self.truncation,
         )
 
-    def predict(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
-        """One dict per text: predicted label name, its probability, and every class's probability."""
-        probs = softmax(self.logits(texts, batch_size, progress))
-        names = [self.id2label[i] for i in range(len(self.id2label))]
-        return [
-            {
-                "text": t,
-                "label": names[int(p.argmax())],
-                "probability": round(float(p.max()), 6),
-                "probabilities": {n: round(float(x), 6) for n, x in zip(names, p)},
-            }
-            for t, p in zip(texts, probs)
-        ]
+    def predict(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        progress: bool = True,
+        top_k: int | None = None,
+        threshold_mode: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One dict per text: the predicted label and its probability (for label sets: every label above its
+        threshold, most probable first), then every label's probability (only the `top_k` highest if given)."""
+        logits = self.logits(texts, batch_size, progress)
+        names = self.names
+        if not self.multi_label:
+            probs = softmax(logits)
+            return [
+                {
+                    "text": t,
+                    "label": names[int(p.argmax())],
+                    "probability": round(float(p.max()), 6),
+                    "probabilities": _ranked(names, p, top_k),
+                }
+                for t, p in zip(texts, probs)
+            ]
+        probs, cut = sigmoid(logits), self.thresholds(threshold_mode)
+        rows = []
+        for t, p in zip(texts, probs):
+            chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
+            rows.append(
+                {
+                    "text": t,
+                    "labels": [names[j] for j in chosen],
+                    "label_probabilities": {names[j]: round(float(p[j]), 6) for j in chosen},
+                    "probabilities": _ranked(names, p, top_k),
+                }
+            )
+        return rows
+
+
+def _ranked(names: list[str], probs: np.ndarray, top_k: int | None) -> dict[str, float]:
+    """Every label's probability (in label order), or the `top_k` most probable, highest first."""
+    if not top_k:
+        return {n: round(float(x), 6) for n, x in zip(names, probs)}
+    best = np.argsort(-probs, kind="stable")[:top_k]
+    return {names[j]: round(float(probs[j]), 6) for j in best}
 
 
 def read_training_config(adapter_dir: Path) -> dict[str, Any]:
@@ -120,7 +163,8 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from .data import load_label_mapping
+    from . import thresholds
+    from .data import read_label_mapping
     from .quantization import load_4bit_model, load_tokenizer
 
     path = Path(path)
@@ -131,11 +175,15 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     # length, and cuDNN's kernel would plan anew for each (config.TrainConfig.cudnn_attention)
     settings = read_training_config(path) if (path / TRAINING_CONFIG).is_file() else {}
     choose_attention_kernels(bool(settings.get("cudnn_attention", False)))
+    mapping = read_label_mapping(path) if (path / "label_mapping.json").is_file() else {}
+    multi_label = bool(mapping.get("multi_label"))
     if is_merged_model_dir(path):
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
         model.eval()
         id2label = {int(k): v for k, v in model.config.id2label.items()}
+        multi_label = multi_label or model.config.problem_type == "multi_label_classification"
         trained = {"max_length": 512, **settings}
+        names = [id2label[i] for i in range(len(id2label))]
         return LoadedAdapter(
             model,
             load_tokenizer(str(path)),
@@ -145,16 +193,27 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
             str(path),
             "merged",
             trained.get("truncation", "head"),
+            multi_label,
+            thresholds.load(path, names) if multi_label else None,
         )
     require(
         (path / "adapter_config.json").is_file(),
         f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model",
     )
     cfg = settings or read_training_config(path)  # read above when present; else the one-line error
-    id2label = load_label_mapping(path)
+    mapping = mapping or read_label_mapping(path)
+    id2label = {int(k): v for k, v in mapping["id2label"].items()}
+    record = thresholds.load(path, [id2label[i] for i in range(len(id2label))]) if multi_label else None
     base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     model = load_4bit_model(
-        base, len(id2label), id2label, hw.compute_dtype, hw.device, cfg["quant_type"], cfg["double_quant"]
+        base,
+        len(id2label),
+        id2label,
+        hw.compute_dtype,
+        hw.device,
+        cfg["quant_type"],
+        cfg["double_quant"],
+        multi_label,
     )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
@@ -172,8 +231,10 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         hw,
         base,
         mode,
-        cfg.get("truncation", "head"),
-    )  # runs saved before `truncation` existed cut the end
+        cfg.get("truncation", "head"),  # runs saved before `truncation` existed cut the end
+        multi_label,
+        record,
+    )
 
 
 def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedAdapter:
@@ -201,7 +262,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(output_dir))
     loaded.tokenizer.save_pretrained(str(output_dir))
-    for name in ("label_mapping.json", TRAINING_CONFIG, "metrics.json"):
+    for name in ("label_mapping.json", TRAINING_CONFIG, "metrics.json", "thresholds.json"):
         if (adapter_dir / name).is_file():
             shutil.copy(adapter_dir / name, output_dir / name)
     write_model_card(output_dir, merged_from=str(adapter_dir), dtype=dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -14,14 +14,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+
 def trainer_metrics(eval_pred) -> dict[str, float]:
-    """`compute_metrics` for the Trainer: accuracy (the model-selection metric) and weighted F1."""
+    """`compute_metrics` for the Trainer: accuracy (the model-selection metric), macro and weighted F1."""
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
     preds = np.asarray(logits).argmax(-1)
     return {
         "accuracy": float(accuracy_score(labels, preds)),
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
         "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
+    }
+
+
+def multi_label_trainer_metrics(eval_pred) -> dict[str, float]:
+    """`compute_metrics` for label sets at the untuned threshold 0.5: macro-F1 selects the checkpoint."""
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    preds = (sigmoid(np.asarray(logits)) >= 0.5).astype(int)
+    labels = np.asarray(labels).astype(int)
+    return {
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "f1_micro": float(f1_score(labels, preds, average="micro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(labels, preds)),
     }
 
 
@@ -29,9 +47,12 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, id2label: dict
     """Accuracy, weighted F1, the per-class report and the confusion matrix (rows = true, columns = predicted)."""
     ids = sorted(id2label)
     names = [id2label[i] for i in ids]
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(ids))
     return {
         "accuracy": float(accuracy_score(labels, preds)),
+        "f1_macro": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
         "f1_weighted": float(f1_score(labels, preds, labels=ids, average="weighted", zero_division=0)),
+        "majority_baseline_accuracy": float(counts.max() / max(1, counts.sum())),
         "report": classification_report(
             labels, preds, labels=ids, target_names=names, output_dict=True, zero_division=0
         ),
@@ -40,11 +61,49 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, id2label: dict
     }
 
 
+def multi_label_metrics(
+    labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float, id2label: dict[int, str]
+) -> dict[str, Any]:
+    """Scores of label sets: macro / micro / weighted F1, subset accuracy (the whole set right), the
+    per-label report, and macro ROC-AUC from the probabilities over the labels that have both outcomes."""
+    names = [id2label[i] for i in sorted(id2label)]
+    labels = np.asarray(labels).astype(int)
+    preds = (probs >= np.broadcast_to(np.asarray(thresholds, dtype=float), probs.shape[1:])).astype(int)
+    scorable = [j for j in range(labels.shape[1]) if 0 < labels[:, j].sum() < len(labels)]
+    auc = float(roc_auc_score(labels[:, scorable], probs[:, scorable], average="macro")) if scorable else None
+    return {
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "f1_micro": float(f1_score(labels, preds, average="micro", zero_division=0)),
+        "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(labels, preds)),
+        "roc_auc_macro": auc,
+        "roc_auc_labels": len(scorable),
+        "report": classification_report(
+            labels, preds, labels=list(range(len(names))), target_names=names, output_dict=True, zero_division=0
+        ),
+        "labels": names,
+        "predicted_label_rate": preds.mean(axis=0).round(5).tolist(),
+    }
+
+
 def format_report(metrics: dict[str, Any]) -> str:
-    """The per-class report as the familiar text table."""
-    rows = [f"{'':>14} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
+    """The per-class (or per-label) report as the familiar text table."""
+    width = max(14, *(len(n) for n in metrics["labels"]))
+    rows = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
     for name in metrics["labels"]:
         r = metrics["report"][name]
-        rows.append(f"{name:>14} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1-score']:9.4f} {int(r['support']):9d}")
-    rows.append(f"{'accuracy':>14} {metrics['accuracy']:9.4f}   weighted F1 {metrics['f1_weighted']:.4f}")
+        rows.append(
+            f"{name:>{width}} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1-score']:9.4f} {int(r['support']):9d}"
+        )
+    if "subset_accuracy" in metrics:
+        rows.append(
+            f"{'macro F1':>{width}} {metrics['f1_macro']:9.4f}   micro F1 {metrics['f1_micro']:.4f}   "
+            f"subset accuracy {metrics['subset_accuracy']:.4f}   macro ROC-AUC {metrics['roc_auc_macro'] or 0:.4f}"
+        )
+    else:
+        rows.append(
+            f"{'accuracy':>{width}} {metrics['accuracy']:9.4f}   macro F1 {metrics['f1_macro']:.4f}   "
+            f"weighted F1 {metrics['f1_weighted']:.4f}   majority-class baseline "
+            f"{metrics['majority_baseline_accuracy']:.4f}"
+        )
     return "\n".join(rows)

@@ -31,6 +31,15 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
             "`python -m qlora_helpers predict --adapter dir TEXT`."
         )
     gpu = f"{m['peak_gpu_memory_mb']} MiB peak GPU memory" if m.get("peak_gpu_memory_mb") is not None else "CPU run"
+    multi = "test_subset_accuracy" in m
+    if multi:
+        headline = (
+            f"Macro-F1 **{m['test_f1_macro']:.4f}**, micro-F1 **{m['test_f1_micro']:.4f}** at the thresholds tuned on "
+            f"validation (`thresholds.json`; at 0.5: macro-F1 {m['test_at_threshold_0.5']['f1_macro']:.4f}), "
+            f"subset accuracy {m['test_subset_accuracy']:.4f}."
+        )
+    else:
+        headline = f"Accuracy **{m['test_accuracy']:.4f}**, weighted F1 **{m['test_f1_weighted']:.4f}**."
     text = f"""# {Path(c["model"]).name} fine-tuned with QLoRA for text classification
 
 {form}
@@ -49,9 +58,9 @@ LoRA r={c["lora_r"]}, alpha={c["lora_alpha"]}, dropout={c["lora_dropout"]} on {"
 Trainable parameters: {m["trainable_params"]:,} of {m["total_params"]:,} ({m["trainable_percent"]:.2f}%).
 
 ## Measured results (test split)
-Accuracy **{m["test_accuracy"]:.4f}**, weighted F1 **{m["test_f1_weighted"]:.4f}**.
+{headline}
 
-| class | precision | recall | F1 | support |
+| {"label" if multi else "class"} | precision | recall | F1 | support |
 |---|---|---|---|---|
 {rows}
 

@@ -16,20 +16,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import distributed
+from . import distributed, thresholds
 from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
 from .dependencies import check_dependencies
 from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware, peak_gpu_memory_mb
 from .inference import TRAINING_CONFIG, predict_logits
+from .labels import multi_hot, read_label_names_file
 from .lora import add_lora_adapters, count_parameters
-from .metrics import classification_metrics, softmax
+from .metrics import classification_metrics, multi_label_metrics, sigmoid, softmax
 from .model_card import write_model_card
-from .plots import plot_confusion_matrix, plot_dataset_stats, plot_training_curves, run_caption
+from .plots import (
+    plot_confusion_matrix,
+    plot_dataset_stats,
+    plot_label_confusion,
+    plot_per_label_scores,
+    plot_training_curves,
+    run_caption,
+)
 from .quantization import load_4bit_model, load_tokenizer
 from .tracking import choose_report_to
-from .training import TrainOutcome, train
+from .training import TrainOutcome, selection_metric, train
 
 
 def library_versions() -> dict[str, str]:
@@ -139,15 +147,20 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
 
 
 def load_data(cfg: TrainConfig) -> PreparedData:
+    names = read_label_names_file(cfg.label_names_file) if cfg.label_names_file else cfg.label_names
     data = prepare_data(
         cfg.dataset,
         cfg.text_column,
         cfg.label_column,
-        cfg.label_names,
+        names,
         cfg.max_samples,
         cfg.val_fraction,
         cfg.test_fraction,
         cfg.seed if cfg.split_seed is None else cfg.split_seed,
+        cfg.header,
+        cfg.multi_label,
+        cfg.label_delimiter,
+        cfg.label_columns,
     )
     print(data.describe())
     return data
@@ -188,14 +201,32 @@ def plot_data(cfg: TrainConfig, hw: Hardware, data: PreparedData, tokenizer) -> 
 
 
 def plot_results(
-    cfg: TrainConfig, hw: Hardware, outcome: TrainOutcome, test_metrics: dict[str, Any]
+    cfg: TrainConfig,
+    hw: Hardware,
+    outcome: TrainOutcome,
+    test_metrics: dict[str, Any],
+    data: PreparedData | None = None,
+    test_logits: np.ndarray | None = None,
+    cut: np.ndarray | float = 0.5,
 ) -> dict[str, Path]:
-    """The learning curves and the test confusion matrix, each titled with model, profile, device and date."""
+    """The learning curves and the test confusion matrix (for label sets: per-label scores and a
+    label-by-label confusion view), each titled with model, profile, device and date."""
     caption = run_caption(cfg.model, cfg.profile, hw.name)
+    curves = plot_training_curves(
+        outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch, caption, selection_metric(cfg)
+    )
+    if data is not None and data.multi_label:
+        targets = multi_hot(list(data.splits["test"]["label"]), data.num_labels)
+        predicted = sigmoid(test_logits) >= cut
+        return {
+            "training_curves": curves,
+            "per_label_scores": plot_per_label_scores(test_metrics, cfg.plots_dir, caption=caption),
+            "label_confusion": plot_label_confusion(
+                targets, predicted, test_metrics["labels"], cfg.plots_dir, caption
+            ),
+        }
     return {
-        "training_curves": plot_training_curves(
-            outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch, caption
-        ),
+        "training_curves": curves,
         "confusion_matrix": plot_confusion_matrix(
             test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir, caption=caption
         ),
@@ -208,7 +239,14 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
 
     set_seed(cfg.seed)  # head and LoRA initialisation
     model = load_4bit_model(
-        cfg.model, data.num_labels, data.id2label, hw.compute_dtype, hw.device, cfg.quant_type, cfg.double_quant
+        cfg.model,
+        data.num_labels,
+        data.id2label,
+        hw.compute_dtype,
+        hw.device,
+        cfg.quant_type,
+        cfg.double_quant,
+        data.multi_label,
     )
     model = add_lora_adapters(
         model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
@@ -229,7 +267,9 @@ def evaluate_split(
     max_length: int,
     batch_size: int,
     truncation: str = "head",
+    thresholds: np.ndarray | float = 0.5,
 ) -> tuple[dict[str, Any], np.ndarray]:
+    """Scores of `frame` and the logits behind them; label sets are scored at `thresholds`."""
     try:
         logits = predict_logits(
             model, tokenizer, frame["text"].tolist(), max_length, batch_size, truncation=truncation
@@ -240,13 +280,39 @@ def evaluate_split(
             f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
             f"--batch-size in evaluate and predict)"
         ) from None
+    if is_multi_label(frame):
+        targets = multi_hot(list(frame["label"]), len(id2label))
+        return multi_label_metrics(targets, sigmoid(logits), thresholds, id2label), logits
     metrics = classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), id2label)
     return metrics, logits
 
 
-def save_predictions(frame: pd.DataFrame, logits: np.ndarray, id2label: dict[int, str], path: Path) -> Path:
-    probs = softmax(logits)
+def is_multi_label(frame: pd.DataFrame) -> bool:
+    return len(frame) > 0 and isinstance(frame["label"].iloc[0], tuple)
+
+
+def save_predictions(
+    frame: pd.DataFrame,
+    logits: np.ndarray,
+    id2label: dict[int, str],
+    path: Path,
+    thresholds: np.ndarray | None = None,
+    delimiter: str = ",",
+) -> Path:
     names = np.array([id2label[i] for i in range(len(id2label))])
+    if is_multi_label(frame):
+        probs = sigmoid(logits)
+        chosen = probs >= thresholds
+        pd.DataFrame(
+            {
+                "text": frame["text"],
+                "true": [delimiter.join(names[list(ids)]) for ids in frame["label"]],
+                "predicted": [delimiter.join(names[row]) for row in chosen],
+                "probabilities": [delimiter.join(f"{p:.4f}" for p in probs[i][chosen[i]]) for i in range(len(frame))],
+            }
+        ).to_csv(path, index=False)
+        return path
+    probs = softmax(logits)
     pd.DataFrame(
         {
             "text": frame["text"],
@@ -277,6 +343,8 @@ def save_run(
     test_metrics: dict[str, Any],
     test_logits: np.ndarray,
     report_line: str,
+    threshold_record: dict[str, Any] | None = None,
+    test_at_half: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Adapter (+ head), tokenizer, label mapping, training config, predictions and metrics.json.
 
@@ -291,13 +359,21 @@ def save_run(
     save_label_mapping(data, out)
     write_json(out / TRAINING_CONFIG, cfg.to_dict())
     write_json(out / "training_log.json", outcome.log_history)
-    save_predictions(data.splits["test"], test_logits, data.id2label, out / "test_predictions.csv")
+    names = [data.id2label[i] for i in range(data.num_labels)]
+    cut = thresholds.vector(threshold_record, names) if threshold_record else None
+    if threshold_record:
+        thresholds.save(threshold_record, out)
+    save_predictions(
+        data.splits["test"], test_logits, data.id2label, out / "test_predictions.csv", cut, data.label_delimiter
+    )
     m = outcome.metrics
-    metrics = {
-        "test_accuracy": test_metrics["accuracy"],
-        "test_f1_weighted": test_metrics["f1_weighted"],
-        "test_report": test_metrics["report"],
-        "test_confusion_matrix": test_metrics["confusion_matrix"],
+    metrics = {**score_fields(test_metrics, "test")}
+    if threshold_record:
+        metrics["thresholds"] = {k: threshold_record[k] for k in ("mode", "global", "validation_f1_macro")}
+        metrics["test_at_threshold_0.5"] = {
+            k: test_at_half[k] for k in ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")
+        }
+    metrics |= {
         "labels": test_metrics["labels"],
         **counts,
         "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),  # the larger of the two below
@@ -306,7 +382,9 @@ def save_run(
         "train_runtime_s": round(m["train_runtime"], 2),
         "train_samples_per_second": round(m["train_samples_per_second"], 3),
         "optimizer_steps": m["optimizer_steps"],
+        "selection_metric": m.get("selection_metric"),
         "best_val_accuracy": m.get("best_val_accuracy"),
+        "best_val_f1_macro": m.get("best_val_f1_macro"),
         "best_checkpoint": m.get("best_checkpoint"),
         "effective_batch_size": cfg.effective_batch_size * distributed.world_size(),
         "world_size": distributed.world_size(),
@@ -325,6 +403,35 @@ def save_run(
     write_json(out / "metrics.json", metrics)  # its presence marks a finished run
     write_model_card(out)
     return metrics
+
+
+def score_fields(scores: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """metrics.json's names for one split's scores (single-label or label sets)."""
+    keys = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "subset_accuracy", "roc_auc_macro")
+    out = {f"{prefix}_{k}": scores[k] for k in keys if k in scores}
+    if "majority_baseline_accuracy" in scores:
+        out[f"{prefix}_majority_baseline_accuracy"] = scores["majority_baseline_accuracy"]
+    out[f"{prefix}_report"] = scores["report"]
+    if "confusion_matrix" in scores:
+        out[f"{prefix}_confusion_matrix"] = scores["confusion_matrix"]
+    return out
+
+
+def tune_thresholds(model, tokenizer, cfg: TrainConfig, data: PreparedData) -> dict[str, Any]:
+    """Decision thresholds of a multi-label model, tuned on the validation split (never on test)."""
+    frame = data.splits["validation"]
+    logits = predict_logits(
+        model, tokenizer, frame["text"].tolist(), cfg.max_length, cfg.eval_batch_size, truncation=cfg.truncation
+    )
+    names = [data.id2label[i] for i in range(data.num_labels)]
+    record = thresholds.tune(multi_hot(list(frame["label"]), data.num_labels), sigmoid(logits), names)
+    scores = record["validation_f1_macro"]
+    print(
+        f"thresholds tuned on validation: macro-F1 {scores['0.5']:.4f} at 0.5, {scores['global']:.4f} at one "
+        f"global threshold ({record['global']:.2f}), {scores['per_label']:.4f} per label "
+        f"({len(record['fallback_labels'])} label(s) with < {record['min_positives']} positives keep the global one)"
+    )
+    return record
 
 
 def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
@@ -352,13 +459,35 @@ def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
         )
     if not distributed.is_main_process():
         return None
+    record, cut, at_half = None, 0.5, None
+    if data.multi_label:
+        record = tune_thresholds(model, tokenizer, cfg, data)
+        cut = thresholds.vector(record, [data.id2label[i] for i in range(data.num_labels)])
     test_metrics, test_logits = evaluate_split(
-        model, tokenizer, data.splits["test"], data.id2label, cfg.max_length, cfg.eval_batch_size, cfg.truncation
+        model,
+        tokenizer,
+        data.splits["test"],
+        data.id2label,
+        cfg.max_length,
+        cfg.eval_batch_size,
+        cfg.truncation,
+        cut,
     )
-    metrics = save_run(hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line)
-    plots.update(plot_results(cfg, hw, outcome, test_metrics))
-    print(
-        f"test accuracy {metrics['test_accuracy']:.4f}, weighted F1 {metrics['test_f1_weighted']:.4f}; "
-        f"outputs in {cfg.output_dir}, plots in {cfg.plots_dir}"
+    if data.multi_label:
+        targets = multi_hot(list(data.splits["test"]["label"]), data.num_labels)
+        at_half = multi_label_metrics(targets, sigmoid(test_logits), 0.5, data.id2label)
+    metrics = save_run(
+        hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line, record, at_half
     )
+    plots.update(plot_results(cfg, hw, outcome, test_metrics, data, test_logits, cut))
+    if data.multi_label:
+        print(
+            f"test macro-F1 {metrics['test_f1_macro']:.4f} (at 0.5: {at_half['f1_macro']:.4f}), micro-F1 "
+            f"{metrics['test_f1_micro']:.4f}; outputs in {cfg.output_dir}, plots in {cfg.plots_dir}"
+        )
+    else:
+        print(
+            f"test accuracy {metrics['test_accuracy']:.4f}, macro F1 {metrics['test_f1_macro']:.4f}; "
+            f"outputs in {cfg.output_dir}, plots in {cfg.plots_dir}"
+        )
     return RunResult(metrics, Path(cfg.output_dir), plots, test_logits, outcome)

@@ -45,19 +45,34 @@ def plot_dataset_stats(
     caption: str = "",
 ) -> Path:
     """Label balance per split, and the token-length histogram with the truncation point marked."""
-    fig = Figure(figsize=(12, 4.2))
-    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
     splits = list(label_counts)
     names = list(next(iter(label_counts.values())))
-    width = 0.8 / len(names)
-    for j, name in enumerate(names):
-        counts = [label_counts[s].get(name, 0) for s in splits]
-        bars = ax1.bar(np.arange(len(splits)) + j * width, counts, width, label=name, color=COLORS[j % len(COLORS)])
-        ax1.bar_label(bars, fontsize=8)
-    ax1.set_xticks(np.arange(len(splits)) + width * (len(names) - 1) / 2, splits)
-    ax1.set_ylabel("reviews")
-    ax1.set_title("Label balance per split")
-    ax1.legend(frameon=False)
+    many = len(names) > 6
+    fig = Figure(figsize=(12, max(4.2, 0.22 * len(names) + 1.5) if many else 4.2))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+    if many:  # one row per label: each split's share of rows that carry it
+        height = 0.8 / len(splits)
+        for k, split in enumerate(splits):
+            rows = max(1, sum(label_counts[split].values()))
+            shares = [100 * label_counts[split].get(n, 0) / rows for n in names]
+            ax1.barh(np.arange(len(names)) + k * height, shares, height, label=split, color=COLORS[k % len(COLORS)])
+        ax1.set_yticks(np.arange(len(names)) + height * (len(splits) - 1) / 2, names, fontsize=8)
+        ax1.invert_yaxis()
+        ax1.set_xlabel("share of the split's label occurrences (%)")
+        ax1.set_title("Label balance per split")
+        ax1.legend(frameon=False, fontsize=8)
+    else:
+        width = 0.8 / len(names)
+        for j, name in enumerate(names):
+            counts = [label_counts[s].get(name, 0) for s in splits]
+            bars = ax1.bar(
+                np.arange(len(splits)) + j * width, counts, width, label=name, color=COLORS[j % len(COLORS)]
+            )
+            ax1.bar_label(bars, fontsize=8)
+        ax1.set_xticks(np.arange(len(splits)) + width * (len(names) - 1) / 2, splits)
+        ax1.set_ylabel("texts")
+        ax1.set_title("Label balance per split")
+        ax1.legend(frameon=False)
 
     clipped = np.minimum(lengths, np.percentile(lengths, 99.5))
     ax2.hist(clipped, bins=60, color=COLORS[0], alpha=0.85)
@@ -80,11 +95,20 @@ def plot_dataset_stats(
 
 
 def plot_training_curves(
-    log_history: list[dict[str, Any]], directory: str | Path, steps_per_epoch: int | None = None, caption: str = ""
+    log_history: list[dict[str, Any]],
+    directory: str | Path,
+    steps_per_epoch: int | None = None,
+    caption: str = "",
+    metric: str = "accuracy",
 ) -> Path:
-    """Training and validation loss, and validation accuracy, against optimizer steps."""
+    """Training and validation loss, and the validation metric that selects the checkpoint, against steps."""
+    shown = "accuracy" if metric == "accuracy" else "macro-F1 (threshold 0.5)"
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "eval_loss" not in h]
-    evals = [(h["step"], h["eval_loss"], h.get("eval_accuracy")) for h in log_history if "eval_loss" in h]
+    evals = [
+        (h["step"], h["eval_loss"], h[f"eval_{metric}"])
+        for h in log_history
+        if "eval_loss" in h and h.get(f"eval_{metric}") is not None
+    ]
     fig = Figure(figsize=(12, 4.2))
     ax1, ax2 = fig.subplots(1, 2)
     if train:
@@ -92,7 +116,7 @@ def plot_training_curves(
     if evals:
         ax1.plot([e[0] for e in evals], [e[1] for e in evals], "o-", color=COLORS[1], label="validation loss")
         ax2.plot(
-            [e[0] for e in evals], [100 * e[2] for e in evals], "o-", color=COLORS[2], label="validation accuracy"
+            [e[0] for e in evals], [100 * e[2] for e in evals], "o-", color=COLORS[2], label=f"validation {shown}"
         )
         best = max(evals, key=lambda e: e[2])
         ax2.annotate(
@@ -111,10 +135,10 @@ def plot_training_curves(
             last = max([s for s, *_ in train + evals] or [0])
             for k in range(1, int(last // steps_per_epoch) + 1):
                 ax.axvline(k * steps_per_epoch, color="gray", lw=0.7, ls=":")
-    ax1.set_ylabel("cross-entropy loss")
+    ax1.set_ylabel("cross-entropy loss" if metric == "accuracy" else "binary cross-entropy loss")
     ax1.set_title("Loss")
-    ax2.set_ylabel("accuracy (%)")
-    ax2.set_title("Validation accuracy" + (" (dotted lines: epochs)" if steps_per_epoch else ""))
+    ax2.set_ylabel(f"{shown} (%)")
+    ax2.set_title(f"Validation {shown}" + (" (dotted lines: epochs)" if steps_per_epoch else ""))
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
     return save_figure(fig, directory, "training_curves.png")
@@ -149,3 +173,49 @@ def plot_confusion_matrix(
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
     return save_figure(fig, directory, "confusion_matrix.png")
+
+
+def plot_per_label_scores(
+    metrics: dict[str, Any], directory: str | Path, title: str = "Test set", caption: str = ""
+) -> Path:
+    """Precision, recall and F1 of every label, sorted by F1, with each label's support: where a
+    multi-label model is good, and which rare labels it misses."""
+    names = metrics["labels"]
+    report = metrics["report"]
+    order = sorted(names, key=lambda n: report[n]["f1-score"])
+    y = np.arange(len(order))
+    fig = Figure(figsize=(9, 0.26 * len(order) + 1.8))
+    ax = fig.subplots()
+    for k, (key, label) in enumerate((("precision", "precision"), ("recall", "recall"), ("f1-score", "F1"))):
+        ax.barh(y + (k - 1) * 0.27, [report[n][key] for n in order], 0.27, label=label, color=COLORS[k])
+    ax.set_yticks(y, [f"{n} ({int(report[n]['support'])})" for n in order], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score (label support in brackets)")
+    ax.set_title(f"{title}: macro-F1 {metrics['f1_macro']:.3f}, micro-F1 {metrics['f1_micro']:.3f}")
+    ax.legend(frameon=False, loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    if caption:
+        fig.suptitle(caption, fontsize=9, color="gray")
+    return save_figure(fig, directory, "per_label_scores.png")
+
+
+def plot_label_confusion(
+    labels: np.ndarray, preds: np.ndarray, names: list[str], directory: str | Path, caption: str = ""
+) -> Path:
+    """For the texts that carry label i (row), the share predicted with label j (column): the diagonal
+    is recall, and bright cells off it show which labels the model mixes up. Readable at 28 labels."""
+    labels, preds = np.asarray(labels).astype(int), np.asarray(preds).astype(int)
+    share = (labels.T @ preds) / np.maximum(labels.sum(axis=0)[:, None], 1)
+    size = 0.32 * len(names) + 3
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.subplots()
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title("Test set: share of texts with the true label that got each predicted label", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of texts carrying the true label")
+    if caption:
+        fig.suptitle(caption, fontsize=9, color="gray")
+    return save_figure(fig, directory, "label_confusion.png")

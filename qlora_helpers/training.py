@@ -15,7 +15,8 @@ from .collate import PaddingCollator
 from .config import TrainConfig
 from .errors import UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
-from .metrics import trainer_metrics
+from .loss import class_weight_vector, weighted_loss
+from .metrics import multi_label_trainer_metrics, trainer_metrics
 
 
 @dataclass
@@ -34,6 +35,12 @@ class Schedule:
         total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
         eval_steps = max(1, min(total, steps_per_epoch // cfg.evals_per_epoch or 1))
         return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
+
+
+def selection_metric(cfg: TrainConfig) -> str:
+    """Validation accuracy picks the best checkpoint; macro-F1 for label sets, where accuracy of the whole
+    set is harsh and the frequent labels would decide everything."""
+    return "f1_macro" if cfg.multi_label else "accuracy"
 
 
 def training_arguments(
@@ -78,7 +85,7 @@ def training_arguments(
         save_total_limit=2 if keep else None,
         save_only_model=False,
         load_best_model_at_end=keep,
-        metric_for_best_model="accuracy",
+        metric_for_best_model=selection_metric(cfg),
         greater_is_better=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -114,10 +121,20 @@ class RecipeTrainer(Trainer):
       large (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, class_weights=None, multi_label: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
         self._counted_parameters: int | None = None
+        self.class_weights, self.multi_label = class_weights, multi_label
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own loss, or the class-weighted one when `--class-weights` asks for it."""
+        if self.class_weights is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = weighted_loss(outputs["logits"], labels, self.class_weights, self.multi_label)
+        return (loss, outputs) if return_outputs else loss
 
     def floating_point_ops(self, inputs) -> int:
         ids = inputs.get("input_ids") if hasattr(inputs, "get") else None
@@ -366,8 +383,15 @@ def build_trainer(
         eval_dataset=tokenized["validation"] if evaluation else None,
         processing_class=tokenizer,
         data_collator=PaddingCollator(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
-        compute_metrics=trainer_metrics,
+        compute_metrics=multi_label_trainer_metrics if cfg.multi_label else trainer_metrics,
         callbacks=early + (callbacks or []),
+        class_weights=class_weight_vector(
+            cfg.class_weights,
+            tokenized["train"]["label"],
+            len(model.config.id2label),
+            cfg.multi_label,
+        ),
+        multi_label=cfg.multi_label,
     )
     return trainer, schedule
 
@@ -411,7 +435,8 @@ def _train_once(
     known = [m for m in (overall, memory.train_mb, memory.eval_mb) if m is not None]
     metrics["peak_gpu_memory_mb"] = max(known) if known else None
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
-    metrics["best_val_accuracy"] = trainer.state.best_metric
+    metrics["selection_metric"] = selection_metric(cfg)
+    metrics[f"best_val_{selection_metric(cfg)}"] = trainer.state.best_metric
     metrics["optimizer_steps"] = trainer.state.global_step
     metrics["train_step_samples_per_second"] = clock.samples_per_second()  # all processes, training steps only
     metrics["timed_steps"], metrics["timed_seconds"] = clock.steps, round(clock.seconds, 3)
