@@ -43,14 +43,26 @@ def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[
 
     if arm == "qlora":
         model = load_4bit_model(
-            cfg.model, num_labels, id2label, hw.compute_dtype, hw.device, cfg.quant_type, cfg.double_quant
+            cfg.model,
+            num_labels,
+            id2label,
+            hw.compute_dtype,
+            hw.device,
+            cfg.quant_type,
+            cfg.double_quant,
+            cfg.multi_label,
         )
         return add_lora_adapters(
             model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
         )
     dtype = hw.compute_dtype if arm == "lora_16bit" else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(
-        cfg.model, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}, dtype=dtype
+        cfg.model,
+        num_labels=num_labels,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        problem_type="multi_label_classification" if cfg.multi_label else "single_label_classification",
+        dtype=dtype,
     )
     model.to(hw.device)
     if cfg.gradient_checkpointing:
@@ -160,15 +172,46 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         "versions": library_versions(),
     }
     if evaluate_test:
-        metrics, _ = evaluate_split(
-            model, tokenizer, data.splits["test"], data.id2label, cfg.max_length, cfg.eval_batch_size, cfg.truncation
+        cut = 0.5
+        if data.multi_label:  # thresholds tuned on validation, as `train` does
+            from qlora_helpers.pipeline import tune_thresholds
+            from qlora_helpers.thresholds import vector
+
+            tuned = tune_thresholds(model, tokenizer, cfg, data)
+            cut = vector(tuned, [data.id2label[i] for i in range(data.num_labels)])
+            record["thresholds"] = {k: tuned[k] for k in ("global", "validation_f1_macro")}
+        metrics, logits = evaluate_split(
+            model,
+            tokenizer,
+            data.splits["test"],
+            data.id2label,
+            cfg.max_length,
+            cfg.eval_batch_size,
+            cfg.truncation,
+            cut,
         )
         record.update(
-            test_accuracy=metrics["accuracy"],
+            test_accuracy=metrics.get("accuracy"),
             test_f1_weighted=metrics["f1_weighted"],
+            test_f1_macro=metrics["f1_macro"],
             best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
+            best_val_f1_macro=outcome.metrics.get("best_val_f1_macro"),
             train_runtime_s=round(outcome.metrics["train_runtime"], 1),
         )
+        if data.multi_label:
+            from qlora_helpers.labels import multi_hot
+            from qlora_helpers.metrics import multi_label_metrics, sigmoid
+
+            half = multi_label_metrics(
+                multi_hot(list(data.splits["test"]["label"]), data.num_labels), sigmoid(logits), 0.5, data.id2label
+            )
+            record.update(
+                test_f1_micro=metrics["f1_micro"],
+                test_subset_accuracy=metrics["subset_accuracy"],
+                test_roc_auc_macro=metrics["roc_auc_macro"],
+                test_rows=len(data.splits["test"]),
+                **{"test_at_threshold_0.5": {k: half[k] for k in ("f1_macro", "f1_micro")}},
+            )
     return record
 
 

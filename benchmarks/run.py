@@ -175,8 +175,8 @@ def run_train(spec, settings, output):
     reviews the training data never held (`unseen`), to check that a choice made on validation generalises."""
     unseen = make_unseen_file(expand(spec["unseen"])) if spec.get("unseen") else None
     records = []
-    for seed in spec.get("seeds", [settings.get("seed", 42)]):
-        for variant in [v for v in spec["variants"] if not ONLY or v["name"] in ONLY]:
+    for variant in [v for v in spec["variants"] if not ONLY or v["name"] in ONLY]:
+        for seed in variant.get("seeds", spec.get("seeds", [settings.get("seed", 42)])):
             own = {
                 **settings,
                 **expand(variant.get("set", {})),
@@ -213,6 +213,9 @@ def run_train(spec, settings, output):
                             "seed",
                             "best_val_accuracy",
                             "test_accuracy",
+                            "test_f1_macro",
+                            "test_f1_micro",
+                            "test_at_threshold_0.5",
                             "unseen_accuracy",
                             "train_runtime_s",
                         )
@@ -275,7 +278,14 @@ ONLY: set[str] = set()  # --only: run just these variants (a finished experiment
 RUN_FIELDS = (
     "test_accuracy",
     "test_f1_macro",
+    "test_f1_micro",
+    "test_f1_weighted",
+    "test_subset_accuracy",
+    "test_roc_auc_macro",
+    "test_at_threshold_0.5",
+    "thresholds",
     "best_val_accuracy",
+    "best_val_f1_macro",
     "train_runtime_s",
     "train_samples_per_second",
     "train_step_samples_per_second",

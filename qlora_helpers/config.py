@@ -56,6 +56,9 @@ class TrainConfig:
     class_weights: str = _f(
         "none", "auto: weigh rare classes (or a label's positives) up by inverse frequency; none; or w1,w2,..."
     )
+    test_file: str | None = _f(
+        None, "A separate labelled file as the test split (e.g. a published dev set); validation comes from --dataset."
+    )
     max_samples: int | None = _f(None, "Use at most this many rows (stratified sample) - for quick runs.")
     val_fraction: float = _f(0.1, "Validation share when the dataset has no validation split (80/10/10 default).")
     test_fraction: float = _f(0.1, "Test share when the dataset has no test split.")

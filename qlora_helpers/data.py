@@ -359,10 +359,19 @@ def prepare_data(
     multi_label: bool = False,
     label_delimiter: str = ",",
     label_columns: list[str] | None = None,
+    test_file: str | None = None,
 ) -> PreparedData:
-    """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present."""
+    """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present.
+
+    `test_file` is a separate labelled file (same columns) that becomes the test split; validation is then
+    carved from `source`.
+    """
+    raw = read_source(source, header)
+    if test_file:
+        require(Path(test_file).expanduser().is_file(), f"test file not found: {test_file}; pass a labelled data file")
+        raw["test"] = read_local_file(Path(test_file).expanduser(), header)
     return prepare_data_from_frames(
-        read_source(source, header),
+        raw,
         source,
         text_column,
         label_column,

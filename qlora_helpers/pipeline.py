@@ -161,6 +161,7 @@ def load_data(cfg: TrainConfig) -> PreparedData:
         cfg.multi_label,
         cfg.label_delimiter,
         cfg.label_columns,
+        cfg.test_file,
     )
     print(data.describe())
     return data
