@@ -31,13 +31,23 @@ def trainer_metrics(eval_pred) -> dict[str, float]:
 
 
 def multi_label_trainer_metrics(eval_pred) -> dict[str, float]:
-    """`compute_metrics` for label sets at the untuned threshold 0.5: macro-F1 selects the checkpoint."""
+    """`compute_metrics` for label sets: macro-F1 at the best single threshold selects the checkpoint.
+
+    At a fixed 0.5, early checkpoints predict no label at all (sigmoid outputs start low), every one scores
+    macro-F1 0 and early stopping ends training before it has begun; the best of a coarse threshold grid
+    measures what the checkpoint can do once thresholds are tuned, as they are after training.
+    """
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
-    preds = (sigmoid(np.asarray(logits)) >= 0.5).astype(int)
-    labels = np.asarray(labels).astype(int)
+    probs, labels = sigmoid(np.asarray(logits)), np.asarray(labels).astype(int)
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    scores = [f1_score(labels, probs >= t, average="macro", zero_division=0) for t in grid]
+    best = int(np.argmax(scores))
+    preds = (probs >= grid[best]).astype(int)
     return {
-        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "f1_macro": float(scores[best]),
+        "best_threshold": float(grid[best]),
+        "f1_macro_at_0.5": float(f1_score(labels, probs >= 0.5, average="macro", zero_division=0)),
         "f1_micro": float(f1_score(labels, preds, average="micro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(labels, preds)),
     }

@@ -102,7 +102,7 @@ def plot_training_curves(
     metric: str = "accuracy",
 ) -> Path:
     """Training and validation loss, and the validation metric that selects the checkpoint, against steps."""
-    shown = "accuracy" if metric == "accuracy" else "macro-F1 (threshold 0.5)"
+    shown = "accuracy" if metric == "accuracy" else "macro-F1 (best single threshold)"
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "eval_loss" not in h]
     evals = [
         (h["step"], h["eval_loss"], h[f"eval_{metric}"])
