@@ -160,3 +160,11 @@ def test_cudnn_attention_is_a_switch_that_stays_off_by_default():
     assert parse().cudnn_attention is False
     assert parse("--cudnn-attention").cudnn_attention is True
     assert parse("--cudnn-attention", "--no-cudnn-attention").cudnn_attention is False
+
+
+def test_list_flags_take_several_values():
+    from qlora_helpers.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--target-modules", "query", "value", "--label-columns", "a", "b"])
+    cfg = config_from_args(args.__class__(**{**vars(args), "multi_label": True}))
+    assert cfg.target_modules == ["query", "value"] and cfg.label_columns == ["a", "b"]
