@@ -176,7 +176,7 @@ def run_train(spec, settings, output):
     unseen = make_unseen_file(expand(spec["unseen"])) if spec.get("unseen") else None
     records = []
     for variant in [v for v in spec["variants"] if not ONLY or v["name"] in ONLY]:
-        for seed in variant.get("seeds", spec.get("seeds", [settings.get("seed", 42)])):
+        for seed in SEEDS or variant.get("seeds", spec.get("seeds", [settings.get("seed", 42)])):
             own = {
                 **settings,
                 **expand(variant.get("set", {})),
@@ -274,6 +274,7 @@ KINDS = {
     "quant_error": run_quant_error,
 }
 ONLY: set[str] = set()  # --only: run just these variants (a finished experiment's missing ones)
+SEEDS: list[int] = []  # --seeds: run just these seeds (a run a time limit cut off)
 # what a `train` or `scaling` record keeps of a run's metrics.json
 RUN_FIELDS = (
     "test_accuracy",
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="result file, or a folder to write each experiment's result into")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON", help="change a setting of every run")
     parser.add_argument("--only", nargs="+", default=[], metavar="VARIANT", help="run only these variants")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[], help="run only these seeds (train kind)")
     args = parser.parse_args(argv)
     if args.list or not args.experiments:
         for path in sorted(EXPERIMENTS.glob("*.json")):
@@ -442,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ${{{name}}} = ${env} or {default or 'see below'}: {what}")
         return 0
     ONLY.update(args.only)
+    SEEDS.extend(args.seeds)
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
