@@ -138,3 +138,22 @@ def test_multi_label_end_to_end_through_the_4bit_path(tiny_bert, tmp_path, capsy
     (tmp_path / "merged" / "thresholds.json").unlink()
     assert main(["predict", "--adapter", str(tmp_path / "merged"), "hello"]) == 2
     assert "has no thresholds.json" in capsys.readouterr().err
+
+
+def test_multi_label_on_plain_classes_trains_but_says_so(tmp_path):
+    path = tmp_path / "plain.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": ["a", "b", "c"] * 10}).to_csv(path, index=False)
+    data = prepare_data(str(path), multi_label=True)
+    assert data.multi_label and data.num_labels == 3
+    assert any("at most one label" in n and "single-label run" in n for n in data.notes)
+
+
+def test_mrpc_style_tsv_reads_one_row_per_line(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    header = "\ufeffQuality\t#1 String\t#2 String"
+    lines = [header, '1\tHe said " the witness " .\tA " quote', '0\tNo "\tquotes " here']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from qlora_helpers.data import read_local_file
+
+    df = read_local_file(path)
+    assert len(df) == 2 and list(df.columns)[0] == "Quality" and df.iloc[1, 1] == 'No "'
