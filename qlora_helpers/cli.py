@@ -215,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_labelled_file, read_label_mapping
     from .inference import load_adapter
     from .metrics import format_report
-    from .pipeline import evaluate_split, write_json
+    from .pipeline import evaluate_split, save_mistakes, write_json
 
     adapter = Path(args.adapter)
     if not adapter.is_dir():
@@ -270,8 +270,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         compute_dtype=loaded.hardware.dtype_name,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
+    mistakes = output.with_name(f"misclassified_{Path(args.dataset).name.split('.')[0]}.csv")
+    metrics["misclassified"] = save_mistakes(frame, logits, loaded.id2label, mistakes, cut)
+    metrics["misclassified_file"] = str(mistakes)
     write_json(output, metrics)
     print(format_report(metrics))
+    print(f"{metrics['misclassified']} misclassified texts, most confident first: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
 

@@ -325,6 +325,49 @@ def save_predictions(
     return path
 
 
+def save_mistakes(
+    frame: pd.DataFrame,
+    logits: np.ndarray,
+    id2label: dict[int, str],
+    path: Path,
+    cut: np.ndarray | float = 0.5,
+    delimiter: str = ",",
+) -> int:
+    """The texts the model got wrong, most confident mistake first: where to look when a score disappoints.
+
+    For label sets, a text is wrong when its predicted set differs from the true one; its confidence is the
+    highest probability among the wrongly predicted labels (or of the missed ones, whichever is further off).
+    """
+    names = np.array([id2label[i] for i in range(len(id2label))])
+    if is_multi_label(frame):
+        probs = sigmoid(logits)
+        truth = multi_hot(list(frame["label"]), len(id2label)).astype(bool)
+        chosen = probs >= cut
+        wrong = (chosen != truth).any(axis=1)
+        off = np.abs(probs - truth).max(axis=1)
+        table = pd.DataFrame(
+            {
+                "text": frame["text"],
+                "true": [delimiter.join(names[row]) for row in truth],
+                "predicted": [delimiter.join(names[row]) for row in chosen],
+                "probability": off.round(6),
+            }
+        )[wrong]
+    else:
+        probs = softmax(logits)
+        predicted = logits.argmax(-1)
+        table = pd.DataFrame(
+            {
+                "text": frame["text"],
+                "true": names[frame["label"].to_numpy()],
+                "predicted": names[predicted],
+                "probability": probs.max(-1).round(6),
+            }
+        )[predicted != frame["label"].to_numpy()]
+    table.sort_values("probability", ascending=False, kind="stable").to_csv(path, index=False)
+    return len(table)
+
+
 @dataclass
 class RunResult:
     metrics: dict[str, Any]

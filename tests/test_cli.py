@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,10 @@ def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
     assert printed["rows"] == written["rows"] == 240
     assert printed["accuracy"] == written["accuracy"] >= 0.85
     assert "precision" in r.stdout and written["confusion_matrix"][0][0] > 100
+    mistakes = pd.read_csv(written["misclassified_file"])
+    assert len(mistakes) == written["misclassified"] == round(240 * (1 - written["accuracy"]))
+    assert (mistakes["true"] != mistakes["predicted"]).all()
+    assert mistakes["probability"].is_monotonic_decreasing
 
 
 @pytest.mark.parametrize(
