@@ -199,12 +199,9 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
             train_runtime_s=round(outcome.metrics["train_runtime"], 1),
         )
         if data.multi_label:
-            from qlora_helpers.labels import multi_hot
-            from qlora_helpers.metrics import multi_label_metrics, sigmoid
+            from qlora_helpers.pipeline import score_label_sets
 
-            half = multi_label_metrics(
-                multi_hot(list(data.splits["test"]["label"]), data.num_labels), sigmoid(logits), 0.5, data.id2label
-            )
+            half = score_label_sets(data.splits["test"], logits, data.id2label, 0.5)
             record.update(
                 test_f1_micro=metrics["f1_micro"],
                 test_subset_accuracy=metrics["subset_accuracy"],

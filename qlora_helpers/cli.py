@@ -215,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_labelled_file, read_label_mapping
     from .inference import load_adapter
     from .metrics import format_report
-    from .pipeline import evaluate_split, save_mistakes, write_json
+    from .pipeline import evaluate_split, save_mistakes, score_label_sets, write_json
 
     adapter = Path(args.adapter)
     if not adapter.is_dir():
@@ -242,12 +242,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "f1_weighted": metrics["f1_weighted"],
     }
     if loaded.multi_label:
-        from .labels import multi_hot
-        from .metrics import multi_label_metrics, sigmoid
-
-        targets, probs = multi_hot(list(frame["label"]), len(loaded.id2label)), sigmoid(logits)
         others = {
-            mode: multi_label_metrics(targets, probs, loaded.thresholds(mode), loaded.id2label)
+            mode: score_label_sets(frame, logits, loaded.id2label, loaded.thresholds(mode))
             for mode in ("0.5", "global")
         }
         metrics["thresholds"] = loaded.threshold_record.get("mode", "per_label")

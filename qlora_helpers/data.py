@@ -651,36 +651,24 @@ def load_labelled_file(
     """
     df = read_local_file(Path(path).expanduser(), header)
     columns = list(df.columns)
-    text_col = find_column(
-        columns,
-        text_column or (mapping.get("text_column") if mapping.get("text_column") in columns else None),
-        TEXT_CANDIDATES,
-        "text",
-    )
+
+    def column(explicit: str | None, kind: str, candidates: tuple[str, ...]) -> str:
+        """The flag's column, else the one training used when the file has it, else found by name."""
+        trained = mapping.get(f"{kind}_column")
+        return find_column(columns, explicit or (trained if trained in columns else None), candidates, kind)
+
+    text_col = column(text_column, "text", TEXT_CANDIDATES)
     values = mapping["label_values"]
     names = [mapping["id2label"][str(i)] for i in range(len(mapping["id2label"]))]
+    label_columns = mapping.get("label_columns")
+    label_col = "+".join(label_columns) if label_columns else column(label_column, "label", LABEL_CANDIDATES)
     if mapping.get("multi_label"):
-        label_columns = mapping.get("label_columns")
-        label_col = "+".join(label_columns) if label_columns else None
-        if not label_columns:
-            label_col = find_column(
-                columns,
-                label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
-                LABEL_CANDIDATES,
-                "label",
-            )
         encoded, *_ = _multi_label_frames(
             {"all": df}, text_col, label_col, names, mapping.get("label_delimiter", ","), label_columns, []
         )
         frame = encoded["all"]
         require(len(frame) > 0, f"{path} has no rows with text")
         return frame
-    label_col = find_column(
-        columns,
-        label_column or (mapping.get("label_column") if mapping.get("label_column") in columns else None),
-        LABEL_CANDIDATES,
-        "label",
-    )
     frame, _ = _clean(df, text_col, label_col)
     require(len(frame) > 0, f"{path} has no rows with text and label")
     as_names = frame["label"].map(lambda v: str(v).strip()).isin(names).all()

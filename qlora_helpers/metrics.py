@@ -39,14 +39,14 @@ def multi_label_trainer_metrics(eval_pred) -> dict[str, float]:
     """
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
+    from .thresholds import tune_global
+
     probs, labels = sigmoid(np.asarray(logits)), np.asarray(labels).astype(int)
-    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    scores = [f1_score(labels, probs >= t, average="macro", zero_division=0) for t in grid]
-    best = int(np.argmax(scores))
-    preds = (probs >= grid[best]).astype(int)
+    best = tune_global(labels, probs, np.round(np.arange(0.05, 0.951, 0.05), 2))
+    preds = (probs >= best).astype(int)
     return {
-        "f1_macro": float(scores[best]),
-        "best_threshold": float(grid[best]),
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "best_threshold": best,
         "f1_macro_at_0.5": float(f1_score(labels, probs >= 0.5, average="macro", zero_division=0)),
         "f1_micro": float(f1_score(labels, preds, average="micro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(labels, preds)),

@@ -282,10 +282,16 @@ def evaluate_split(
             f"--batch-size in evaluate and predict)"
         ) from None
     if is_multi_label(frame):
-        targets = multi_hot(list(frame["label"]), len(id2label))
-        return multi_label_metrics(targets, sigmoid(logits), thresholds, id2label), logits
+        return score_label_sets(frame, logits, id2label, thresholds), logits
     metrics = classification_metrics(frame["label"].to_numpy(), logits.argmax(-1), id2label)
     return metrics, logits
+
+
+def score_label_sets(
+    frame: pd.DataFrame, logits: np.ndarray, id2label: dict[int, str], cut: np.ndarray | float
+) -> dict[str, Any]:
+    """Scores of the label sets in `frame` from their logits, at `cut` (one threshold, or one per label)."""
+    return multi_label_metrics(multi_hot(list(frame["label"]), len(id2label)), sigmoid(logits), cut, id2label)
 
 
 def is_multi_label(frame: pd.DataFrame) -> bool:
@@ -518,8 +524,7 @@ def train_pipeline(cfg: TrainConfig, resume: bool = False) -> RunResult | None:
         cut,
     )
     if data.multi_label:
-        targets = multi_hot(list(data.splits["test"]["label"]), data.num_labels)
-        at_half = multi_label_metrics(targets, sigmoid(test_logits), 0.5, data.id2label)
+        at_half = score_label_sets(data.splits["test"], test_logits, data.id2label, 0.5)
     metrics = save_run(
         hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, report_line, record, at_half
     )

@@ -22,10 +22,10 @@ MIN_POSITIVES = 5  # fewer validation positives than this: a per-label threshold
 MODES = ("per_label", "global", "0.5")
 
 
-def tune_global(labels: np.ndarray, probs: np.ndarray) -> float:
+def tune_global(labels: np.ndarray, probs: np.ndarray, grid: np.ndarray = GRID) -> float:
     """The one threshold for every label that maximises validation macro-F1 (the lowest of ties)."""
-    scores = [f1_score(labels, probs >= t, average="macro", zero_division=0) for t in GRID]
-    return float(GRID[int(np.argmax(scores))])
+    scores = [f1_score(labels, probs >= t, average="macro", zero_division=0) for t in grid]
+    return float(grid[int(np.argmax(scores))])
 
 
 def tune_per_label(labels: np.ndarray, probs: np.ndarray, fallback: float) -> tuple[np.ndarray, list[bool]]:
