@@ -61,6 +61,21 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def add_long_text_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--long-text",
+        choices=["truncate", "window"],
+        default="truncate",
+        help="truncate: keep max_length tokens as in training; window: read every token through overlapping "
+        "windows of max_length tokens and average their logits",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        help="--long-text window: tokens each window shares with the previous one (default: max_length/4)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qlora-bert", description="QLoRA fine-tuning of BERT for text classification.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -85,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="a UTF-8 file with one text per line")
     predict.add_argument("--dataset", help="a .csv/.tsv/.json/.jsonl/.parquet file: classify its text column")
-    predict.add_argument("--text-column", help="text column of --dataset (found by name when not given)")
+    predict.add_argument(
+        "--text-column", help="text column of --dataset (default: the columns training read, else found by name)"
+    )
+    predict.add_argument(
+        "--text-pair",
+        nargs="+",
+        help="sentence-pair models: the second text of each text given as an argument, in the same order",
+    )
+    predict.add_argument("--text-pair-column", help="sentence-pair models: column of --dataset with the second texts")
+    add_long_text_flags(predict)
     predict.add_argument(
         "--mode",
         choices=["4bit", "16bit", "merged"],
@@ -110,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
     evaluate.add_argument("--adapter", required=True, help="output directory of a `train` run")
     evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
-    evaluate.add_argument("--text-column")
+    evaluate.add_argument("--text-column", help="default: the column(s) training read, else found by name")
+    evaluate.add_argument("--text-pair-column", help="sentence-pair models: column with the second texts")
     evaluate.add_argument("--label-column")
+    add_long_text_flags(evaluate)
     evaluate.add_argument("--no-header", action="store_true", help="the file has no header row: columns by index")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
@@ -140,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     keys = (
         "test_accuracy",
+        "test_f1_positive",
         "test_f1_macro",
         "test_f1_micro",
         "test_f1_weighted",
@@ -156,25 +183,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def texts_from_dataset(args: argparse.Namespace, mapping: dict[str, Any]) -> tuple[list[str], list[str] | None]:
+    """The texts (and second texts) of `predict --dataset`, read from the columns training read."""
+    from .data import TEXT_CANDIDATES, read_local_file
+    from .text_input import check_pairs, from_mapping
+
+    frame = read_local_file(Path(args.dataset).expanduser(), header=not args.no_header)
+    chosen = from_mapping(mapping, list(frame.columns), args.text_column, args.text_pair_column, TEXT_CANDIDATES)
+    inputs = chosen.extract(frame)
+    inputs = inputs[inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "")]
+    if chosen.pair_column:
+        check_pairs(inputs, chosen.pair_column, args.dataset)
+        return inputs["text"].tolist(), inputs["text_pair"].tolist()
+    return inputs["text"].tolist(), None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import TEXT_CANDIDATES, find_column, read_local_file
+    from .data import read_label_mapping
     from .inference import load_for_inference, texts_from_file
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
+    adapter = Path(args.adapter)
+    mapping = read_label_mapping(adapter) if (adapter / "label_mapping.json").is_file() else {}
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
+    pairs = list(args.text_pair) if args.text_pair else None
+    if pairs is not None and len(pairs) != len(args.texts):
+        raise UserError(
+            f"{len(args.texts)} text(s) but {len(pairs)} --text-pair value(s); give one second text per text, in order"
+        )
+    if pairs is not None and mapping and not mapping.get("text_pair_column"):
+        raise UserError("this model was trained on single texts; leave out the second texts (--text-pair)")
+    if pairs is not None and args.file:
+        raise UserError(
+            "--text-pair pairs the texts given as arguments; for a file of pairs use --dataset with two columns"
+        )
     if args.dataset:
-        frame = read_local_file(Path(args.dataset).expanduser(), header=not args.no_header)
-        column = find_column(list(frame.columns), args.text_column, TEXT_CANDIDATES, "text")
-        texts += [t for t in frame[column].tolist() if isinstance(t, str) and t.strip()]
+        more, more_pairs = texts_from_dataset(args, mapping)
+        if texts and (more_pairs is None) != (pairs is None):
+            raise UserError("give pairs both as arguments (--text-pair) and in --dataset, or single texts in both")
+        texts = texts + more
+        if more_pairs is not None:
+            pairs = (pairs or []) + more_pairs
     if not texts:
         raise UserError("no texts given: pass them as arguments, with --file (one text per line) or --dataset")
     if args.output and not args.output.endswith((".jsonl", ".csv")):
         raise UserError(f"--output must end in .jsonl or .csv, got {args.output}")
+    if args.long_text == "window":
+        from .inference import read_training_config
+        from .windows import check_window
+
+        trained = read_training_config(adapter) if (adapter / "training_config.json").is_file() else {}
+        check_window(int(trained.get("max_length", 512)), args.stride, pairs=pairs is not None)
     loaded = load_for_inference(args.adapter, args.mode)
-    rows = loaded.predict(texts, args.batch_size, len(texts) > args.batch_size, args.top_k, args.thresholds)
+    rows = loaded.predict(
+        texts,
+        args.batch_size,
+        len(texts) > args.batch_size,
+        args.top_k,
+        args.thresholds,
+        pairs,
+        args.long_text,
+        args.stride,
+    )
     if not args.output:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -188,6 +261,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             [
                 {
                     "text": r["text"],
+                    **({"text_pair": r["text_pair"]} if "text_pair" in r else {}),
                     **(
                         {"labels": ",".join(r["labels"])}
                         if "labels" in r
@@ -221,8 +295,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not adapter.is_dir():
         raise UserError(f"adapter directory not found: {adapter}")
     frame = load_labelled_file(
-        args.dataset, read_label_mapping(adapter), args.text_column, args.label_column, not args.no_header
+        args.dataset,
+        read_label_mapping(adapter),
+        args.text_column,
+        args.label_column,
+        not args.no_header,
+        args.text_pair_column,
     )
+    if args.long_text == "window":
+        from .inference import read_training_config
+        from .windows import check_window
+
+        check_window(int(read_training_config(adapter)["max_length"]), args.stride, pairs="text_pair" in frame)
     output = Path(args.output) if args.output else adapter / f"evaluation_{Path(args.dataset).name.split('.')[0]}.json"
     loaded = load_adapter(adapter)
     cut = loaded.thresholds() if loaded.multi_label else 0.5
@@ -235,9 +319,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.batch_size,
         loaded.truncation,
         cut,
+        args.long_text,
+        args.stride,
     )
     summary = {
         "accuracy": metrics.get("accuracy"),
+        **({"f1_positive": metrics["f1_positive"]} if "f1_positive" in metrics else {}),
         "f1_macro": metrics["f1_macro"],
         "f1_weighted": metrics["f1_weighted"],
     }
@@ -262,6 +349,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics.update(
         dataset=str(args.dataset),
         rows=len(frame),
+        long_text=args.long_text,
+        stride=args.stride if args.long_text == "window" else None,
         device=loaded.hardware.name,
         compute_dtype=loaded.hardware.dtype_name,
     )

@@ -39,6 +39,15 @@ class TrainConfig:
     dataset: str = _f(HUB_DATASET, "Hub dataset id or a local .csv/.tsv/.json/.jsonl/.parquet file (.gz too).")
     text_column: str | None = _f(None, "Text column; found among text/review/sentence/... when not given.")
     label_column: str | None = _f(None, "Label column; found among label/sentiment/... when not given.")
+    text_columns: list[str] | None = _f(
+        None, "Several text columns (e.g. title description), joined in this order into one text."
+    )
+    text_separator: str = _f(
+        "sep", "Joins --text-columns: sep = the tokenizer's [SEP] token, or any text such as ' | ' (recipe_notes.md)."
+    )
+    text_pair_column: str | None = _f(
+        None, "Second text of a sentence pair (paraphrase, entailment, Q&A): BERT's second segment, shared budget."
+    )
     label_names: list[str] | None = _f(
         None, "Names for the sorted label values (e.g. negative positive); the values themselves when not given."
     )
@@ -239,6 +248,18 @@ class TrainConfig:
             f"label_delimiter must be a visible character such as , or ;, got {self.label_delimiter!r}",
         )
         parse_class_weights(self.class_weights)
+        require(
+            not (self.text_column and self.text_columns),
+            "give the text either with --text-column or with --text-columns (several, joined), not both",
+        )
+        require(
+            self.text_columns is None or len(self.text_columns) >= 2,
+            "--text-columns joins two or more columns; for one column use --text-column",
+        )
+        require(
+            isinstance(self.text_separator, str) and self.text_separator != "",
+            "text_separator must be sep (the tokenizer's [SEP]) or a non-empty string such as ' | '",
+        )
         require(bool(self.model), "model must be a Hub id or a local directory")
         require(bool(self.dataset), "dataset must be a Hub id or a local file")
         if self.early_stopping_patience and not self.save_checkpoints:

@@ -1,7 +1,8 @@
 """Data: load a Hub dataset or a local file, find the columns, clean, map labels, split, tokenize.
 
 Everything downstream sees the same shape: three pandas frames (`train`, `validation`, `test`) with
-columns `text` and `label` (an integer id; for a multi-label task a tuple of ids), plus the label mapping.
+columns `text` and `label` (an integer id; for a multi-label task a tuple of ids), and `text_pair` for a
+sentence-pair task, plus the label mapping.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from . import labels as ml
 from .errors import UserError, require
+from .text_input import TextInput, check_pairs, from_mapping, resolve
 
 TEXT_CANDIDATES = ("text", "review", "sentence", "content", "document", "comment")
 LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "target", "category")
@@ -49,6 +51,11 @@ class PreparedData:
     multi_label: bool = False
     label_delimiter: str = ","
     label_columns: list[str] | None = None
+    text_input: TextInput | None = None
+
+    @property
+    def pairs(self) -> bool:
+        return bool(self.text_input and self.text_input.pair_column)
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -69,6 +76,7 @@ class PreparedData:
             "sizes": {k: len(v) for k, v in self.splits.items()},
             "label_counts": {k: self.label_counts(k) for k in self.splits},
             "multi_label": self.multi_label,
+            **(self.text_input.record() if self.text_input else {}),
             "id2label": {str(k): v for k, v in self.id2label.items()},
             "label_values": self.label_values,
         }
@@ -86,7 +94,8 @@ class PreparedData:
         shown = list(self.id2label.values())
         shown_text = str(shown) if len(shown) <= 12 else f"[{', '.join(shown[:10])}, ...]"
         return (
-            f"{self.source}: text={self.text_column!r}, label={self.label_column!r}, "
+            f"{self.source}: text={self.text_input.name if self.text_input else self.text_column!r}, "
+            f"label={self.label_column!r}, "
             f"{self.num_labels} {kind} {shown_text}; {sizes} ({self.split_origin}); "
             f"{self.dropped_rows} rows with empty text or label dropped" + "".join(f"; {n}" for n in self.notes)
         )
@@ -205,6 +214,11 @@ def find_column(columns: list[str], explicit: str | None, candidates: tuple[str,
     headerless = all(str(c).isdigit() for c in columns)
     if explicit is not None and headerless:
         require(
+            explicit.isdigit(),
+            f"{kind} column {explicit!r} is a name, but with --no-header columns are 0-based indices "
+            f"(0-{len(columns) - 1}); pass {flag} N, or drop --no-header if the first row names the columns",
+        )
+        require(
             explicit in columns,
             f"{kind} column index {explicit} is out of range: the file has {len(columns)} columns "
             f"(0-{len(columns) - 1}); pass {flag} with one of them",
@@ -234,10 +248,15 @@ def find_column(columns: list[str], explicit: str | None, candidates: tuple[str,
     raise UserError(f"no {kind} column found among {shown} (looked for {list(candidates)}); name it with {flag}{hint}")
 
 
-def _clean(df: pd.DataFrame, text_col: str, label_col: str) -> tuple[pd.DataFrame, int]:
-    out = pd.DataFrame({"text": df[text_col], "label": df[label_col]})
+def _clean(
+    df: pd.DataFrame, text_input: TextInput, label_col: str, where: str = "the data"
+) -> tuple[pd.DataFrame, int]:
+    """Rows with a text and a label (counted when dropped); a pair task's rows must also have a second text."""
+    out = text_input.extract(df).assign(label=df[label_col])
     text_ok = out["text"].map(lambda t: isinstance(t, str) and t.strip() != "")
     label_ok = out["label"].notna()
+    if text_input.pair_column:
+        check_pairs(out[text_ok & label_ok], text_input.pair_column, where)
     kept = out[text_ok & label_ok].reset_index(drop=True)
     return kept, int(len(out) - len(kept))
 
@@ -360,6 +379,10 @@ def prepare_data(
     label_delimiter: str = ",",
     label_columns: list[str] | None = None,
     test_file: str | None = None,
+    *,
+    text_columns: list[str] | None = None,
+    text_pair_column: str | None = None,
+    text_separator: str = " [SEP] ",
 ) -> PreparedData:
     """Load, clean, label-map and split `source`; the dataset's own validation/test splits are used when present.
 
@@ -383,6 +406,9 @@ def prepare_data(
         multi_label,
         label_delimiter,
         label_columns,
+        text_columns=text_columns,
+        text_pair_column=text_pair_column,
+        text_separator=text_separator,
     )
 
 
@@ -399,11 +425,16 @@ def prepare_data_from_frames(
     multi_label: bool = False,
     label_delimiter: str = ",",
     label_columns: list[str] | None = None,
+    *,
+    text_columns: list[str] | None = None,
+    text_pair_column: str | None = None,
+    text_separator: str = " [SEP] ",
 ) -> PreparedData:
     """`prepare_data` for tables already in memory (one `all` table, or named splits)."""
     named = {SPLIT_ALIASES.get(k.lower(), k): v for k, v in raw.items()}
     columns = list(next(iter(named.values())).columns)
-    text_col = find_column(columns, text_column, TEXT_CANDIDATES, "text")
+    text_input = resolve(columns, text_column, text_columns, text_pair_column, text_separator, TEXT_CANDIDATES)
+    text_col = text_input.columns[0]
     if label_columns:
         require(multi_label, "--label-columns (one 0/1 column per label) needs --multi-label")
         label_col = "+".join(label_columns)
@@ -411,18 +442,19 @@ def prepare_data_from_frames(
         label_col = find_column(columns, label_column, LABEL_CANDIDATES, "label")
     needed = label_columns or [label_col]
     for name, frame in named.items():
-        lacking = [c for c in [text_col, *needed] if c not in frame.columns]
+        inputs = [*text_input.columns, *([text_input.pair_column] if text_input.pair_column else [])]
+        lacking = [c for c in [*inputs, *needed] if c not in frame.columns]
         require(not lacking, f"split {name!r} lacks column(s) {lacking}")
 
     notes = [note for frame in raw.values() for note in frame.attrs.get("notes", [])]
     cleaned, dropped = {}, 0
     if multi_label:
         encoded, id2label, values, dropped = _multi_label_frames(
-            named, text_col, label_col, label_names, label_delimiter, label_columns, notes
+            named, text_input, label_col, label_names, label_delimiter, label_columns, notes
         )
     else:
         for name, frame in named.items():
-            cleaned[name], n = _clean(frame, text_col, label_col)
+            cleaned[name], n = _clean(frame, text_input, label_col, f"split {name!r}")
             dropped += n
         require(
             sum(len(v) for v in cleaned.values()) > 0,
@@ -465,8 +497,12 @@ def prepare_data_from_frames(
         tr = 1 - val_fraction - test_fraction
         origin = f"stratified {tr:.0%}/{val_fraction:.0%}/{test_fraction:.0%} split, seed {seed}"
     splits = {k: splits[k] for k in ("train", "validation", "test")}
-    seen = set(splits["train"]["text"])
-    overlap = {k: int(splits[k]["text"].isin(seen).sum()) for k in ("validation", "test")}
+
+    def key(frame: pd.DataFrame) -> pd.Series:  # a pair is a duplicate only when both of its texts are
+        return frame["text"] + "\x00" + frame["text_pair"] if text_input.pair_column else frame["text"]
+
+    seen = set(key(splits["train"]))
+    overlap = {k: int(key(splits[k]).isin(seen).sum()) for k in ("validation", "test")}
     if any(overlap.values()):  # duplicated rows leak training texts into evaluation: say so, keep the split
         notes.append(
             f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
@@ -494,12 +530,13 @@ def prepare_data_from_frames(
         multi_label,
         label_delimiter,
         list(label_columns) if label_columns else None,
+        text_input,
     )
 
 
 def _multi_label_frames(
     named: dict[str, pd.DataFrame],
-    text_col: str,
+    text_input: TextInput,
     label_col: str,
     label_names: list[str] | None,
     delimiter: str,
@@ -509,10 +546,13 @@ def _multi_label_frames(
     """Frames whose `label` is a tuple of ids; rows with empty text dropped, rows with no label kept."""
     raw_sets, texts, dropped = {}, {}, 0
     for name, frame in named.items():
-        ok = frame[text_col].map(lambda t: isinstance(t, str) and t.strip() != "")
+        inputs = text_input.extract(frame)
+        ok = inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "")
         dropped += int((~ok).sum())
-        frame = frame[ok].reset_index(drop=True)
-        texts[name] = frame[text_col]
+        if text_input.pair_column:
+            check_pairs(inputs[ok], text_input.pair_column, f"split {name!r}")
+        frame, inputs = frame[ok].reset_index(drop=True), inputs[ok].reset_index(drop=True)
+        texts[name] = inputs
         if label_columns:
             raw_sets[name] = ml.sets_from_columns(frame, label_columns)
         else:
@@ -536,9 +576,7 @@ def _multi_label_frames(
             )
     names_list = [id2label[i] for i in range(len(id2label))]
     encoded = {
-        name: pd.DataFrame(
-            {"text": texts[name], "label": ml.encode_label_sets(sets, value_to_id, label_col, names_list)}
-        )
+        name: texts[name].assign(label=ml.encode_label_sets(sets, value_to_id, label_col, names_list))
         for name, sets in raw_sets.items()
     }
     return encoded, id2label, list(value_to_id), dropped
@@ -549,13 +587,20 @@ def _multi_label_frames(
 TRUNCATIONS = ("head", "head_tail")
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int, truncation: str = "head") -> dict[str, list]:
-    """Token ids (unpadded) of at most `max_length` tokens per text.
+def encode_texts(
+    tokenizer, texts: list[str], max_length: int, truncation: str = "head", pairs: list[str] | None = None
+) -> dict[str, list]:
+    """Token ids (unpadded) of at most `max_length` tokens per text (or per pair of texts).
+
+    A pair goes in as BERT's two segments (`[CLS] a [SEP] b [SEP]`, token type ids 0 then 1); when it is
+    too long, tokens come off the longer of the two first, so the budget is shared.
 
     `head` keeps the beginning. `head_tail` keeps the first quarter of the budget from the beginning
     and the rest from the end: a review's verdict is often in its last sentences, and Sun et al. (2019)
     measured head+tail above head-only truncation for BERT on IMDb.
     """
+    if pairs is not None:
+        return dict(tokenizer(texts, pairs, truncation="longest_first", max_length=max_length))
     if truncation == "head":
         return dict(tokenizer(texts, truncation=True, max_length=max_length))
     require(truncation == "head_tail", f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
@@ -577,15 +622,16 @@ def tokenize_splits(data: PreparedData, tokenizer, max_length: int, truncation: 
     from datasets import Dataset, DatasetDict
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        return encode_texts(tokenizer, batch["text"], max_length, truncation)
+        return encode_texts(tokenizer, batch["text"], max_length, truncation, batch.get("text_pair"))
 
+    inputs = ["text", "text_pair"] if data.pairs else ["text"]
     out = {}
     for name, frame in data.splits.items():
         if data.multi_label:
             frame = frame.assign(label=list(ml.multi_hot(list(frame["label"]), data.num_labels).tolist()))
-        ds = Dataset.from_pandas(frame[["text", "label"]], preserve_index=False)
-        out[name] = ds.map(encode, batched=True, remove_columns=["text"], desc=f"Tokenizing {name}")
-    print(truncation_report(out, max_length, truncation))
+        ds = Dataset.from_pandas(frame[[*inputs, "label"]], preserve_index=False)
+        out[name] = ds.map(encode, batched=True, remove_columns=inputs, desc=f"Tokenizing {name}")
+    print(truncation_report(out, max_length, "pair" if data.pairs else truncation))
     return DatasetDict(out)
 
 
@@ -595,7 +641,9 @@ def truncation_report(tokenized: dict, max_length: int, truncation: str = "head"
     for name, ds in tokenized.items():
         cut = sum(len(ids) >= max_length for ids in ds["input_ids"])
         parts.append(f"{name} {cut:,} of {len(ds):,} ({cut / max(1, len(ds)):.0%})")
-    kept = "beginning and end kept" if truncation == "head_tail" else "beginning kept"
+    kept = {"head_tail": "beginning and end kept", "pair": "the longer text shortened first"}.get(
+        truncation, "beginning kept"
+    )
     return f"texts cut to max_length={max_length} tokens ({kept}): " + ", ".join(parts)
 
 
@@ -621,6 +669,7 @@ def save_label_mapping(data: PreparedData, directory: Path) -> Path:
                 "multi_label": data.multi_label,
                 "label_delimiter": data.label_delimiter,
                 "label_columns": data.label_columns,
+                **(data.text_input.record() if data.text_input else {}),
             },
             indent=2,
         )
@@ -644,32 +693,34 @@ def load_labelled_file(
     text_column: str | None = None,
     label_column: str | None = None,
     header: bool = True,
+    text_pair_column: str | None = None,
 ) -> pd.DataFrame:
     """A labelled evaluation file encoded with a trained run's mapping (raw values or label names).
 
+    Its input columns are the ones training read (joined or paired the same way) unless the flags name others.
     For a multi-label run, `label` holds tuples of ids, read as training read them (delimiter or 0/1 columns).
     """
     df = read_local_file(Path(path).expanduser(), header)
     columns = list(df.columns)
+    text_input = from_mapping(mapping, columns, text_column, text_pair_column, TEXT_CANDIDATES)
 
     def column(explicit: str | None, kind: str, candidates: tuple[str, ...]) -> str:
         """The flag's column, else the one training used when the file has it, else found by name."""
         trained = mapping.get(f"{kind}_column")
         return find_column(columns, explicit or (trained if trained in columns else None), candidates, kind)
 
-    text_col = column(text_column, "text", TEXT_CANDIDATES)
     values = mapping["label_values"]
     names = [mapping["id2label"][str(i)] for i in range(len(mapping["id2label"]))]
     label_columns = mapping.get("label_columns")
     label_col = "+".join(label_columns) if label_columns else column(label_column, "label", LABEL_CANDIDATES)
     if mapping.get("multi_label"):
         encoded, *_ = _multi_label_frames(
-            {"all": df}, text_col, label_col, names, mapping.get("label_delimiter", ","), label_columns, []
+            {"all": df}, text_input, label_col, names, mapping.get("label_delimiter", ","), label_columns, []
         )
         frame = encoded["all"]
         require(len(frame) > 0, f"{path} has no rows with text")
         return frame
-    frame, _ = _clean(df, text_col, label_col)
+    frame, _ = _clean(df, text_input, label_col, str(path))
     require(len(frame) > 0, f"{path} has no rows with text and label")
     as_names = frame["label"].map(lambda v: str(v).strip()).isin(names).all()
     value_to_id = {n: i for i, n in enumerate(names)} if as_names else {v: i for i, v in enumerate(values)}

@@ -16,6 +16,7 @@ from .data import encode_texts
 from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
 from .metrics import sigmoid, softmax
+from .windows import LONG_TEXT, check_window, combine, encode_windows
 
 TRAINING_CONFIG = "training_config.json"
 
@@ -30,20 +31,46 @@ def predict_logits(
     device: str | None = None,
     progress: bool = True,
     truncation: str = "head",
+    pairs: list[str] | None = None,
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> np.ndarray:
-    """Logits for `texts` in their original order; batches of similar length waste little on padding.
+    """Logits for `texts` (with their `pairs`' second texts) in their original order; batches of similar
+    length waste little on padding.
 
     `truncation` must be the one the model was trained with (it is recorded in training_config.json).
+    `long_text="window"` reads every token of a long text through overlapping windows (windows.py).
     """
+    require(long_text in LONG_TEXT, f"--long-text must be one of {LONG_TEXT}, got {long_text!r}")
+    require(pairs is None or len(pairs) == len(texts), f"{len(texts)} texts but {len(pairs or [])} second texts")
     model.eval()
+    if long_text == "window":
+        stride = check_window(max_length, stride, tokenizer, pairs is not None)
+        encoded, owner = encode_windows(tokenizer, texts, max_length, stride)
+        rows = as_rows(encoded)
+        return combine(_logits_of_rows(model, tokenizer, rows, batch_size, device, progress), owner, len(texts))
+    sizes = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
+    order = np.argsort(sizes, kind="stable")
+    rows: list[dict[str, Any]] = [{}] * len(texts)
+    for start in range(0, len(texts), 1024):  # tokenized in slices: one call per text would be slow
+        idx = order[start : start + 1024]
+        encoded = encode_texts(
+            tokenizer, [texts[i] for i in idx], max_length, truncation, [pairs[i] for i in idx] if pairs else None
+        )
+        for i, row in zip(idx, as_rows(encoded)):
+            rows[i] = row
+    return _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+
+
+def _logits_of_rows(model, tokenizer, rows: list[dict[str, Any]], batch_size, device, progress) -> np.ndarray:
+    """Logits of tokenized rows, in their order, batched by length."""
     device = device or next(p.device for p in model.parameters())
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+    out = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
     collate = PaddingCollator(tokenizer)
-    for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", disable=not progress, unit="batch"):
+    for start in tqdm(range(0, len(rows), batch_size), desc="Predicting", disable=not progress, unit="batch"):
         idx = order[start : start + batch_size]
-        encoded = encode_texts(tokenizer, [texts[i] for i in idx], max_length, truncation)
-        batch = {k: v.to(device) for k, v in collate(as_rows(encoded)).items()}
+        batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
         out[idx] = model(**batch).logits.float().cpu().numpy()
     return out
 
@@ -60,6 +87,12 @@ class LoadedAdapter:
     truncation: str = "head"
     multi_label: bool = False
     threshold_record: dict[str, Any] | None = None  # thresholds.json of a multi-label run
+    mapping: dict[str, Any] | None = None  # label_mapping.json: labels and the input columns training read
+
+    @property
+    def pair_column(self) -> str | None:
+        """The column of second texts when the model reads sentence pairs, else None."""
+        return (self.mapping or {}).get("text_pair_column")
 
     @property
     def names(self) -> list[str]:
@@ -71,7 +104,16 @@ class LoadedAdapter:
 
         return thresholds.vector(self.threshold_record or {}, self.names, mode)
 
-    def logits(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    def logits(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        progress: bool = True,
+        pairs: list[str] | None = None,
+        long_text: str = "truncate",
+        stride: int | None = None,
+    ) -> np.ndarray:
+        self.check_pairs(texts, pairs)
         return predict_logits(
             self.model,
             self.tokenizer,
@@ -80,6 +122,25 @@ class LoadedAdapter:
             batch_size,
             progress=progress,
             truncation=self.truncation,
+            pairs=pairs,
+            long_text=long_text,
+            stride=stride,
+        )
+
+    def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
+        """A pair model needs a second text for every text; a single-text model takes none."""
+        if self.pair_column and pairs is None:
+            raise UserError(
+                f"this model reads sentence pairs (second texts from {self.pair_column!r} in training); give a "
+                f"second text for each: --text-pair on the command line, or --dataset with both columns"
+            )
+        require(
+            pairs is None or self.pair_column,
+            "this model was trained on single texts; leave out the second texts (--text-pair)",
+        )
+        require(
+            pairs is None or len(pairs) == len(texts),
+            f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
         )
 
     def predict(
@@ -89,29 +150,33 @@ class LoadedAdapter:
         progress: bool = True,
         top_k: int | None = None,
         threshold_mode: str | None = None,
+        pairs: list[str] | None = None,
+        long_text: str = "truncate",
+        stride: int | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per text: the predicted label and its probability (for label sets: every label above its
         threshold, most probable first), then every label's probability (only the `top_k` highest if given)."""
-        logits = self.logits(texts, batch_size, progress)
+        logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
         names = self.names
+        inputs = [{"text": t, **({"text_pair": pairs[i]} if pairs else {})} for i, t in enumerate(texts)]
         if not self.multi_label:
             probs = softmax(logits)
             return [
                 {
-                    "text": t,
+                    **given,
                     "label": names[int(p.argmax())],
                     "probability": round(float(p.max()), 6),
                     "probabilities": _ranked(names, p, top_k),
                 }
-                for t, p in zip(texts, probs)
+                for given, p in zip(inputs, probs)
             ]
         probs, cut = sigmoid(logits), self.thresholds(threshold_mode)
         rows = []
-        for t, p in zip(texts, probs):
+        for given, p in zip(inputs, probs):
             chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
             rows.append(
                 {
-                    "text": t,
+                    **given,
                     "labels": [names[j] for j in chosen],
                     "label_probabilities": {names[j]: round(float(p[j]), 6) for j in chosen},
                     "probabilities": _ranked(names, p, top_k),
@@ -195,6 +260,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
             trained.get("truncation", "head"),
             multi_label,
             thresholds.load(path, names) if multi_label else None,
+            mapping or None,
         )
     require(
         (path / "adapter_config.json").is_file(),
@@ -234,6 +300,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         cfg.get("truncation", "head"),  # runs saved before `truncation` existed cut the end
         multi_label,
         record,
+        mapping,
     )
 
 

@@ -14,6 +14,19 @@ from .config import parse_class_weights
 from .errors import require
 
 
+def check_class_weights(setting: str, num_labels: int, multi_label: bool) -> str | list[float] | None:
+    """The parsed setting; explicit weights must number one per class (or label): checked before any output."""
+    parsed = parse_class_weights(setting)
+    if isinstance(parsed, list):
+        kind = "labels" if multi_label else "classes"
+        require(
+            len(parsed) == num_labels,
+            f"class_weights gives {len(parsed)} weights for {num_labels} {kind}; give one per "
+            f"{kind[:-1] if multi_label else 'class'}, in label-id order",
+        )
+    return parsed
+
+
 def class_weight_vector(setting: str, labels, num_labels: int, multi_label: bool) -> torch.Tensor | None:
     """The weights `setting` asks for (none / auto / w1,w2,...), from the training labels.
 
@@ -21,16 +34,10 @@ def class_weight_vector(setting: str, labels, num_labels: int, multi_label: bool
     "balanced"); a label of a multi-label task gets sqrt(negatives / positives) as its positive weight,
     which lifts rare labels without letting one with a few dozen examples swamp the rest.
     """
-    parsed = parse_class_weights(setting)
+    parsed = check_class_weights(setting, num_labels, multi_label)
     if parsed is None:
         return None
     if parsed != "auto":
-        kind = "labels" if multi_label else "classes"
-        require(
-            len(parsed) == num_labels,
-            f"class_weights gives {len(parsed)} weights for {num_labels} {kind}; give one per "
-            f"{kind[:-1] if multi_label else 'class'}, in label-id order",
-        )
         return torch.tensor(parsed, dtype=torch.float32)
     y = np.asarray(labels)
     if multi_label:

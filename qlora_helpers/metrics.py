@@ -58,8 +58,15 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, id2label: dict
     ids = sorted(id2label)
     names = [id2label[i] for i in ids]
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(ids))
+    binary = {}
+    if len(ids) == 2:  # two classes: F1 of the second (label id 1), as MRPC and most binary benchmarks report
+        binary = {
+            "f1_positive": float(f1_score(labels, preds, pos_label=ids[1], average="binary", zero_division=0)),
+            "positive_label": names[1],
+        }
     return {
         "accuracy": float(accuracy_score(labels, preds)),
+        **binary,
         "f1_macro": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
         "f1_weighted": float(f1_score(labels, preds, labels=ids, average="weighted", zero_division=0)),
         "majority_baseline_accuracy": float(counts.max() / max(1, counts.sum())),
@@ -115,5 +122,10 @@ def format_report(metrics: dict[str, Any]) -> str:
             f"{'accuracy':>{width}} {metrics['accuracy']:9.4f}   macro F1 {metrics['f1_macro']:.4f}   "
             f"weighted F1 {metrics['f1_weighted']:.4f}   majority-class baseline "
             f"{metrics['majority_baseline_accuracy']:.4f}"
+            + (
+                f"   F1 of {metrics['positive_label']!r} {metrics['f1_positive']:.4f}"
+                if "positive_label" in metrics
+                else ""
+            )
         )
     return "\n".join(rows)

@@ -147,7 +147,10 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
 
 
 def load_data(cfg: TrainConfig) -> PreparedData:
+    from .text_input import separator_text
+
     names = read_label_names_file(cfg.label_names_file) if cfg.label_names_file else cfg.label_names
+    joiner = separator_text(cfg.text_separator, load_tokenizer(cfg.model)) if cfg.text_columns else " [SEP] "
     data = prepare_data(
         cfg.dataset,
         cfg.text_column,
@@ -162,6 +165,9 @@ def load_data(cfg: TrainConfig) -> PreparedData:
         cfg.label_delimiter,
         cfg.label_columns,
         cfg.test_file,
+        text_columns=cfg.text_columns,
+        text_pair_column=cfg.text_pair_column,
+        text_separator=joiner,
     )
     print(data.describe())
     return data
@@ -182,8 +188,11 @@ def prepare(cfg: TrainConfig, resume: bool = False) -> Prepared:
 
     `train_pipeline`, the benchmark runner and the probes all start here, so they measure the same setup.
     """
+    from .loss import check_class_weights
+
     hw = start(cfg, resume)
     data = load_data(cfg)
+    check_class_weights(cfg.class_weights, data.num_labels, data.multi_label)
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
     return Prepared(hw, data, tokenizer, tokenized)
@@ -191,7 +200,9 @@ def prepare(cfg: TrainConfig, resume: bool = False) -> Prepared:
 
 def plot_data(cfg: TrainConfig, hw: Hardware, data: PreparedData, tokenizer) -> Path:
     """Label balance per split and token lengths against max_length."""
-    lengths = token_lengths(data.splits["train"]["text"].tolist(), tokenizer, seed=cfg.seed)
+    train = data.splits["train"]
+    texts = (train["text"] + " " + train["text_pair"]) if data.pairs else train["text"]  # a pair shares the budget
+    lengths = token_lengths(texts.tolist(), tokenizer, seed=cfg.seed)
     return plot_dataset_stats(
         data.summary()["label_counts"],
         lengths,
@@ -269,11 +280,21 @@ def evaluate_split(
     batch_size: int,
     truncation: str = "head",
     thresholds: np.ndarray | float = 0.5,
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Scores of `frame` and the logits behind them; label sets are scored at `thresholds`."""
     try:
         logits = predict_logits(
-            model, tokenizer, frame["text"].tolist(), max_length, batch_size, truncation=truncation
+            model,
+            tokenizer,
+            frame["text"].tolist(),
+            max_length,
+            batch_size,
+            truncation=truncation,
+            pairs=frame["text_pair"].tolist() if "text_pair" in frame else None,
+            long_text=long_text,
+            stride=stride,
         )
     except torch.OutOfMemoryError:
         raise UserError(
@@ -298,6 +319,11 @@ def is_multi_label(frame: pd.DataFrame) -> bool:
     return len(frame) > 0 and isinstance(frame["label"].iloc[0], tuple)
 
 
+def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns a row was read from, for tables written back to the user: text, and text_pair for pairs."""
+    return {k: frame[k] for k in ("text", "text_pair") if k in frame}
+
+
 def save_predictions(
     frame: pd.DataFrame,
     logits: np.ndarray,
@@ -312,7 +338,7 @@ def save_predictions(
         chosen = probs >= thresholds
         pd.DataFrame(
             {
-                "text": frame["text"],
+                **inputs_of(frame),
                 "true": [delimiter.join(names[list(ids)]) for ids in frame["label"]],
                 "predicted": [delimiter.join(names[row]) for row in chosen],
                 "probabilities": [delimiter.join(f"{p:.4f}" for p in probs[i][chosen[i]]) for i in range(len(frame))],
@@ -322,7 +348,7 @@ def save_predictions(
     probs = softmax(logits)
     pd.DataFrame(
         {
-            "text": frame["text"],
+            **inputs_of(frame),
             "true": names[frame["label"].to_numpy()],
             "predicted": names[logits.argmax(-1)],
             "probability": probs.max(-1).round(6),
@@ -353,7 +379,7 @@ def save_mistakes(
         off = np.abs(probs - truth).max(axis=1)
         table = pd.DataFrame(
             {
-                "text": frame["text"],
+                **inputs_of(frame),
                 "true": [delimiter.join(names[row]) for row in truth],
                 "predicted": [delimiter.join(names[row]) for row in chosen],
                 "probability": off.round(6),
@@ -364,7 +390,7 @@ def save_mistakes(
         predicted = logits.argmax(-1)
         table = pd.DataFrame(
             {
-                "text": frame["text"],
+                **inputs_of(frame),
                 "true": names[frame["label"].to_numpy()],
                 "predicted": names[predicted],
                 "probability": probs.max(-1).round(6),
@@ -457,7 +483,7 @@ def save_run(
 
 def score_fields(scores: dict[str, Any], prefix: str) -> dict[str, Any]:
     """metrics.json's names for one split's scores (single-label or label sets)."""
-    keys = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "subset_accuracy", "roc_auc_macro")
+    keys = ("accuracy", "f1_macro", "f1_positive", "f1_micro", "f1_weighted", "subset_accuracy", "roc_auc_macro")
     out = {f"{prefix}_{k}": scores[k] for k in keys if k in scores}
     if "majority_baseline_accuracy" in scores:
         out[f"{prefix}_majority_baseline_accuracy"] = scores["majority_baseline_accuracy"]

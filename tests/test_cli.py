@@ -119,6 +119,21 @@ def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
     assert mistakes["probability"].is_monotonic_decreasing
 
 
+def test_evaluate_reads_long_texts_through_windows(trained, easy_csv, tmp_path):
+    out, _ = trained
+    long = tmp_path / "long.csv"
+    frame = pd.read_csv(easy_csv)
+    frame.assign(review=frame["review"] + " " + frame["review"] + " " + frame["review"]).to_csv(long, index=False)
+    target = tmp_path / "window.json"
+    r = cli(
+        "evaluate", "--adapter", out, "--dataset", long, "--long-text", "window", "--stride", 8, "--output", target
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    written = json.loads(target.read_text())
+    assert written["long_text"] == "window" and written["stride"] == 8 and written["rows"] == 240
+    assert written["accuracy"] >= 0.85  # three copies of a review, each window sees its sentiment words
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -133,6 +148,11 @@ def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
         (["predict", "--adapter", "{tmp}", "hello"], "has no adapter_config.json"),
         (["predict", "--adapter", "{adapter}"], "no texts given"),
         (["evaluate", "--adapter", "{adapter}", "--dataset", "missing.parquet"], "dataset file not found"),
+        (
+            ["evaluate", "--adapter", "{adapter}", "--dataset", "{easy}", "--long-text", "window", "--stride", "32"],
+            "--stride 32 must be below max_length (32)",
+        ),
+        (["predict", "--adapter", "{adapter}", "fine", "--text-pair", "a"], "trained on single texts"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(args, message, trained, easy_csv, tmp_path):
