@@ -194,6 +194,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
             test_accuracy=metrics.get("accuracy"),
             test_f1_weighted=metrics["f1_weighted"],
             test_f1_macro=metrics["f1_macro"],
+            test_f1_positive=metrics.get("f1_positive"),
             best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
             best_val_f1_macro=outcome.metrics.get("best_val_f1_macro"),
             train_runtime_s=round(outcome.metrics["train_runtime"], 1),
@@ -269,13 +270,16 @@ def run_arms(
     evaluate_test: bool = False,
     checkpointing: tuple[bool, ...] = (True,),
     label: str = "",
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """Each (arm, checkpointing) in its own subprocess; all records in one JSON file with the command line."""
+    """Each (arm, checkpointing, seed) in its own subprocess; all records in one JSON file with the command line."""
     records = []
-    for ckpt in checkpointing:
-        for arm in arms:
-            records.append(measure_arm(arm, {**settings, "gradient_checkpointing": ckpt}, warmup_steps, evaluate_test))
-            result = _write(output, _result(label, records))
+    for seed in seeds or (settings.get("seed", 42),):
+        for ckpt in checkpointing:
+            for arm in arms:
+                own = {**settings, "gradient_checkpointing": ckpt, "seed": seed}
+                records.append(measure_arm(arm, own, warmup_steps, evaluate_test))
+                result = _write(output, _result(label, records))
     return result
 
 

@@ -89,7 +89,8 @@ def provenance(spec: dict[str, Any]) -> dict[str, Any]:
         "experiment": spec["name"],
         "label": spec.get("about", spec["name"]),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
-        "commit": commit.stdout.strip() or None,
+        # a copy of the tree sent to another machine may carry a stale .git: the sender names its commit
+        "commit": os.environ.get("BENCH_COMMIT") or commit.stdout.strip() or None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": library_versions(),
@@ -133,6 +134,7 @@ def run_arms(spec, settings, output):
         spec.get("evaluate_test", False),
         ckpt,
         spec.get("about", ""),
+        tuple(SEEDS or spec.get("seeds", [])) or None,
     )
 
 
@@ -172,8 +174,11 @@ def run_inference(spec, settings, output):
 
 def run_train(spec, settings, output):
     """Whole `train` runs of named variants and seeds, each in its own process; optionally evaluated on
-    reviews the training data never held (`unseen`), to check that a choice made on validation generalises."""
+    reviews the training data never held (`unseen`), to check that a choice made on validation generalises,
+    and re-evaluated on their own test split with other `evaluate` flags (`test_evaluations`, e.g. windows)."""
     unseen = make_unseen_file(expand(spec["unseen"])) if spec.get("unseen") else None
+    if spec.get("subset"):
+        settings = {**settings, "dataset": str(make_subset_file(expand(spec["subset"])))}
     records = []
     for variant in [v for v in spec["variants"] if not ONLY or v["name"] in ONLY]:
         for seed in SEEDS or variant.get("seeds", spec.get("seeds", [settings.get("seed", 42)])):
@@ -203,6 +208,10 @@ def run_train(spec, settings, output):
                     )
                     scores = json.loads(evaluation.read_text())
                     record.update(unseen_accuracy=scores["accuracy"], unseen_rows=scores["rows"])
+                for extra in spec.get("test_evaluations", []):
+                    record.setdefault("test_evaluations", {})[extra["name"]] = evaluate_test_split(
+                        own["output_dir"], extra["flags"]
+                    )
             records.append(record)
             print(
                 json.dumps(
@@ -214,9 +223,11 @@ def run_train(spec, settings, output):
                             "best_val_accuracy",
                             "test_accuracy",
                             "test_f1_macro",
+                            "test_f1_positive",
                             "test_f1_micro",
                             "test_at_threshold_0.5",
                             "unseen_accuracy",
+                            "test_evaluations",
                             "train_runtime_s",
                         )
                     }
@@ -279,6 +290,9 @@ SEEDS: list[int] = []  # --seeds: run just these seeds (a run a time limit cut o
 RUN_FIELDS = (
     "test_accuracy",
     "test_f1_macro",
+    "test_f1_positive",
+    "test_majority_baseline_accuracy",
+    "test_report",
     "test_f1_micro",
     "test_f1_weighted",
     "test_subset_accuracy",
@@ -332,6 +346,36 @@ def run_fields(output_dir: str) -> dict[str, Any] | None:
 def cli(args: list[str]) -> int:
     """`python -m qlora_helpers ARGS` in its own process; its exit code."""
     return subprocess.run([sys.executable, "-m", "qlora_helpers", *args]).returncode
+
+
+def evaluate_test_split(output_dir: str, flags: list[str]) -> dict[str, Any] | None:
+    """`evaluate` with extra flags on a finished run's own test split (its test_predictions.csv)."""
+    run = Path(output_dir)
+    table = run / "test_predictions.csv"
+    target = run / ("evaluation" + "_".join(["", *map(str, flags)]).replace("--", "") + ".json")
+    pair = ["--text-pair-column", "text_pair"] if "text_pair" in table.read_text().splitlines()[0] else []
+    args = ["evaluate", "--adapter", str(run), "--dataset", str(table), "--text-column", "text", *pair]
+    if cli([*args, "--label-column", "true", *map(str, flags), "--output", str(target)]) != 0:
+        return None
+    scores = json.loads(target.read_text())
+    return {k: scores.get(k) for k in ("accuracy", "f1_macro", "f1_positive", "rows", "long_text", "stride")}
+
+
+def make_subset_file(subset: dict[str, Any]) -> Path:
+    """A CSV of `rows[value]` rows of each label value drawn from `source` (e.g. an imbalanced 9:1 IMDb)."""
+    import pandas as pd
+
+    from qlora_helpers.data import read_source
+
+    source = next(iter(read_source(subset["source"]).values()))
+    column = subset["label_column"]
+    parts = [
+        source[source[column].astype(str) == value].sample(n=n, random_state=subset.get("seed", 0))
+        for value, n in subset["rows"].items()
+    ]
+    path = Path(tempfile.mkdtemp(prefix="subset-")) / "subset.csv"
+    pd.concat(parts).sample(frac=1.0, random_state=subset.get("seed", 0)).to_csv(path, index=False)
+    return path
 
 
 def make_unseen_file(unseen: dict[str, Any]) -> Path:
@@ -428,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiments", nargs="*", help="experiment names (benchmarks/experiments/) or 'figures'")
     parser.add_argument("--list", action="store_true", help="list the experiments and the location variables")
     parser.add_argument("--output", help="result file, or a folder to write each experiment's result into")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON", help="change a setting of every run")
+    parser.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=JSON", help="change a setting of every run"
+    )
     parser.add_argument("--only", nargs="+", default=[], metavar="VARIANT", help="run only these variants")
     parser.add_argument("--seeds", nargs="+", type=int, default=[], help="run only these seeds (train kind)")
     args = parser.parse_args(argv)
