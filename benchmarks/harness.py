@@ -93,8 +93,11 @@ def weight_arithmetic_mb(total_params: int, trainable_params: int, embedding_par
     return total_params * 4 / MIB
 
 
-def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bool = False) -> dict[str, Any]:
-    """Train one arm in this process and return its record (see the module docstring)."""
+def run_arm(
+    arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bool = False, memory_breakdown: bool = False
+) -> dict[str, Any]:
+    """Train one arm in this process and return its record (see the module docstring); `memory_breakdown`
+    adds what the peak of the first step after warm-up is made of (memory_breakdown.py)."""
     from transformers import set_seed
 
     from qlora_helpers.lora import count_parameters
@@ -117,6 +120,11 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
     arm_cfg = cfg if arm in ("qlora", "lora_16bit") else cfg.replace(optim="adamw_torch", lr=min(cfg.lr, 5e-5))
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    trace = None
+    if memory_breakdown:
+        from .memory_breakdown import StepMemoryTrace
+
+        trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed
     outcome = train(
         model,
         tokenized,
@@ -126,6 +134,7 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         evaluation=evaluate_test,
         mixed_precision=arm != "full_fp32",
         timing_warmup=warmup_steps,
+        extra_callbacks=[trace] if trace else None,
     )
     synchronize()
     sps = outcome.metrics["train_step_samples_per_second"]  # training steps only, synchronised, after warm-up
@@ -171,6 +180,8 @@ def run_arm(arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bo
         "test_f1_weighted": None,
         "versions": library_versions(),
     }
+    if trace is not None:
+        record["memory_breakdown"] = trace.result
     if evaluate_test:
         cut = 0.5
         if data.multi_label:  # thresholds tuned on validation, as `train` does
@@ -227,7 +238,12 @@ def record_from_child(command: list[str], prefix: str, identity: dict[str, Any])
 
 
 def measure_arm(
-    arm: str, settings: dict[str, Any], warmup_steps: int = 5, evaluate_test: bool = False, profile: str = "full"
+    arm: str,
+    settings: dict[str, Any],
+    warmup_steps: int = 5,
+    evaluate_test: bool = False,
+    profile: str = "full",
+    memory_breakdown: bool = False,
 ) -> dict[str, Any]:
     """One arm of one preset (`settings` on top of it) trained in a fresh process; its record."""
     child = [
@@ -246,6 +262,8 @@ def measure_arm(
     ]
     if evaluate_test:
         child.append("--evaluate-test")
+    if memory_breakdown:
+        child.append("--memory-breakdown")
     started = time.perf_counter()
     record = record_from_child(
         child,
@@ -271,15 +289,25 @@ def run_arms(
     checkpointing: tuple[bool, ...] = (True,),
     label: str = "",
     seeds: tuple[int, ...] | None = None,
+    memory_breakdown: bool = False,
+    variants: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Each (arm, checkpointing, seed) in its own subprocess; all records in one JSON file with the command line."""
-    records = []
-    for seed in seeds or (settings.get("seed", 42),):
-        for ckpt in checkpointing:
-            for arm in arms:
-                own = {**settings, "gradient_checkpointing": ckpt, "seed": seed}
-                records.append(measure_arm(arm, own, warmup_steps, evaluate_test))
-                result = _write(output, _result(label, records))
+    """Each (variant, arm, checkpointing, seed) in its own subprocess; all records in one JSON file.
+
+    A variant (`{"name", "set", "arms"}`) changes settings for its own arms, e.g. LoRA dropout for QLoRA alone.
+    """
+    records: list[dict[str, Any]] = []
+    result = _result(label, records)
+    for variant in variants or [{"name": None, "set": {}}]:
+        for seed in seeds or (settings.get("seed", 42),):
+            for ckpt in checkpointing:
+                for arm in variant.get("arms", arms):
+                    own = {**settings, **variant.get("set", {}), "gradient_checkpointing": ckpt, "seed": seed}
+                    record = measure_arm(arm, own, warmup_steps, evaluate_test, memory_breakdown=memory_breakdown)
+                    if variant["name"]:
+                        record["variant"] = variant["name"]
+                    records.append(record)
+                    result = _write(output, _result(label, records))
     return result
 
 

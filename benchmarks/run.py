@@ -135,6 +135,8 @@ def run_arms(spec, settings, output):
         ckpt,
         spec.get("about", ""),
         tuple(SEEDS or spec.get("seeds", [])) or None,
+        spec.get("memory_breakdown", False),
+        [v for v in spec["variants"] if not ONLY or v["name"] in ONLY] if spec.get("variants") else None,
     )
 
 
@@ -440,6 +442,7 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--settings")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--evaluate-test", action="store_true")
+    parser.add_argument("--memory-breakdown", action="store_true")
     parser.add_argument("--adapter")
     parser.add_argument("--mode")
     parser.add_argument("--texts")
@@ -451,7 +454,10 @@ def child(argv: list[str]) -> int:
         from .harness import run_arm
 
         cfg = make_config(args.profile, **json.loads(args.settings))
-        print("BENCH_RECORD " + json.dumps(run_arm(args.arm, cfg, args.warmup_steps, args.evaluate_test)))
+        print(
+            "BENCH_RECORD "
+            + json.dumps(run_arm(args.arm, cfg, args.warmup_steps, args.evaluate_test, args.memory_breakdown))
+        )
     else:
         from .inference_modes import time_mode
 
