@@ -121,7 +121,7 @@ def run_arm(
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trace = None
-    if memory_breakdown:
+    if memory_breakdown and not cfg.gradient_checkpointing:  # recording stacks breaks checkpointed backward
         from .memory_breakdown import StepMemoryTrace
 
         trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed

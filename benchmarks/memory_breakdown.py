@@ -36,7 +36,7 @@ def where(frames: list[dict[str, Any]]) -> str:
         for frame in frames:
             name = frame.get("filename", "")
             if key in name:
-                return f"{area}: {os.path.basename(name)}:{frame.get('name')}"
+                return f"{area}: {os.path.basename(name)}:{frame.get('name')}:{frame.get('line')}"
     return "backward (autograd)" if not frames else f"other: {os.path.basename(frames[0].get('filename', '?'))}"
 
 
@@ -67,6 +67,7 @@ def peak_breakdown(snapshot: dict[str, Any], allocated_before: int, device: int 
     rows = [
         {"allocated_by": k, "mib": round(v[0] / MIB, 1), "tensors": v[1]}
         for k, v in sorted(groups.items(), key=lambda kv: -kv[1][0])
+        if v[0] >= MIB
     ]
     kept = allocated_before - freed_before_peak
     return {
