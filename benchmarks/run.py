@@ -124,7 +124,10 @@ def base_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 def run_arms(spec, settings, output):
     from .harness import run_arms as arms
 
-    ckpt = tuple(spec.get("checkpointing", [settings.get("gradient_checkpointing", True)]))
+    ckpt = tuple(
+        settings.pop("checkpointing", None)
+        or spec.get("checkpointing", [settings.get("gradient_checkpointing", True)])
+    )
     settings.pop("gradient_checkpointing", None)
     return arms(
         spec.get("arms", ["qlora"]),
