@@ -407,13 +407,16 @@ def write(output: Path, payload: dict[str, Any]) -> None:
     write_json(output, payload)
 
 
+RUNNER_SETTINGS = ("checkpointing",)  # --set keys the runner reads itself (arms: which checkpointing to run)
+
+
 def check_settings(name: str, settings: dict[str, Any]) -> None:
     """Bad settings fail here, once, with the configuration's own message, before any run starts."""
     from qlora_helpers.config import TrainConfig
     from qlora_helpers.errors import UserError
 
     try:
-        TrainConfig(**settings).validate()
+        TrainConfig(**{k: v for k, v in settings.items() if k not in RUNNER_SETTINGS}).validate()
     except (UserError, TypeError) as e:
         print(f"error: experiment {name}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
