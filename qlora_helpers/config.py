@@ -88,7 +88,9 @@ class TrainConfig:
     # --- LoRA (Hu et al. 2021) ---------------------------------------------------------------
     lora_r: int = _f(16, "Rank of the update; 8-16 is plenty for classification.")
     lora_alpha: float = _f(32, "Scale alpha/r = 2, the common choice that keeps the lr portable across ranks.")
-    lora_dropout: float = _f(0.1, "Regularises the small adapter on a small dataset.")
+    lora_dropout: float = _f(
+        0.0, "0: peft skips a dropped-out copy of every adapted layer's input - less memory, no accuracy lost."
+    )
     target_modules: list[str] = _f(
         ["query", "key", "value", "dense"],
         "Every linear layer of the encoder, as QLoRA recommends; reference: query/value.",
@@ -314,6 +316,7 @@ def offline_profile(**changes: Any) -> TrainConfig:
         max_length=128,  # keeps a CPU epoch to a few minutes
         epochs=2.0,
         lr=1e-3,  # ~150 steps: the recipe's 5e-4 barely moves the adapter in so few
+        lora_dropout=0.1,  # as chosen and measured for this profile; on 1,200 reviews it may still regularise
         batch_size=16,
         grad_accum=1,
         eval_batch_size=64,
@@ -338,6 +341,7 @@ REFERENCE_RECIPE: dict[str, Any] = dict(
     grad_accum=2,
     eval_batch_size=64,
     lr=2e-4,
+    lora_dropout=0.1,
     target_modules=["query", "value"],
     truncation="head",
     group_by_length=False,
