@@ -412,8 +412,11 @@ def summary_line(r: dict[str, Any]) -> str:
     )
 
 
-def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
-    """A model directory with the architecture of `config_dir/config.json` and random weights.
+def make_random_model_dir(
+    config_dir: str | Path, out_dir: str | Path, seed: int = 0, shape: dict[str, Any] | None = None
+) -> Path:
+    """A model directory with the architecture of `config_dir/config.json` (`shape` changed, e.g. bert-large's
+    sizes) and random weights.
 
     For speed and memory only (bert-base weights are not needed for that): the tokenizer files are copied,
     the weights are freshly initialised, and the directory loads with `from_pretrained` like a Hub model.
@@ -428,7 +431,10 @@ def make_random_model_dir(config_dir: str | Path, out_dir: str | Path, seed: int
         if (config_dir / name).is_file():
             shutil.copy(config_dir / name, out_dir / name)
     torch.manual_seed(seed)
-    AutoModel.from_config(AutoConfig.from_pretrained(config_dir)).save_pretrained(out_dir)
+    config = AutoConfig.from_pretrained(config_dir)
+    for key, value in (shape or {}).items():
+        setattr(config, key, value)
+    AutoModel.from_config(config).save_pretrained(out_dir)
     return out_dir
 
 

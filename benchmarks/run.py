@@ -104,7 +104,8 @@ def base_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 
     model = expand(spec.get("model", "${MINILM}"))
     if spec.get("random_weights"):
-        model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-"))))
+        shape = spec.get("shape")  # e.g. bert-large's sizes on bert-base's tokenizer
+        model = str(make_random_model_dir(model, Path(tempfile.mkdtemp(prefix="random-bert-")), shape=shape))
     work = tempfile.mkdtemp(prefix="bench-")
     return {
         "model": model,

@@ -365,6 +365,19 @@ def save_mistakes(
     cut: np.ndarray | float = 0.5,
     delimiter: str = ",",
 ) -> int:
+    """Writes `mistakes_table` as CSV; returns how many texts were wrong."""
+    table = mistakes_table(frame, logits, id2label, cut, delimiter)
+    table.to_csv(path, index=False)
+    return len(table)
+
+
+def mistakes_table(
+    frame: pd.DataFrame,
+    logits: np.ndarray,
+    id2label: dict[int, str],
+    cut: np.ndarray | float = 0.5,
+    delimiter: str = ",",
+) -> pd.DataFrame:
     """The texts the model got wrong, most confident mistake first: where to look when a score disappoints.
 
     For label sets, a text is wrong when its predicted set differs from the true one; its confidence is the
@@ -396,8 +409,7 @@ def save_mistakes(
                 "probability": probs.max(-1).round(6),
             }
         )[predicted != frame["label"].to_numpy()]
-    table.sort_values("probability", ascending=False, kind="stable").to_csv(path, index=False)
-    return len(table)
+    return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
 @dataclass
