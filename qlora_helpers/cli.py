@@ -306,7 +306,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .inference import read_training_config
         from .windows import check_window
 
-        check_window(int(read_training_config(adapter)["max_length"]), args.stride, pairs="text_pair" in frame)
+        args.stride = check_window(
+            int(read_training_config(adapter)["max_length"]), args.stride, pairs="text_pair" in frame
+        )
     output = Path(args.output) if args.output else adapter / f"evaluation_{Path(args.dataset).name.split('.')[0]}.json"
     loaded = load_adapter(adapter)
     cut = loaded.thresholds() if loaded.multi_label else 0.5
