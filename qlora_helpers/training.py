@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from . import distributed
+from . import compiled, distributed
 from .collate import PaddingCollator
 from .config import TrainConfig
 from .errors import UserError
@@ -121,11 +121,24 @@ class RecipeTrainer(Trainer):
       large (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
     """
 
-    def __init__(self, *args, class_weights=None, multi_label: bool = False, **kwargs):
+    def __init__(
+        self, *args, class_weights=None, multi_label: bool = False, full_train_batches: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
         self._counted_parameters: int | None = None
         self.class_weights, self.multi_label = class_weights, multi_label
+        self.full_train_batches = full_train_batches
+
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
+        """With compiled layers, training drops an epoch's last, shorter batch (one batch size, one graph per
+        width bucket); evaluation never drops rows. `dataloader_drop_last` would apply to both."""
+        keep = self.args.dataloader_drop_last
+        self.args.dataloader_drop_last = keep or (self.full_train_batches and is_training)
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
+        finally:
+            self.args.dataloader_drop_last = keep
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The model's own loss, or the class-weighted one when `--class-weights` asks for it."""
@@ -382,7 +395,7 @@ def build_trainer(
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if evaluation else None,
         processing_class=tokenizer,
-        data_collator=PaddingCollator(tokenizer, pad_to_multiple_of=8 if hw.device == "cuda" else None),
+        data_collator=PaddingCollator(tokenizer, compiled.pad_multiple(cfg, hw), max_width=cfg.max_length),
         compute_metrics=multi_label_trainer_metrics if cfg.multi_label else trainer_metrics,
         callbacks=early + (callbacks or []),
         class_weights=class_weight_vector(
@@ -392,6 +405,7 @@ def build_trainer(
             cfg.multi_label,
         ),
         multi_label=cfg.multi_label,
+        full_train_batches=compiled.active(cfg, hw),
     )
     return trainer, schedule
 
