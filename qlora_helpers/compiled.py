@@ -40,6 +40,24 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return max(lists, key=len)
 
 
+def prepare_4bit_biases(model: torch.nn.Module) -> int:
+    """Store each 4-bit layer's bias in its compute dtype, as bitsandbytes does on a layer's first call.
+
+    Done lazily inside a compiled layer, that cast (a `.data` swap to another dtype) splits the graph at every
+    4-bit layer. Returns how many biases were cast.
+    """
+    import bitsandbytes as bnb
+
+    cast = 0
+    for layer in model.modules():
+        bias = getattr(layer, "bias", None)
+        if isinstance(layer, bnb.nn.Linear4bit) and bias is not None and layer.compute_dtype is not None:
+            if bias.dtype != layer.compute_dtype:
+                bias.data = bias.data.to(layer.compute_dtype)
+                cast += 1
+    return cast
+
+
 def compile_for_training(model: torch.nn.Module) -> int:
     """Compile each encoder layer for training steps (static shapes); evaluation keeps the eager layer.
 
@@ -50,14 +68,16 @@ def compile_for_training(model: torch.nn.Module) -> int:
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     layers = encoder_layers(model)
+    shared = torch.compile(type(layers[0]).forward, dynamic=False)  # one cache for all layers: same code
     for layer in layers:
-        layer.forward = _training_only(layer, layer.forward, torch.compile(layer.forward, dynamic=False))
+        layer.forward = _training_only(layer, layer.forward, shared)
     return len(layers)
 
 
 def _training_only(layer: torch.nn.Module, eager, compiled):
     def forward(*args, **kwargs):
-        run = compiled if layer.training and torch.is_grad_enabled() else eager
-        return run(*args, **kwargs)
+        if layer.training and torch.is_grad_enabled():
+            return compiled(layer, *args, **kwargs)
+        return eager(*args, **kwargs)
 
     return forward

@@ -264,6 +264,7 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
         model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
     )
     if compiled.active(cfg, hw):
+        compiled.prepare_4bit_biases(model)
         layers = compiled.compile_for_training(model)
         print(f"compiling {layers} encoder layers for training (the first steps of each length bucket wait for it)")
     counts = count_parameters(model)
