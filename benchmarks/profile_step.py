@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -65,6 +66,8 @@ def main(argv: list[str]) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: json.loads(v) for k, v in (p.split("=", 1) for p in pairs)}
+    work = tempfile.mkdtemp(prefix="profile-")  # the run's own outputs stay out of OUT_DIR
+    compiled.MODE = settings.pop("compile_mode", compiled.MODE)  # torch.compile mode of the layers
     compiled.BUCKET = settings.pop("bucket", compiled.BUCKET)  # width multiple of a compiled step's batches
     cfg = make_config(
         "full",
@@ -74,8 +77,8 @@ def main(argv: list[str]) -> None:
         split_seed=42,
         max_steps=STOP + 5,
         early_stopping_patience=0,  # the window must be reached
-        output_dir=str(out / "run"),
-        plots_dir=str(out / "plots"),
+        output_dir=f"{work}/run",
+        plots_dir=f"{work}/plots",
         report_to="none",
         overwrite=True,
         **settings,
@@ -91,7 +94,12 @@ def main(argv: list[str]) -> None:
         return build(*args, **kwargs)
 
     training.build_trainer = with_window
-    train_pipeline(cfg)
+    metrics = train_pipeline(cfg).metrics
+    summary = json.loads((out / "summary.json").read_text())
+    keep = ("step_ms", "train_step_samples_per_second", "peak_train_memory_mb", "test_accuracy")
+    summary.update({k: metrics.get(k) for k in keep}, settings=settings, bucket=compiled.BUCKET, mode=compiled.MODE)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("summary", json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .config import TrainConfig
 from .hardware import Hardware
 
 BUCKET = 64  # widths 64, 128, 192, 256 at the default max_length: four shapes to compile, little padding
+MODE = None  # torch.compile's default (inductor, no CUDA graphs)
 RECOMPILE_LIMIT = 64  # one graph per bucket (and per micro-batch size) for every layer; dynamo's default is 8
 
 
@@ -68,7 +69,7 @@ def compile_for_training(model: torch.nn.Module) -> int:
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     layers = encoder_layers(model)
-    shared = torch.compile(type(layers[0]).forward, dynamic=False)  # one cache for all layers: same code
+    shared = torch.compile(type(layers[0]).forward, dynamic=False, mode=MODE)  # one cache for all layers: same code
     for layer in layers:
         layer.forward = _training_only(layer, layer.forward, shared)
     return len(layers)
