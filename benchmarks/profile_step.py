@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from qlora_helpers import compiled, training
+from qlora_helpers import training
 from qlora_helpers.config import make_config
 from qlora_helpers.pipeline import train_pipeline
 
@@ -67,8 +67,6 @@ def main(argv: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: json.loads(v) for k, v in (p.split("=", 1) for p in pairs)}
     work = tempfile.mkdtemp(prefix="profile-")  # the run's own outputs stay out of OUT_DIR
-    compiled.MODE = settings.pop("compile_mode", compiled.MODE)  # torch.compile mode of the layers
-    compiled.BUCKET = settings.pop("bucket", compiled.BUCKET)  # width multiple of a compiled step's batches
     cfg = make_config(
         "full",
         model=model,
@@ -97,7 +95,7 @@ def main(argv: list[str]) -> None:
     metrics = train_pipeline(cfg).metrics
     summary = json.loads((out / "summary.json").read_text())
     keep = ("step_ms", "train_step_samples_per_second", "peak_train_memory_mb", "test_accuracy")
-    summary.update({k: metrics.get(k) for k in keep}, settings=settings, bucket=compiled.BUCKET, mode=compiled.MODE)
+    summary.update({k: metrics.get(k) for k in keep}, settings=settings)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("summary", json.dumps(summary), flush=True)
 

@@ -194,8 +194,11 @@ def run_train(spec, settings, output):
                 "seed": seed,
                 "output_dir": f"{settings['output_dir']}-{variant['name']}-s{seed}",
             }
-            code = cli(["train", "--profile", variant.get("profile", spec.get("profile", "full")), *train_flags(own)])
+            profile = variant.get("profile", spec.get("profile", "full"))
+            code = cli(["train", "--profile", profile, *train_flags(own)], variant.get("memory_cap_gib"))
             record = {"variant": variant["name"], "seed": seed, "settings": variant.get("set", {}), "exit": code}
+            if variant.get("memory_cap_gib"):
+                record["memory_cap_gib"] = variant["memory_cap_gib"]
             finished = run_fields(own["output_dir"])
             if finished is not None:
                 record.update(finished)
@@ -349,9 +352,10 @@ def run_fields(output_dir: str) -> dict[str, Any] | None:
     return {k: metrics.get(k) for k in RUN_FIELDS}
 
 
-def cli(args: list[str]) -> int:
-    """`python -m qlora_helpers ARGS` in its own process; its exit code."""
-    return subprocess.run([sys.executable, "-m", "qlora_helpers", *args]).returncode
+def cli(args: list[str], memory_cap_gib: float | None = None) -> int:
+    """`python -m qlora_helpers ARGS` in its own process (GPU memory capped when asked); its exit code."""
+    module = ["benchmarks.capped", str(memory_cap_gib)] if memory_cap_gib else ["qlora_helpers"]
+    return subprocess.run([sys.executable, "-m", *module, *args]).returncode
 
 
 def evaluate_test_split(output_dir: str, flags: list[str]) -> dict[str, Any] | None:

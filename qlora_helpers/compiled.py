@@ -1,12 +1,11 @@
 """Compiled encoder layers: take the host out of the training step.
 
 At MiniLM and bert-base size the GPU waits on Python - every 4-bit matmul, LoRA matrix, dtype cast and
-dropout is its own kernel launch (benchmarks/recipe_notes.md, issue 17). `torch.compile` turns each encoder
-layer's forward and backward into a few fused kernels launched from generated code. The layers share one
-compiled graph per input shape, so shapes are kept static: batch widths are padded up to a few buckets and
-training drops the last, smaller batch of an epoch. Only training steps run compiled; evaluation and
-inference use large batches that already keep the GPU busy, and stay eager rather than compile more shapes.
-The optimizer is not compiled (bitsandbytes' 8-bit step is not traceable, and is not where the time goes).
+dropout is its own kernel launch, and bitsandbytes' 4-bit ops cost Python time even inside a compiled graph
+(benchmarks/recipe_notes.md, issue 17). So each encoder layer is compiled (fused kernels) and, on one GPU
+without checkpointing, captured as a CUDA graph that replays the whole layer with one launch. That needs one
+shape: training batches are padded to max_length and the epoch's last, shorter batch is dropped. Evaluation
+and inference stay eager; the optimizer is not compiled (bitsandbytes' 8-bit step is not traceable).
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ import torch
 from .config import TrainConfig
 from .hardware import Hardware
 
-BUCKET = 64  # widths 64, 128, 192, 256 at the default max_length: four shapes to compile, little padding
-MODE = None  # torch.compile's default (inductor, no CUDA graphs)
-RECOMPILE_LIMIT = 64  # one graph per bucket (and per micro-batch size) for every layer; dynamo's default is 8
+RECOMPILE_LIMIT = 64  # a graph per shape and per input kind (the first layer's input needs no grad)
 
 
 def active(cfg: TrainConfig, hw: Hardware) -> bool:
@@ -27,10 +24,18 @@ def active(cfg: TrainConfig, hw: Hardware) -> bool:
 
 
 def pad_multiple(cfg: TrainConfig, hw: Hardware) -> int | None:
-    """Width multiple of a padded batch: coarse buckets when compiled, tensor-core multiples of 8 on a GPU."""
+    """Width multiple of a padded batch: max_length when compiled (one shape), multiples of 8 on a GPU."""
     if active(cfg, hw):
-        return BUCKET
+        return cfg.max_length
     return 8 if hw.device == "cuda" else None
+
+
+def mode(cfg: TrainConfig, hw: Hardware, world_size: int = 1) -> str | None:
+    """CUDA graphs ("reduce-overhead") on one GPU without checkpointing; plain inductor otherwise, because
+    checkpointing re-runs a layer inside backward and DDP hooks into backward, neither measured with graphs."""
+    if hw.device == "cuda" and world_size == 1 and not cfg.gradient_checkpointing:
+        return "reduce-overhead"
+    return None
 
 
 def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -59,7 +64,7 @@ def prepare_4bit_biases(model: torch.nn.Module) -> int:
     return cast
 
 
-def compile_for_training(model: torch.nn.Module) -> int:
+def compile_for_training(model: torch.nn.Module, compile_mode: str | None = None) -> int:
     """Compile each encoder layer for training steps (static shapes); evaluation keeps the eager layer.
 
     Returns how many layers were wrapped. The parameters stay the model's own, so saving, loading the best
@@ -69,7 +74,8 @@ def compile_for_training(model: torch.nn.Module) -> int:
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     layers = encoder_layers(model)
-    shared = torch.compile(type(layers[0]).forward, dynamic=False, mode=MODE)  # one cache for all layers: same code
+    # one compiled function (one cache) for all layers: they run the same code on their own parameters
+    shared = torch.compile(type(layers[0]).forward, dynamic=False, mode=compile_mode)
     for layer in layers:
         layer.forward = _training_only(layer, layer.forward, shared)
     return len(layers)

@@ -265,8 +265,10 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
     )
     if compiled.active(cfg, hw):
         compiled.prepare_4bit_biases(model)
-        layers = compiled.compile_for_training(model)
-        print(f"compiling {layers} encoder layers for training (the first steps of each length bucket wait for it)")
+        how = compiled.mode(cfg, hw, distributed.world_size())
+        layers = compiled.compile_for_training(model, how)
+        graphs = " as CUDA graphs" if how == "reduce-overhead" else ""
+        print(f"compiling {layers} encoder layers for training{graphs}; the first steps wait for it")
     counts = count_parameters(model)
     print(
         f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
