@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .config import TrainConfig
+from .errors import UserError
 from .hardware import Hardware
 
 RECOMPILE_LIMIT = 64  # a graph per shape and per input kind (the first layer's input needs no grad)
@@ -31,9 +32,12 @@ def pad_multiple(cfg: TrainConfig, hw: Hardware) -> int | None:
 
 
 def mode(cfg: TrainConfig, hw: Hardware, world_size: int = 1) -> str | None:
-    """CUDA graphs ("reduce-overhead") on one GPU without checkpointing; plain inductor otherwise, because
-    checkpointing re-runs a layer inside backward and DDP hooks into backward, neither measured with graphs."""
-    if hw.device == "cuda" and world_size == 1 and not cfg.gradient_checkpointing:
+    """CUDA graphs ("reduce-overhead") for one GPU, one micro-batch per step and no checkpointing; plain
+    inductor otherwise. With gradient accumulation the graphs' outputs were overwritten by the next
+    micro-batch (a crash, benchmarks/recipe_notes.md); checkpointing re-runs a layer inside backward and DDP
+    hooks into backward, neither measured with graphs; `--oom-retry` may turn on accumulation mid-run."""
+    one_step = cfg.grad_accum == 1 and not cfg.oom_retry and not cfg.gradient_checkpointing
+    if hw.device == "cuda" and world_size == 1 and one_step:
         return "reduce-overhead"
     return None
 
@@ -42,7 +46,7 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The repeated blocks of the encoder: the model's longest list of modules (BERT's `encoder.layer`)."""
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
     if not lists:
-        raise ValueError("no list of encoder layers found to compile; run with --compile off")
+        raise UserError("found no list of encoder layers to compile in this model; run with --compile off")
     return max(lists, key=len)
 
 

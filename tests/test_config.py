@@ -31,6 +31,7 @@ def test_reference_preset_is_the_seed_tutorial_recipe():
     )
     assert (cfg.model, cfg.optim, cfg.profile) == (HUB_MODEL, "paged_adamw_8bit", "reference")
     assert cfg.lora_dropout == 0.1  # the yardstick keeps its dropout when the default changes
+    assert cfg.compile == "off"  # and runs eager, as the seed tutorial did
     assert make_config("reference", lr=1e-3).lr == 1e-3  # a preset is a starting point, not a lock
 
 

@@ -1,0 +1,117 @@
+"""Compiled encoder layers (issue 17) on the CPU: same numbers as eager, no graph breaks in the 4-bit layers,
+evaluation left eager, and training batches of one shape. CUDA graphs themselves need a GPU (benchmarks/)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from qlora_helpers import compiled
+from qlora_helpers.collate import padded_length
+from qlora_helpers.errors import UserError
+from qlora_helpers.hardware import Hardware
+from qlora_helpers.lora import add_lora_adapters
+from qlora_helpers.quantization import load_4bit_model
+
+CPU = Hardware("cpu", "cpu", torch.float32, "test")
+GPU = Hardware("cuda", "GPU", torch.bfloat16, "test")
+
+
+def tiny_qlora(path, dtype=torch.float32):
+    torch.manual_seed(0)
+    model = load_4bit_model(str(path), 2, {0: "negative", 1: "positive"}, dtype, "cpu")
+    model = add_lora_adapters(model, 8, 16, 0.0, ["query", "key", "value", "dense"], False)
+    for module in model.modules():  # dropout draws differ between eager and compiled code
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def batch(width: int, rows: int = 8):
+    ids = torch.randint(5, 100, (rows, width), generator=torch.Generator().manual_seed(width))
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.arange(rows) % 2)
+
+
+@pytest.mark.slow
+def test_compiled_layers_train_like_eager_and_evaluation_stays_eager(tiny_bert):
+    eager, fast = tiny_qlora(tiny_bert), tiny_qlora(tiny_bert)
+    assert compiled.compile_for_training(fast) == 2  # the tiny BERT's two encoder layers
+    graphs = counters["stats"]["unique_graphs"]
+    for model in (eager, fast):
+        model.train()
+        model(**batch(32)).loss.backward()
+    assert counters["stats"]["unique_graphs"] > graphs  # the training step did run compiled code
+    trained = [(n, p.grad) for n, p in eager.named_parameters() if p.requires_grad]
+    compiled_grads = dict((n, p.grad) for n, p in fast.named_parameters() if p.requires_grad)
+    assert len(trained) == len(compiled_grads) > 0
+    for name, grad in trained:
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6)
+
+    graphs = counters["stats"]["unique_graphs"]
+    for model in (eager, fast):
+        model.eval()
+    with torch.no_grad():  # another shape, in evaluation: eager, so nothing new is compiled
+        torch.testing.assert_close(fast(**batch(24, rows=5)).logits, eager(**batch(24, rows=5)).logits)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.slow
+def test_4bit_layers_compile_without_graph_breaks_once_biases_are_cast(tiny_bert):
+    model = tiny_qlora(tiny_bert, torch.bfloat16)
+    import bitsandbytes as bnb
+
+    biased = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit) and m.bias is not None]
+    assert biased and all(m.bias.dtype == torch.float32 for m in biased)
+    assert compiled.prepare_4bit_biases(model) == len(biased)
+    assert all(m.bias.dtype == torch.bfloat16 for m in biased)
+    compiled.compile_for_training(model)
+    breaks = sum(counters["graph_break"].values())
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**batch(16)).loss
+    loss.backward()
+    assert sum(counters["graph_break"].values()) == breaks
+    assert torch.isfinite(loss)
+
+
+def test_when_and_how_the_step_is_compiled(tiny_config):
+    cfg = tiny_config()
+    assert (cfg.compile, compiled.active(cfg, CPU), compiled.active(cfg, GPU)) == ("auto", False, True)
+    assert compiled.active(cfg.replace(compile="on"), CPU) and not compiled.active(cfg.replace(compile="off"), GPU)
+    assert compiled.pad_multiple(cfg, GPU) == cfg.max_length  # one shape
+    assert compiled.pad_multiple(cfg.replace(compile="off"), GPU) == 8
+    assert compiled.pad_multiple(cfg, CPU) is None
+    one_step = cfg.replace(grad_accum=1)
+    assert compiled.mode(one_step, GPU) == "reduce-overhead"  # CUDA graphs
+    # not measured (or crashed) with CUDA graphs: accumulation, checkpointing, several processes, an OOM retry
+    assert compiled.mode(cfg.replace(grad_accum=2), GPU) is None
+    assert compiled.mode(one_step.replace(gradient_checkpointing=True), GPU) is None
+    assert compiled.mode(one_step, GPU, world_size=2) is None
+    assert compiled.mode(one_step.replace(oom_retry=True), GPU) is None
+    assert compiled.mode(one_step, CPU) is None
+    with pytest.raises(UserError, match="compile must be one of"):
+        cfg.replace(compile="yes")
+    with pytest.raises(UserError, match="--compile off"):
+        compiled.encoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_padding_to_max_length_and_full_training_batches(tiny_config):
+    from qlora_helpers.data import tokenize_splits
+    from qlora_helpers.pipeline import build_model, load_data
+    from qlora_helpers.quantization import load_tokenizer
+    from qlora_helpers.training import build_trainer
+
+    assert [padded_length(n, 32, 32) for n in (5, 31, 32)] == [32, 32, 32]
+    assert padded_length(70, 64, 100) == 100  # rounded up, but never past the truncation length
+    assert padded_length(13, 8, 100) == 16
+    cfg = tiny_config(compile="on", batch_size=7)  # 192 training rows: 27 full batches and 3 left over
+    data, tok = load_data(cfg), load_tokenizer(cfg.model)
+    tokenized = tokenize_splits(data, tok, cfg.max_length, cfg.truncation)
+    model, _ = build_model(cfg, data, CPU)
+    trainer, _ = build_trainer(model, tokenized, tok, cfg, CPU)
+    train = list(trainer.get_train_dataloader())
+    assert len(train) == len(tokenized["train"]) // 7
+    assert {tuple(b["input_ids"].shape) for b in train} == {(7, cfg.max_length)}
+    evaluation = list(trainer.get_eval_dataloader())
+    assert sum(len(b["labels"]) for b in evaluation) == len(tokenized["validation"])  # evaluation drops nothing
