@@ -339,6 +339,7 @@ def train(
     batch, hence the recipe, drift.)
     """
     import torch
+    import torch._dynamo
 
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     while True:
@@ -356,6 +357,11 @@ def train(
                 extra_callbacks,
                 timing_warmup,
             )
+        except torch._dynamo.exc.TorchDynamoException as e:  # compiling the layers failed on this platform
+            raise UserError(
+                f"compiling the encoder layers failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                f"train without it: --compile off (or compile='off' in the notebook's config)"
+            ) from e
         except torch.OutOfMemoryError:
             peak, smaller = peak_gpu_memory_mb(), halved_batch(cfg)
             if not cfg.oom_retry or smaller is None:

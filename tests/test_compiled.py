@@ -115,3 +115,17 @@ def test_padding_to_max_length_and_full_training_batches(tiny_config):
     assert {tuple(b["input_ids"].shape) for b in train} == {(7, cfg.max_length)}
     evaluation = list(trainer.get_eval_dataloader())
     assert sum(len(b["labels"]) for b in evaluation) == len(tokenized["validation"])  # evaluation drops nothing
+
+
+def test_a_failed_compile_names_the_way_out(tiny_config, monkeypatch):
+    import torch._dynamo
+
+    from qlora_helpers import training
+    from qlora_helpers.pipeline import train_pipeline
+
+    def fails(*args, **kwargs):
+        raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C compiler"), None)
+
+    monkeypatch.setattr(training, "_train_once", fails)
+    with pytest.raises(UserError, match="compiling the encoder layers failed .*--compile off"):
+        train_pipeline(tiny_config(compile="on"))
