@@ -29,9 +29,10 @@ class Schedule:
     logging_steps: int
 
     @classmethod
-    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1) -> Schedule:
+    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1, full_batches: bool = False) -> Schedule:
+        """`full_batches`: the epoch's last, shorter batch is dropped (compiled layers), so it is not a step."""
         per_step = cfg.batch_size * cfg.grad_accum * world_size
-        steps_per_epoch = max(1, math.ceil(n_train / per_step))
+        steps_per_epoch = max(1, (n_train // per_step) if full_batches else math.ceil(n_train / per_step))
         total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
         eval_steps = max(1, min(total, steps_per_epoch // cfg.evals_per_epoch or 1))
         return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
@@ -392,7 +393,8 @@ def build_trainer(
 ) -> tuple[RecipeTrainer, Schedule]:
     """The Trainer exactly as training runs it (arguments, collator, early stopping), without training:
     `train` uses it, and so do the probes that read its prepared dataloader."""
-    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size())
+    full_batches = compiled.active(cfg, hw)
+    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size(), full_batches)
     args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
     early = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
     trainer = RecipeTrainer(
@@ -411,7 +413,7 @@ def build_trainer(
             cfg.multi_label,
         ),
         multi_label=cfg.multi_label,
-        full_train_batches=compiled.active(cfg, hw),
+        full_train_batches=full_batches,
     )
     return trainer, schedule
 

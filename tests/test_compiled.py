@@ -105,13 +105,13 @@ def test_padding_to_max_length_and_full_training_batches(tiny_config):
     assert [padded_length(n, 32, 32) for n in (5, 31, 32)] == [32, 32, 32]
     assert padded_length(70, 64, 100) == 100  # rounded up, but never past the truncation length
     assert padded_length(13, 8, 100) == 16
-    cfg = tiny_config(compile="on", batch_size=7)  # 192 training rows: 27 full batches and 3 left over
+    cfg = tiny_config(compile="on", batch_size=7, grad_accum=1)  # 192 training rows: 27 full batches, 3 left
     data, tok = load_data(cfg), load_tokenizer(cfg.model)
     tokenized = tokenize_splits(data, tok, cfg.max_length, cfg.truncation)
     model, _ = build_model(cfg, data, CPU)
-    trainer, _ = build_trainer(model, tokenized, tok, cfg, CPU)
+    trainer, schedule = build_trainer(model, tokenized, tok, cfg, CPU)
     train = list(trainer.get_train_dataloader())
-    assert len(train) == len(tokenized["train"]) // 7
+    assert len(train) == len(tokenized["train"]) // 7 == schedule.steps_per_epoch  # the schedule counts them too
     assert {tuple(b["input_ids"].shape) for b in train} == {(7, cfg.max_length)}
     evaluation = list(trainer.get_eval_dataloader())
     assert sum(len(b["labels"]) for b in evaluation) == len(tokenized["validation"])  # evaluation drops nothing
