@@ -21,6 +21,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -248,22 +249,65 @@ def run_train(spec, settings, output):
 
 
 def run_scaling(spec, settings, output):
-    """The same `train` on 1 and N GPUs (torchrun), seed by seed, each launch its own process group."""
+    """The same `train` on 1 and N GPUs (torchrun), seed by seed, each launch its own process group.
+
+    `variants` (default: one, `default`) change settings and may name their own `gpus` and `seeds`; runs go
+    seed by seed, so the 1- and N-GPU runs of a seed follow each other. Each record keeps the process's
+    wall time, compile wait and start-up included.
+    """
     records = []
-    for seed in spec.get("seeds", [42]):
-        for gpus in spec.get("gpus", [1, 2]):
-            own = {**settings, "seed": seed, "output_dir": f"{settings['output_dir']}-gpu{gpus}-s{seed}"}
-            launcher = (
-                [sys.executable]
-                if gpus == 1
-                else [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus)]
-            )
-            env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": "0"} if gpus == 1 else {})}
-            subprocess.run([*launcher, "-m", "qlora_helpers", "train", *train_flags(own)], env=env)
-            finished = run_fields(own["output_dir"])
-            records.append({"gpus": gpus, "seed": seed, **(finished or {"error": "no metrics.json"})})
-            write(output, {"records": records})
+    variants = [v for v in spec.get("variants", [{"name": "default"}]) if not ONLY or v["name"] in ONLY]
+    seeds = SEEDS or sorted({s for v in variants for s in v.get("seeds", spec.get("seeds", [42]))})
+    for seed in seeds:
+        for variant in variants:
+            if seed not in (SEEDS or variant.get("seeds", spec.get("seeds", [42]))):
+                continue
+            for gpus in variant.get("gpus", spec.get("gpus", [1, 2])):
+                name = variant["name"]
+                own = {
+                    **settings,
+                    **expand(variant.get("set", {})),
+                    "seed": seed,
+                    "output_dir": f"{settings['output_dir']}-{name}-gpu{gpus}-s{seed}",
+                }
+                launcher = (
+                    [sys.executable]
+                    if gpus == 1
+                    else [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus)]
+                )
+                one_gpu = {"CUDA_VISIBLE_DEVICES": os.environ.get("BENCH_GPU", "0")} if gpus == 1 else {}
+                started = time.perf_counter()
+                command = [*launcher, "-m", "qlora_helpers", "train", *train_flags(own)]
+                code = subprocess.run(command, env={**os.environ, **one_gpu}).returncode
+                wall = round(time.perf_counter() - started, 2)
+                finished = run_fields(own["output_dir"])
+                records.append(
+                    {
+                        "variant": name,
+                        "gpus": gpus,
+                        "seed": seed,
+                        "settings": variant.get("set", {}),
+                        "exit": code,
+                        "wall_seconds": wall,
+                        **(finished or {"error": "no metrics.json"}),
+                    }
+                )
+                print(json.dumps({k: records[-1].get(k) for k in SCALING_SHOWN}), flush=True)
+                write(output, {"records": records})
     return {"records": records}
+
+
+SCALING_SHOWN = (
+    "variant",
+    "gpus",
+    "seed",
+    "exit",
+    "wall_seconds",
+    "first_step_seconds",
+    "train_step_samples_per_second",
+    "test_accuracy",
+    "optimizer_steps",
+)
 
 
 def run_quant_error(spec, settings, output):
@@ -314,6 +358,7 @@ RUN_FIELDS = (
     "train_samples_per_second",
     "train_step_samples_per_second",
     "train_step_ms",
+    "first_step_seconds",
     "peak_gpu_memory_mb",
     "peak_train_memory_mb",
     "peak_eval_memory_mb",

@@ -10,7 +10,10 @@ and inference stay eager; the optimizer is not compiled (bitsandbytes' 8-bit ste
 
 from __future__ import annotations
 
+import time
+
 import torch
+from transformers import TrainerCallback
 
 from .config import TrainConfig
 from .errors import UserError
@@ -31,13 +34,13 @@ def pad_multiple(cfg: TrainConfig, hw: Hardware) -> int | None:
     return 8 if hw.device == "cuda" else None
 
 
-def mode(cfg: TrainConfig, hw: Hardware, world_size: int = 1) -> str | None:
-    """CUDA graphs ("reduce-overhead") for one GPU, one micro-batch per step and no checkpointing; plain
-    inductor otherwise. With gradient accumulation the graphs' outputs were overwritten by the next
-    micro-batch (a crash, benchmarks/recipe_notes.md); checkpointing re-runs a layer inside backward and DDP
-    hooks into backward, neither measured with graphs; `--oom-retry` may turn on accumulation mid-run."""
+def mode(cfg: TrainConfig, hw: Hardware) -> str | None:
+    """CUDA graphs ("reduce-overhead") with one micro-batch per step and no checkpointing, on one GPU or on
+    each GPU of a data-parallel run; plain inductor otherwise. With gradient accumulation the graphs' outputs
+    were overwritten by the next micro-batch; checkpointing re-runs a layer inside backward; `--oom-retry`
+    may turn on accumulation mid-run (benchmarks/recipe_notes.md)."""
     one_step = cfg.grad_accum == 1 and not cfg.oom_retry and not cfg.gradient_checkpointing
-    if hw.device == "cuda" and world_size == 1 and one_step:
+    if hw.device == "cuda" and one_step:
         return "reduce-overhead"
     return None
 
@@ -88,7 +91,38 @@ def compile_for_training(model: torch.nn.Module, compile_mode: str | None = None
 def _training_only(layer: torch.nn.Module, eager, compiled):
     def forward(*args, **kwargs):
         if layer.training and torch.is_grad_enabled():
-            return compiled(layer, *args, **kwargs)
+            return compiled(layer, *with_mask(args), **kwargs)
         return eager(*args, **kwargs)
 
     return forward
+
+
+def with_mask(args: tuple) -> tuple:
+    """BERT-style layers get `attention_mask=None` for a batch without padding and a (batch, 1, length,
+    length) boolean mask otherwise: two kinds of input, so a second compile and graph capture mid-run. An
+    all-true mask for the unpadded batch keeps one kind (the same attention)."""
+    if len(args) >= 2 and args[1] is None and isinstance(args[0], torch.Tensor) and args[0].dim() == 3:
+        rows, length = args[0].shape[:2]
+        mask = torch.ones((rows, 1, length, length), dtype=torch.bool, device=args[0].device)
+        return (args[0], mask, *args[2:])
+    return args
+
+
+class CompileClock(TrainerCallback):
+    """Says when the compile wait starts and how long the first training step took with it: the stall a user
+    sees once per run (less when PyTorch's compile caches already hold the layers, as in a notebook re-run)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.seconds: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        print("compiling the encoder layers: the first training step waits for it", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is None and self.started is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds = round(time.perf_counter() - self.started, 2)
+            print(f"first training step, compiling included: {self.seconds:.1f} s", flush=True)

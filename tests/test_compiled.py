@@ -83,15 +83,25 @@ def test_when_and_how_the_step_is_compiled(tiny_config):
     assert compiled.pad_multiple(cfg.replace(compile="off"), GPU) == 8
     assert compiled.pad_multiple(cfg, CPU) is None
     one_step = cfg.replace(grad_accum=1)
-    assert compiled.mode(one_step, GPU) == "reduce-overhead"  # CUDA graphs
-    # not measured (or crashed) with CUDA graphs: accumulation, checkpointing, several processes, an OOM retry
+    assert compiled.mode(one_step, GPU) == "reduce-overhead"  # CUDA graphs, on one GPU or each GPU under DDP
+    # crashed or not measured with CUDA graphs: accumulation, checkpointing, an OOM retry
     assert compiled.mode(cfg.replace(grad_accum=2), GPU) is None
     assert compiled.mode(one_step.replace(gradient_checkpointing=True), GPU) is None
-    assert compiled.mode(one_step, GPU, world_size=2) is None
     assert compiled.mode(one_step.replace(oom_retry=True), GPU) is None
     assert compiled.mode(one_step, CPU) is None
     with pytest.raises(UserError, match="compile must be one of"):
         cfg.replace(compile="yes")
+    assert (cfg.lr_for(1), cfg.lr_for(4)) == (cfg.lr, 2 * cfg.lr)  # sqrt(N) for N processes
+    assert cfg.replace(lr_scaling="none").lr_for(4) == cfg.lr
+
+
+def test_an_unpadded_batch_reaches_the_compiled_layer_with_an_all_true_mask():
+    hidden = torch.zeros(3, 5, 8)
+    filled = compiled.with_mask((hidden, None, "rest"))
+    assert filled[1].dtype == torch.bool and filled[1].shape == (3, 1, 5, 5) and bool(filled[1].all())
+    assert filled[0] is hidden and filled[2] == "rest"
+    mask = torch.zeros(3, 1, 5, 5, dtype=torch.bool)
+    assert compiled.with_mask((hidden, mask))[1] is mask  # a padded batch's own mask is kept
     with pytest.raises(UserError, match="--compile off"):
         compiled.encoder_layers(torch.nn.Linear(2, 2))
 
