@@ -27,11 +27,11 @@ def active(cfg: TrainConfig, hw: Hardware) -> bool:
     return cfg.compile == "on" or (cfg.compile == "auto" and hw.device == "cuda")
 
 
-def pad_multiple(cfg: TrainConfig, hw: Hardware) -> int | None:
+def pad_multiple(compiled_layers: bool, max_length: int, device: str) -> int | None:
     """Width multiple of a padded batch: max_length when compiled (one shape), multiples of 8 on a GPU."""
-    if active(cfg, hw):
-        return cfg.max_length
-    return 8 if hw.device == "cuda" else None
+    if compiled_layers:
+        return max_length
+    return 8 if device == "cuda" else None
 
 
 def mode(cfg: TrainConfig, hw: Hardware) -> str | None:
@@ -86,6 +86,23 @@ def compile_for_training(model: torch.nn.Module, compile_mode: str | None = None
     for layer in layers:
         layer.forward = _training_only(layer, layer.forward, shared)
     return len(layers)
+
+
+def uncompile(model: torch.nn.Module) -> None:
+    """Give every encoder layer its eager forward back (training then runs as with --compile off)."""
+    for layer in encoder_layers(model):
+        layer.__dict__.pop("forward", None)
+
+
+def is_compile_failure(error: BaseException) -> bool:
+    """Whether an error came from compiling (dynamo, inductor, Triton) rather than from the model or the data."""
+    import torch._dynamo
+
+    if isinstance(error, torch._dynamo.exc.TorchDynamoException):
+        return True
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    text = str(error).lower()
+    return bool(names & {"InductorError", "BackendCompilerFailed", "CompilationError"}) or "triton" in text
 
 
 def _training_only(layer: torch.nn.Module, eager, compiled):

@@ -55,8 +55,10 @@ class TrainConfig:
     )
     label_names_file: str | None = _f(None, "A text file naming the labels, one per line: line i names label id i.")
     header: bool = _f(True, "The CSV/TSV's first row names its columns; --no-header: columns by 0-based index.")
-    multi_label: bool = _f(
-        False, "Any number of labels per text: a sigmoid per label, thresholds tuned on validation."
+    task: str = _f(
+        "auto",
+        "single_label, multi_label (any number of labels per text; --multi-label), regression (a number per text), "
+        "or auto: regression for numbers with fractions, one label per text otherwise.",
     )
     label_delimiter: str = _f(
         ",", "Separates the labels of one cell in a multi-label column, as in 4,27 or joy,anger."
@@ -166,6 +168,31 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def data_settings(self, text_separator: str = " [SEP] ", label_names: list[str] | None = None):
+        """The data part of this configuration as one object (`data.DataSettings`); `text_separator` resolved
+        from --text-separator and the tokenizer, `label_names` read from --label-names-file when given."""
+        from .data import DataSettings
+
+        names = label_names if label_names is not None else self.label_names
+        return DataSettings(
+            dataset=self.dataset,
+            text_column=self.text_column,
+            text_columns=tuple(self.text_columns) if self.text_columns else None,
+            text_pair_column=self.text_pair_column,
+            text_separator=text_separator,
+            label_column=self.label_column,
+            label_columns=tuple(self.label_columns) if self.label_columns else None,
+            label_names=tuple(names) if names else None,
+            label_delimiter=self.label_delimiter,
+            task=self.task,
+            header=self.header,
+            test_file=self.test_file,
+            max_samples=self.max_samples,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed if self.split_seed is None else self.split_seed,
+        )
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -233,7 +260,7 @@ class TrainConfig:
             self.compute_dtype in COMPUTE_DTYPES,
             f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
         )
-        from .data import TRUNCATIONS
+        from .tokens import TRUNCATIONS
 
         require(self.truncation in TRUNCATIONS, f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         require(self.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {LR_SCALINGS}, got {self.lr_scaling!r}")
@@ -258,9 +285,12 @@ class TrainConfig:
             not (self.label_names and self.label_names_file),
             "give label names either with --label-names or with --label-names-file, not both",
         )
+        from .tasks import TASK_CHOICES
+
+        require(self.task in TASK_CHOICES, f"task must be one of {TASK_CHOICES}, got {self.task!r}")
         require(
-            not self.label_columns or self.multi_label,
-            "--label-columns (one 0/1 column per label) is a multi-label input: add --multi-label",
+            not self.label_columns or self.task in ("auto", "multi_label"),
+            f"--label-columns (one 0/1 column per label) is a multi-label input, not {self.task}",
         )
         require(
             isinstance(self.label_delimiter, str) and len(self.label_delimiter) >= 1 and self.label_delimiter.strip(),
@@ -299,8 +329,8 @@ def parse_class_weights(text: str) -> str | list[float] | None:
     except ValueError:
         raise UserError(f"class_weights must be auto, none or numbers like 1,3.5, got {text!r}") from None
     require(
-        len(weights) >= 2 and all(w > 0 for w in weights),
-        f"class_weights needs one positive weight per class, got {text!r}",
+        len(weights) >= 2 and all(0 < w < float("inf") for w in weights),
+        f"class_weights needs one positive, finite weight per class, got {text!r}",
     )
     return weights
 

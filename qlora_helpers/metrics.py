@@ -103,29 +103,26 @@ def multi_label_metrics(
     }
 
 
-def format_report(metrics: dict[str, Any]) -> str:
-    """The per-class (or per-label) report as the familiar text table."""
-    width = max(14, *(len(n) for n in metrics["labels"]))
-    rows = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
-    for name in metrics["labels"]:
-        r = metrics["report"][name]
-        rows.append(
-            f"{name:>{width}} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1-score']:9.4f} {int(r['support']):9d}"
-        )
-    if "subset_accuracy" in metrics:
-        rows.append(
-            f"{'macro F1':>{width}} {metrics['f1_macro']:9.4f}   micro F1 {metrics['f1_micro']:.4f}   "
-            f"subset accuracy {metrics['subset_accuracy']:.4f}   macro ROC-AUC {metrics['roc_auc_macro'] or 0:.4f}"
-        )
-    else:
-        rows.append(
-            f"{'accuracy':>{width}} {metrics['accuracy']:9.4f}   macro F1 {metrics['f1_macro']:.4f}   "
-            f"weighted F1 {metrics['f1_weighted']:.4f}   majority-class baseline "
-            f"{metrics['majority_baseline_accuracy']:.4f}"
-            + (
-                f"   F1 of {metrics['positive_label']!r} {metrics['f1_positive']:.4f}"
-                if "positive_label" in metrics
-                else ""
-            )
-        )
-    return "\n".join(rows)
+def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """Pearson and Spearman correlation, MSE and MAE, and the MSE of always predicting the mean."""
+    from scipy.stats import pearsonr, spearmanr
+
+    targets, predictions = np.asarray(targets, dtype=float), np.asarray(predictions, dtype=float)
+    flat = np.ptp(predictions) == 0 or np.ptp(targets) == 0  # a correlation is undefined for a constant
+    return {
+        "pearson": 0.0 if flat else float(pearsonr(targets, predictions)[0]),
+        "spearman": 0.0 if flat else float(spearmanr(targets, predictions)[0]),
+        "mse": float(np.mean((predictions - targets) ** 2)),
+        "mae": float(np.mean(np.abs(predictions - targets))),
+        "mean_baseline_mse": float(np.var(targets)),
+        "rows": int(len(targets)),
+        "labels": ["score"],
+    }
+
+
+def regression_trainer_metrics(eval_pred) -> dict[str, float]:
+    """`compute_metrics` for a regression: Spearman (the selection metric), Pearson, MSE, MAE."""
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    m = regression_metrics(np.asarray(labels).reshape(-1), np.asarray(logits).reshape(-1))
+    return {k: m[k] for k in ("spearman", "pearson", "mse", "mae")}

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import tasks
+
 
 def write_model_card(directory: str | Path, merged_from: str | None = None, dtype: str | None = None) -> Path:
     """Base model, data, recipe, measured metrics and hardware, intended use and limits."""
     directory = Path(directory)
     m = json.loads((directory / "metrics.json").read_text())
     c, d = m["config"], m["data"]
+    task = tasks.get(m.get("task", "single_label"))
     labels = ", ".join(m["labels"])
     sizes = ", ".join(f"{k} {v:,}" for k, v in d["sizes"].items())
+    report = m.get("test_report", {})
     rows = "\n".join(
         f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1-score']:.4f} | {int(r['support'])} |"
-        for name, r in m["test_report"].items()
+        for name, r in report.items()
         if name in m["labels"]
     )
+    table = f"| {task.unit} | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}" if rows else ""
     if merged_from:
         form = (
             f"A standalone `transformers` model: the NF4 base dequantized and the LoRA adapter merged in "
@@ -28,18 +33,15 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
         form = (
             "A LoRA adapter (with the classifier head) for the 4-bit base model. Load it with "
             "`qlora_helpers.inference.load_for_inference(dir, mode='4bit' | '16bit' | 'merged')`, or "
-            "`python -m qlora_helpers predict --adapter dir TEXT`."
+            "`qlora-bert predict --adapter dir TEXT`."
         )
     gpu = f"{m['peak_gpu_memory_mb']} MiB peak GPU memory" if m.get("peak_gpu_memory_mb") is not None else "CPU run"
-    multi = "test_subset_accuracy" in m
-    if multi:
-        headline = (
-            f"Macro-F1 **{m['test_f1_macro']:.4f}**, micro-F1 **{m['test_f1_micro']:.4f}** at the thresholds tuned on "
-            f"validation (`thresholds.json`; at 0.5: macro-F1 {m['test_at_threshold_0.5']['f1_macro']:.4f}), "
-            f"subset accuracy {m['test_subset_accuracy']:.4f}."
+    headline = task.headline(m).capitalize() + "."
+    if m.get("test_at_threshold_0.5"):
+        headline += (
+            f" Label sets at the thresholds tuned on validation (saved in `classifier_config.json`); at 0.5: "
+            f"macro-F1 {m['test_at_threshold_0.5']['f1_macro']:.4f}."
         )
-    else:
-        headline = f"Accuracy **{m['test_accuracy']:.4f}**, weighted F1 **{m['test_f1_weighted']:.4f}**."
     text = f"""# {Path(c["model"]).name} fine-tuned with QLoRA for text classification
 
 {form}
@@ -47,7 +49,7 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
 ## Base model and data
 - Base model: `{c["model"]}`
 - Data: `{c["dataset"]}`, text column `{d["text_column"]}`, label column `{d["label_column"]}`
-- Labels: {labels}
+- Task: {task.name}; labels: {labels}
 - Splits: {sizes} ({d["split_origin"]}); {d["dropped_rows"]} rows with empty text or label dropped
 
 ## Recipe
@@ -60,9 +62,7 @@ Trainable parameters: {m["trainable_params"]:,} of {m["total_params"]:,} ({m["tr
 ## Measured results (test split)
 {headline}
 
-| {"label" if multi else "class"} | precision | recall | F1 | support |
-|---|---|---|---|---|
-{rows}
+{table}
 
 Measured on {m["device"]} ({gpu}); training {m["train_runtime_s"]} s at {m["train_samples_per_second"]} samples/s;
 torch {m["versions"]["torch"]}, transformers {m["versions"]["transformers"]}, peft {m["versions"]["peft"]},

@@ -102,7 +102,8 @@ def plot_training_curves(
     metric: str = "accuracy",
 ) -> Path:
     """Training and validation loss, and the validation metric that selects the checkpoint, against steps."""
-    shown = "accuracy" if metric == "accuracy" else "macro-F1 (best single threshold)"
+    shown = {"accuracy": "accuracy", "f1_macro": "macro-F1 (best single threshold)"}.get(metric, metric)
+    scale = 100 if metric in ("accuracy", "f1_macro") else 1  # shares in %, correlations as they are
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "eval_loss" not in h]
     evals = [
         (h["step"], h["eval_loss"], h[f"eval_{metric}"])
@@ -116,12 +117,12 @@ def plot_training_curves(
     if evals:
         ax1.plot([e[0] for e in evals], [e[1] for e in evals], "o-", color=COLORS[1], label="validation loss")
         ax2.plot(
-            [e[0] for e in evals], [100 * e[2] for e in evals], "o-", color=COLORS[2], label=f"validation {shown}"
+            [e[0] for e in evals], [scale * e[2] for e in evals], "o-", color=COLORS[2], label=f"validation {shown}"
         )
         best = max(evals, key=lambda e: e[2])
         ax2.annotate(
-            f"best {100 * best[2]:.1f}% @ step {best[0]}",
-            (best[0], 100 * best[2]),
+            f"best {scale * best[2]:.{1 if scale == 100 else 3}f}{'%' if scale == 100 else ''} @ step {best[0]}",
+            (best[0], scale * best[2]),
             textcoords="offset points",
             xytext=(0, -18),
             ha="center",
@@ -135,9 +136,9 @@ def plot_training_curves(
             last = max([s for s, *_ in train + evals] or [0])
             for k in range(1, int(last // steps_per_epoch) + 1):
                 ax.axvline(k * steps_per_epoch, color="gray", lw=0.7, ls=":")
-    ax1.set_ylabel("cross-entropy loss" if metric == "accuracy" else "binary cross-entropy loss")
+    ax1.set_ylabel({"accuracy": "cross-entropy", "f1_macro": "binary cross-entropy"}.get(metric, "squared error"))
     ax1.set_title("Loss")
-    ax2.set_ylabel(f"{shown} (%)")
+    ax2.set_ylabel(f"{shown} (%)" if scale == 100 else shown)
     ax2.set_title(f"Validation {shown}" + (" (dotted lines: epochs)" if steps_per_epoch else ""))
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
@@ -219,3 +220,23 @@ def plot_label_confusion(
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
     return save_figure(fig, directory, "label_confusion.png")
+
+
+def plot_scores_scatter(
+    targets: np.ndarray, predictions: np.ndarray, directory: str | Path, title: str = "Test set", caption: str = ""
+) -> Path:
+    """Predicted against true scores, with the line where they agree: a regression's confusion matrix."""
+    targets, predictions = np.asarray(targets, dtype=float), np.asarray(predictions, dtype=float)
+    fig = Figure(figsize=(5.5, 5.2))
+    ax = fig.subplots()
+    ax.scatter(targets, predictions, s=8, alpha=0.35, color=COLORS[0], edgecolors="none")
+    low, high = float(min(targets.min(), predictions.min())), float(max(targets.max(), predictions.max()))
+    ax.plot([low, high], [low, high], color="gray", lw=1, ls="--", label="predicted = true")
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    ax.set_title(f"{title}: {len(targets):,} scores")
+    ax.legend(frameon=False, loc="upper left")
+    ax.grid(alpha=0.3)
+    if caption:
+        fig.suptitle(caption, fontsize=9, color="gray")
+    return save_figure(fig, directory, "scores_scatter.png")

@@ -89,7 +89,7 @@ def load_4bit_model(
     device: str,
     quant_type: str = "nf4",
     double_quant: bool = True,
-    multi_label: bool = False,
+    problem_type: str = "single_label_classification",
 ):
     """Load `model_name` for sequence classification with its linear layers stored in 4 bits.
 
@@ -106,7 +106,7 @@ def load_4bit_model(
             num_labels=num_labels,
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
-            problem_type="multi_label_classification" if multi_label else "single_label_classification",
+            problem_type=problem_type,
             quantization_config=make_bnb_config(compute_dtype, quant_type, double_quant),
             # Unquantized parts (embeddings, LayerNorms, head) in fp32, as k-bit preparation leaves them
             # for training; loading them the same way for inference reproduces the trained logits.

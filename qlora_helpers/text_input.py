@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import UserError, require
+from .tables import find_column
 
 SEP = "sep"  # --text-separator sep: the tokenizer's own separator token ([SEP] for BERT)
 
@@ -46,6 +47,10 @@ class TextInput:
     def record(self) -> dict[str, Any]:
         return {"text_columns": list(self.columns), "text_pair_column": self.pair_column, "separator": self.separator}
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TextInput:
+        return cls(tuple(record["text_columns"]), record.get("text_pair_column"), record.get("separator", " [SEP] "))
+
 
 def _as_text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
@@ -68,8 +73,6 @@ def resolve(
     candidates: tuple[str, ...],
 ) -> TextInput:
     """The columns named by the flags (by name, or by index for a headerless file), checked against the data."""
-    from .data import find_column
-
     require(
         not (text_column and text_columns),
         "give the text either with --text-column or with --text-columns (several, joined), not both",
@@ -84,41 +87,49 @@ def resolve(
     return TextInput(chosen, pair, separator)
 
 
-def from_mapping(
-    mapping: dict[str, Any],
+def from_saved(
+    saved: TextInput,
     columns: list[str],
     text_column: str | None = None,
     pair_column: str | None = None,
     candidates: tuple[str, ...] = (),
+    text_columns: list[str] | None = None,
 ) -> TextInput:
-    """The input a trained run read (label_mapping.json), found in another file's `columns`; flags override."""
-    trained = mapping.get("text_columns") or [mapping.get("text_column")]
-    trained_pair = mapping.get("text_pair_column")
-    if text_column is None and all(c in columns for c in trained):
-        names = list(trained)
+    """The input a trained model read, found in another file's `columns`; flags name other columns of the
+    same shape (one text, the same number of joined columns, a pair only for a pair model)."""
+    trained, trained_pair = list(saved.columns), saved.pair_column
+    require(
+        not (text_columns and len(text_columns) != len(trained)),
+        f"the model was trained on {len(trained)} text column(s) {trained}; --text-columns names "
+        f"{len(text_columns or [])}: name the same number of columns, in the same order",
+    )
+    require(
+        not pair_column or trained_pair,
+        "--text-pair-column given, but this model was trained on single texts; leave it out",
+    )
+    if text_columns:
+        names = list(text_columns)
+    elif text_column is None and all(c in columns for c in trained):
+        names = trained
     else:
-        names = [text_column] if text_column is not None else None
         require(
-            names is not None or len(trained) == 1,
+            text_column is not None or len(trained) == 1,
             f"the model was trained on the columns {trained} joined; this file lacks some of them "
-            f"(it has {columns[:8]}): rename them, or pass --text-column with one column that holds the joined text",
+            f"(it has {columns[:8]}): rename them, or pass --text-columns with the file's own names",
         )
-    pair = pair_column or (trained_pair if trained_pair else None)
+        names = [text_column]
+    pair = pair_column or trained_pair
     if trained_pair and pair_column is None and trained_pair not in columns:
         raise UserError(
             f"the model reads sentence pairs (second text from column {trained_pair!r}), which this file lacks "
             f"(it has {columns[:8]}); pass --text-pair-column with the column of second texts"
         )
-    require(
-        not pair or trained_pair,
-        "--text-pair-column given, but this model was trained on single texts; leave it out",
-    )
     return resolve(
         columns,
-        names[0] if names and len(names) == 1 else None,
-        names if names and len(names) > 1 else None,
+        names[0] if len(names) == 1 else None,
+        names if len(names) > 1 else None,
         pair,
-        mapping.get("separator", " [SEP] "),
+        saved.separator,
         candidates,
     )
 

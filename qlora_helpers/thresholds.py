@@ -7,8 +7,6 @@ label with too few validation positives to tune on keeps the global one.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +14,7 @@ from sklearn.metrics import f1_score
 
 from .errors import UserError, require
 
-FILE = "thresholds.json"
+FILE = "thresholds.json"  # where runs before classifier_config.json kept them
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 MIN_POSITIVES = 5  # fewer validation positives than this: a per-label threshold would be tuned on noise
 MODES = ("per_label", "global", "0.5")
@@ -63,36 +61,18 @@ def tune(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, A
 
 
 def vector(record: dict[str, Any], names: list[str], mode: str | None = None) -> np.ndarray:
-    """The thresholds `mode` names (default: the saved mode), one per label in id order."""
+    """The thresholds `mode` names (default: the saved mode), one per label in id order, each in [0, 1]."""
     mode = mode or record.get("mode", "per_label")
     require(mode in MODES, f"threshold mode must be one of {MODES}, got {mode!r}")
     if mode == "0.5":
         return np.full(len(names), 0.5)
     if mode == "global":
-        return np.full(len(names), float(record["global"]))
-    return np.array([float(record["per_label"][n]) for n in names])
-
-
-def save(record: dict[str, Any], directory: str | Path) -> Path:
-    path = Path(directory) / FILE
-    path.write_text(json.dumps(record, indent=2))
-    return path
-
-
-def load(directory: str | Path, names: list[str]) -> dict[str, Any]:
-    """The saved thresholds of a multi-label run; a missing or damaged file is a one-line error."""
-    path = Path(directory) / FILE
-    require(
-        path.is_file(),
-        f"{directory} has no {FILE}: a multi-label adapter needs its tuned thresholds; "
-        f"copy it from the training run's output directory, or retrain",
-    )
-    try:
-        record = json.loads(path.read_text())
-        vector(record, names)
-        float(record["global"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(
-            f"{path} is damaged ({type(e).__name__}: {e}); copy it again from the training run's output directory"
-        ) from None
-    return record
+        cut = np.full(len(names), float(record["global"]))
+    else:
+        missing = [n for n in names if n not in record.get("per_label", {})]
+        require(not missing, f"the saved thresholds lack label(s) {missing[:5]}; retrain or re-tune them")
+        cut = np.array([float(record["per_label"][n]) for n in names])
+    bad = [f"{n}={t:g}" for n, t in zip(names, cut) if not 0.0 <= t <= 1.0]
+    if bad:
+        raise UserError(f"thresholds must lie between 0 and 1 (a probability), but {', '.join(bad[:3])}")
+    return cut

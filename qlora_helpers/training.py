@@ -15,8 +15,7 @@ from .collate import PaddingCollator
 from .config import TrainConfig
 from .errors import UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
-from .loss import class_weight_vector, weighted_loss
-from .metrics import multi_label_trainer_metrics, trainer_metrics
+from .loss import class_weight_vector
 
 
 @dataclass
@@ -38,21 +37,17 @@ class Schedule:
         return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
 
 
-def selection_metric(cfg: TrainConfig) -> str:
-    """Validation accuracy picks the best checkpoint; macro-F1 for label sets, where accuracy of the whole
-    set is harsh and the frequent labels would decide everything."""
-    return "f1_macro" if cfg.multi_label else "accuracy"
-
-
 def training_arguments(
     cfg: TrainConfig,
     hw: Hardware,
     schedule: Schedule,
     report_to: str,
+    selection: str = "accuracy",
     evaluation: bool = True,
     mixed_precision: bool = True,
 ) -> TrainingArguments:
-    """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid.
+    """The Trainer's arguments from the recipe; evaluation and checkpoints on the same step grid, the best
+    checkpoint picked by the task's `selection` metric.
 
     `evaluation=False` (benchmarks) trains only; `mixed_precision=False` keeps fp32 maths (a benchmark arm).
     """
@@ -86,7 +81,7 @@ def training_arguments(
         save_total_limit=2 if keep else None,
         save_only_model=False,
         load_best_model_at_end=keep,
-        metric_for_best_model=selection_metric(cfg),
+        metric_for_best_model=selection,
         greater_is_better=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -122,13 +117,11 @@ class RecipeTrainer(Trainer):
       large (huggingface/transformers#47688). The loss is a per-sequence mean, so plain division is exact.
     """
 
-    def __init__(
-        self, *args, class_weights=None, multi_label: bool = False, full_train_batches: bool = False, **kwargs
-    ):
+    def __init__(self, *args, task=None, class_weights=None, full_train_batches: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
         self._counted_parameters: int | None = None
-        self.class_weights, self.multi_label = class_weights, multi_label
+        self.task, self.class_weights = task, class_weights
         self.full_train_batches = full_train_batches
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
@@ -147,7 +140,7 @@ class RecipeTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        loss = weighted_loss(outputs["logits"], labels, self.class_weights, self.multi_label)
+        loss = self.task.loss(outputs["logits"], labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     def floating_point_ops(self, inputs) -> int:
@@ -319,10 +312,20 @@ class TrainOutcome:
     config: TrainConfig  # the configuration training finished with (an out-of-memory retry changes the batch)
 
 
+@dataclass
+class TrainingJob:
+    """What training needs besides the recipe: the model as the builder made it, the token ids, the task."""
+
+    model: Any
+    tokenized: Any  # a DatasetDict of token ids with train (and validation) splits
+    tokenizer: Any
+    task: Any  # tasks.SingleLabel | MultiLabel | Regression
+    labels: Any  # labels.LabelSpace
+    compiled: bool = False  # the builder compiled the encoder layers: one batch shape, last short batch dropped
+
+
 def train(
-    model,
-    tokenized,
-    tokenizer,
+    job: TrainingJob,
     cfg: TrainConfig,
     hw: Hardware,
     report_to: str = "none",
@@ -336,19 +339,15 @@ def train(
 
     A GPU out-of-memory error ends in a `UserError` naming the knobs; with `cfg.oom_retry` training restarts
     from the same initial adapter and head with half the micro-batch and twice the accumulation instead.
-    (The Trainer's own `auto_find_batch_size` shrinks the batch by 10% per failure and lets the effective
-    batch, hence the recipe, drift.)
+    If compiling the layers fails on this platform, training restarts the same way with eager layers.
     """
     import torch
-    import torch._dynamo
 
-    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    initial = {n: p.detach().clone() for n, p in job.model.named_parameters() if p.requires_grad}
     while True:
         try:
             return _train_once(
-                model,
-                tokenized,
-                tokenizer,
+                job,
                 cfg,
                 hw,
                 report_to,
@@ -358,32 +357,35 @@ def train(
                 extra_callbacks,
                 timing_warmup,
             )
-        except torch._dynamo.exc.TorchDynamoException as e:  # compiling the layers failed on this platform
-            raise UserError(
-                f"compiling the encoder layers failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                f"train without it: --compile off (or compile='off' in the notebook's config)"
-            ) from e
         except torch.OutOfMemoryError:
             peak, smaller = peak_gpu_memory_mb(), halved_batch(cfg)
             if not cfg.oom_retry or smaller is None:
                 raise UserError(out_of_memory_message(cfg, peak)) from None
+            print(
+                f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
+                f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
+                f"(effective batch {smaller.effective_batch_size})"
+            )
+            cfg, resume_from_checkpoint = smaller, None
+        except Exception as e:
+            if not (job.compiled and compiled.is_compile_failure(e)):
+                raise
+            compiled.uncompile(job.model)
+            job = TrainingJob(job.model, job.tokenized, job.tokenizer, job.task, job.labels, compiled=False)
+            print(
+                f"compiling the encoder layers failed on this platform ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160] if str(e) else ''}); training on with eager layers from the start "
+                f"(same results, slower; --compile off skips the attempt)"
+            )
         _free_gpu_memory()
-        print(
-            f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
-            f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
-            f"(effective batch {smaller.effective_batch_size})"
-        )
         with torch.no_grad():
-            for name, p in model.named_parameters():
+            for name, p in job.model.named_parameters():
                 if name in initial:
                     p.copy_(initial[name])
-        cfg, resume_from_checkpoint = smaller, None
 
 
 def build_trainer(
-    model,
-    tokenized,
-    tokenizer,
+    job: TrainingJob,
     cfg: TrainConfig,
     hw: Hardware,
     report_to: str = "none",
@@ -393,35 +395,29 @@ def build_trainer(
 ) -> tuple[RecipeTrainer, Schedule]:
     """The Trainer exactly as training runs it (arguments, collator, early stopping), without training:
     `train` uses it, and so do the probes that read its prepared dataloader."""
-    full_batches = compiled.active(cfg, hw)
-    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size(), full_batches)
-    args = training_arguments(cfg, hw, schedule, report_to, evaluation, mixed_precision)
+    tokenized = job.tokenized
+    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size(), job.compiled)
+    args = training_arguments(cfg, hw, schedule, report_to, job.task.selection_metric, evaluation, mixed_precision)
     early = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
+    multiple = compiled.pad_multiple(job.compiled, cfg.max_length, hw.device)
     trainer = RecipeTrainer(
-        model=model,
+        model=job.model,
         args=args,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if evaluation else None,
-        processing_class=tokenizer,
-        data_collator=PaddingCollator(tokenizer, compiled.pad_multiple(cfg, hw), max_width=cfg.max_length),
-        compute_metrics=multi_label_trainer_metrics if cfg.multi_label else trainer_metrics,
+        processing_class=job.tokenizer,
+        data_collator=PaddingCollator(job.tokenizer, multiple, max_width=cfg.max_length),
+        compute_metrics=job.task.trainer_metrics,
         callbacks=early + (callbacks or []),
-        class_weights=class_weight_vector(
-            cfg.class_weights,
-            tokenized["train"]["label"],
-            len(model.config.id2label),
-            cfg.multi_label,
-        ),
-        multi_label=cfg.multi_label,
-        full_train_batches=full_batches,
+        task=job.task,
+        class_weights=class_weight_vector(cfg.class_weights, job.task, tokenized["train"]["label"], job.labels),
+        full_train_batches=job.compiled,
     )
     return trainer, schedule
 
 
 def _train_once(
-    model,
-    tokenized,
-    tokenizer,
+    job: TrainingJob,
     cfg: TrainConfig,
     hw: Hardware,
     report_to: str,
@@ -434,11 +430,9 @@ def _train_once(
     guard = StopOnNonFiniteLoss()
     clock = TrainingClock(cfg.effective_batch_size * distributed.world_size(), timing_warmup)
     memory = MemoryWatch()
-    compile_clock = [compiled.CompileClock()] if compiled.active(cfg, hw) else []
+    compile_clock = [compiled.CompileClock()] if job.compiled else []
     trainer, schedule = build_trainer(
-        model,
-        tokenized,
-        tokenizer,
+        job,
         cfg,
         hw,
         report_to,
@@ -458,8 +452,8 @@ def _train_once(
     known = [m for m in (overall, memory.train_mb, memory.eval_mb) if m is not None]
     metrics["peak_gpu_memory_mb"] = max(known) if known else None
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
-    metrics["selection_metric"] = selection_metric(cfg)
-    metrics[f"best_val_{selection_metric(cfg)}"] = trainer.state.best_metric
+    metrics["selection_metric"] = job.task.selection_metric
+    metrics[f"best_val_{job.task.selection_metric}"] = trainer.state.best_metric
     metrics["optimizer_steps"] = trainer.state.global_step
     metrics["train_step_samples_per_second"] = clock.samples_per_second()  # all processes, training steps only
     metrics["timed_steps"], metrics["timed_seconds"] = clock.steps, round(clock.seconds, 3)

@@ -26,7 +26,12 @@ def check_window(max_length: int, stride: int | None, tokenizer=None, pairs: boo
     special = tokenizer.num_special_tokens_to_add() if tokenizer is not None else 2
     require(not pairs, "--long-text window reads single texts; a sentence-pair model shares max_length between them")
     require(
-        isinstance(stride, int) and 0 <= stride < max_length - special,
+        isinstance(stride, int) and stride >= 0,
+        f"--stride {stride} must be 0 or more: it counts the tokens a window shares with the previous one; "
+        f"e.g. --stride {default_stride(max_length)}",
+    )
+    require(
+        stride < max_length - special,
         f"--stride {stride} must be below max_length ({max_length}) minus the {special} special tokens, so each "
         f"window reads new tokens; e.g. --stride {default_stride(max_length)}",
     )

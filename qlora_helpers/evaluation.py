@@ -1,0 +1,122 @@
+"""Scoring a labelled table with a model: logits, the task's metrics, the decision rule tuned on validation,
+and the tables written back to the user (every prediction; the mistakes, most confident first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import UserError
+from .hardware import peak_gpu_memory_mb
+from .inference import predict_logits
+
+
+def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, long_text="truncate", stride=None):
+    """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts)."""
+    try:
+        return predict_logits(
+            model,
+            tokenizer,
+            frame["text"].tolist(),
+            saved.max_length,
+            batch_size,
+            truncation=saved.truncation,
+            pairs=frame["text_pair"].tolist() if "text_pair" in frame else None,
+            long_text=long_text,
+            stride=stride,
+        )
+    except torch.OutOfMemoryError:
+        raise UserError(
+            f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
+            f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
+            f"--batch-size in evaluate and predict)"
+        ) from None
+
+
+def evaluate_split(
+    model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, cut=None, long_text="truncate", stride=None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The task's scores of `frame` (label sets at `cut`) and the logits behind them."""
+    logits = logits_of(model, tokenizer, frame, saved, batch_size, long_text, stride)
+    return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
+
+
+def tune_decision(model, tokenizer, validation: pd.DataFrame, saved, batch_size: int) -> dict[str, Any] | None:
+    """The task's decision rule fitted on the validation split (never on test): per-label thresholds for label
+    sets, nothing for the other tasks."""
+    logits = logits_of(model, tokenizer, validation, saved, batch_size)
+    record = saved.kind.tune(validation["label"], logits, saved.labels)
+    if record is not None:
+        scores = record["validation_f1_macro"]
+        print(
+            f"thresholds tuned on validation: macro-F1 {scores['0.5']:.4f} at 0.5, {scores['global']:.4f} at one "
+            f"global threshold ({record['global']:.2f}), {scores['per_label']:.4f} per label "
+            f"({len(record['fallback_labels'])} label(s) with < {record['min_positives']} positives keep the "
+            f"global one)"
+        )
+    return record
+
+
+def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns a row was read from, for tables written back to the user: text, and text_pair for pairs."""
+    return {k: frame[k].reset_index(drop=True) for k in ("text", "text_pair") if k in frame}
+
+
+def predictions_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+    """Every row: its input, the true and the predicted label (or score) and how sure the model was."""
+    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    return pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
+
+
+def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+    """The rows the model got wrong, most confident mistake first (for scores: the largest error first):
+    where to look when a score disappoints."""
+    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    wrong = table["_wrong"].to_numpy()
+    shown = pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
+    order = np.argsort(-table["_sort"].to_numpy()[wrong], kind="stable")
+    return shown[wrong].iloc[order].reset_index(drop=True)
+
+
+SEEN_ROWS = "seen_rows.npz"  # hashes of the training and validation rows, to spot them in an evaluation file
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash per row of its input (text, and second text for a pair): compact enough to keep with a
+    model, enough to tell whether a row was seen in training."""
+    import hashlib
+
+    pairs = frame["text_pair"] if "text_pair" in frame else [""] * len(frame)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(f"{t}\x00{p}".encode(), digest_size=8).digest(), "little")
+            for t, p in zip(frame["text"], pairs)
+        ],
+        dtype=np.uint64,
+    )
+
+
+def save_seen_rows(directory: Path, splits: dict[str, pd.DataFrame]) -> Path:
+    path = Path(directory) / SEEN_ROWS
+    np.savez_compressed(path, train=row_hashes(splits["train"]), validation=row_hashes(splits["validation"]))
+    return path
+
+
+def seen_rows(directory: Path, frame: pd.DataFrame) -> dict[str, int] | None:
+    """How many of `frame`'s rows the model trained on or was selected on (None for a model saved without
+    the hashes, e.g. by an earlier version)."""
+    path = Path(directory) / SEEN_ROWS
+    if not path.is_file():
+        return None
+    with np.load(path) as known:
+        mine = row_hashes(frame)
+        return {split: int(np.isin(mine, known[split]).sum()) for split in ("train", "validation")}
+
+
+def save_table(table: pd.DataFrame, path: Path) -> Path:
+    table.to_csv(path, index=False)
+    return path

@@ -1,0 +1,143 @@
+"""A run's directory on disk: the checks before anything is written, checkpoints to resume from, and the
+files a finished run leaves (adapter, tokenizer, classifier configuration, predictions, metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import require
+
+METRICS = "metrics.json"  # its presence marks a finished run
+TRAINING_CONFIG = "training_config.json"  # the full TrainConfig, for the record (predict reads classifier_config)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import bitsandbytes
+    import peft
+    import torch
+    import transformers
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
+    }
+    for name in ("accelerate", "datasets"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write atomically: a crash mid-write never leaves half a file where a whole one was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def writable(path: Path) -> bool:
+    """Whether `path` (or the nearest folder above it that exists) can be written, without writing anything."""
+    probe = Path(path).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False) -> Path:
+    """Refuse to overwrite a finished run unless asked, or to write where the user cannot: checked before
+    anything is loaded or written."""
+    out = Path(output_dir)
+    require(not out.is_file(), f"output_dir {out} is a file; pass a directory")
+    require(writable(out), f"cannot write to {out} (read-only or no permission); choose another --output-dir")
+    finished = (out / METRICS).exists()
+    require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
+    require(
+        overwrite or not finished,
+        f"{out} already holds a finished run ({METRICS}); pass --overwrite to replace it or choose another "
+        f"--output-dir",
+    )
+    return out
+
+
+def checkpoint_step(path: Path) -> int:
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint that was saved to the end; half-written ones (a kill during a save) are removed.
+
+    The Trainer writes `trainer_state.json` last, so a checkpoint without it was interrupted mid-save.
+    """
+    found = sorted((Path(output_dir) / "checkpoints").glob("checkpoint-*"), key=checkpoint_step)
+    complete = [c for c in found if (c / "trainer_state.json").is_file()]
+    for c in found:
+        if c not in complete:
+            print(f"removing {c}: interrupted while it was being saved")
+            shutil.rmtree(c, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def resume_point(output_dir: str, resume: bool) -> str | None:
+    """The checkpoint to continue from when resuming (None for a fresh run); an error if there is none."""
+    if not resume:
+        return None
+    checkpoint = last_complete_checkpoint(output_dir)
+    require(
+        checkpoint is not None,
+        f"nothing to resume in {output_dir}: no complete checkpoint; start again without --resume",
+    )
+    print(f"resuming from {checkpoint}")
+    return str(checkpoint)
+
+
+def command_line() -> str:
+    """How this process was started: the command, or a notebook kernel (whose own argv says nothing)."""
+    name = Path(sys.argv[0]).name if sys.argv else ""
+    if "ipykernel" in name or "colab_kernel" in name:
+        return "notebook kernel (see the notebook's parameters)"
+    return " ".join([name, *sys.argv[1:]])
+
+
+def score_fields(scores: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """metrics.json's names for one split's scores: every number, the report and the confusion matrix."""
+    skip = {"labels", "positive_label", "predicted_label_rate"}
+    out = {f"{prefix}_{k}": v for k, v in scores.items() if k not in skip}
+    return out
+
+
+def save_run(out: Path, model, tokenizer, saved, config: dict[str, Any], log_history: list, metrics: dict) -> dict:
+    """Adapter (+ head), tokenizer, classifier configuration, the training configuration and log, then
+    metrics.json last (its presence marks the run finished) and the model card."""
+    from .model_card import write_model_card
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    saved.save(out)
+    write_json(out / TRAINING_CONFIG, config)
+    write_json(out / "training_log.json", log_history)
+    metrics = {
+        **metrics,
+        "versions": library_versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(out / METRICS, metrics)
+    write_model_card(out)
+    return metrics
