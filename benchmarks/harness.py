@@ -27,41 +27,31 @@ import torch
 
 from qlora_helpers.config import REFERENCE_RECIPE, TrainConfig
 from qlora_helpers.hardware import synchronize
-from qlora_helpers.pipeline import write_json
+from qlora_helpers.run_files import write_json
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
 MIB = 2**20
 
 
-def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[int, str], hw):
-    """The model for one arm, on the device, with only the arm's parameters trainable."""
+def build_arm_model(arm: str, cfg: TrainConfig, data, hw) -> tuple[Any, bool]:
+    """The model for one arm, on the device, with only the arm's parameters trainable, and whether its encoder
+    layers are compiled. The QLoRA arm is the product's own model builder (model_builder.py)."""
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from qlora_helpers.lora import add_lora_adapters, make_lora_config
-    from qlora_helpers.quantization import load_4bit_model
+    from qlora_helpers.lora import make_lora_config
+    from qlora_helpers.model_builder import build_model
 
     if arm == "qlora":
-        model = load_4bit_model(
-            cfg.model,
-            num_labels,
-            id2label,
-            hw.compute_dtype,
-            hw.device,
-            cfg.quant_type,
-            cfg.double_quant,
-            cfg.multi_label,
-        )
-        return add_lora_adapters(
-            model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.gradient_checkpointing
-        )
+        built = build_model(cfg, hw, data.num_labels, data.id2label, data.task.problem_type)
+        return built.model, built.compiled
     dtype = hw.compute_dtype if arm == "lora_16bit" else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(
         cfg.model,
-        num_labels=num_labels,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        problem_type="multi_label_classification" if cfg.multi_label else "single_label_classification",
+        num_labels=data.num_labels,
+        id2label=data.id2label,
+        label2id={v: k for k, v in data.id2label.items()},
+        problem_type=data.task.problem_type,
         dtype=dtype,
     )
     model.to(hw.device)
@@ -76,7 +66,7 @@ def build_arm_model(arm: str, cfg: TrainConfig, num_labels: int, id2label: dict[
         for p in model.parameters():  # trainable head/adapters in fp32, as in the QLoRA arm (and for fp16's scaler)
             if p.requires_grad:
                 p.data = p.data.float()
-    return model
+    return model, False
 
 
 def weight_arithmetic_mb(total_params: int, trainable_params: int, embedding_params: int, arm: str) -> float:
@@ -100,9 +90,11 @@ def run_arm(
     adds what the peak of the first step after warm-up is made of (memory_breakdown.py)."""
     from transformers import set_seed
 
+    from qlora_helpers.evaluation import evaluate_split, tune_decision
     from qlora_helpers.lora import count_parameters
-    from qlora_helpers.pipeline import evaluate_split, library_versions, prepare
-    from qlora_helpers.training import train
+    from qlora_helpers.pipeline import classifier_config, prepare
+    from qlora_helpers.run_files import library_versions
+    from qlora_helpers.training import TrainingJob, train
 
     assert arm in ARMS, arm
     ready = prepare(cfg)  # as `train` does: the recipe's attention kernels, seed, split and token ids
@@ -112,7 +104,7 @@ def run_arm(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated() if hw.device == "cuda" else 0
-    model = build_arm_model(arm, cfg, data.num_labels, data.id2label, hw)
+    model, compiled_layers = build_arm_model(arm, cfg, data, hw)
     synchronize()
     weight_mb = (torch.cuda.memory_allocated() - base) / MIB if hw.device == "cuda" else None
     counts = count_parameters(model)
@@ -126,9 +118,7 @@ def run_arm(
 
         trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed
     outcome = train(
-        model,
-        tokenized,
-        tokenizer,
+        TrainingJob(model, tokenized, tokenizer, data.task, data.labels, compiled_layers),
         arm_cfg,
         hw,
         evaluation=evaluate_test,
@@ -154,6 +144,7 @@ def run_arm(
         "group_by_length": cfg.group_by_length,
         "cudnn_attention": cfg.cudnn_attention,
         "target_modules": cfg.target_modules,
+        "compiled_layers": compiled_layers,
         "seed": cfg.seed,
         "profile": cfg.profile,
         "lora_r": cfg.lora_r if "lora" in arm else None,
@@ -183,44 +174,24 @@ def run_arm(
     if trace is not None:
         record["memory_breakdown"] = trace.result
     if evaluate_test:
-        cut = 0.5
-        if data.multi_label:  # thresholds tuned on validation, as `train` does
-            from qlora_helpers.pipeline import tune_thresholds
-            from qlora_helpers.thresholds import vector
-
-            tuned = tune_thresholds(model, tokenizer, cfg, data)
-            cut = vector(tuned, [data.id2label[i] for i in range(data.num_labels)])
-            record["thresholds"] = {k: tuned[k] for k in ("global", "validation_f1_macro")}
-        metrics, logits = evaluate_split(
-            model,
-            tokenizer,
-            data.splits["test"],
-            data.id2label,
-            cfg.max_length,
-            cfg.eval_batch_size,
-            cfg.truncation,
-            cut,
+        saved = classifier_config(cfg, data)
+        saved = saved.with_thresholds(
+            tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
         )
+        test = data.splits["test"]
+        metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
         record.update(
-            test_accuracy=metrics.get("accuracy"),
-            test_f1_weighted=metrics["f1_weighted"],
-            test_f1_macro=metrics["f1_macro"],
-            test_f1_positive=metrics.get("f1_positive"),
-            best_val_accuracy=outcome.metrics.get("best_val_accuracy"),
-            best_val_f1_macro=outcome.metrics.get("best_val_f1_macro"),
+            **{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
+            **{
+                f"best_val_{data.task.selection_metric}": outcome.metrics.get(f"best_val_{data.task.selection_metric}")
+            },
             train_runtime_s=round(outcome.metrics["train_runtime"], 1),
+            test_rows=len(test),
         )
-        if data.multi_label:
-            from qlora_helpers.pipeline import score_label_sets
-
-            half = score_label_sets(data.splits["test"], logits, data.id2label, 0.5)
-            record.update(
-                test_f1_micro=metrics["f1_micro"],
-                test_subset_accuracy=metrics["subset_accuracy"],
-                test_roc_auc_macro=metrics["roc_auc_macro"],
-                test_rows=len(data.splits["test"]),
-                **{"test_at_threshold_0.5": {k: half[k] for k in ("f1_macro", "f1_micro")}},
-            )
+        if saved.thresholds:
+            half = data.task.scores(test["label"], logits, data.labels, 0.5)
+            record["thresholds"] = {k: saved.thresholds[k] for k in ("global", "validation_f1_macro")}
+            record["test_at_threshold_0.5"] = {k: half[k] for k in ("f1_macro", "f1_micro")}
     return record
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from qlora_helpers import training
 from qlora_helpers.config import make_config
 from qlora_helpers.pipeline import train_pipeline
 
@@ -81,18 +80,7 @@ def main(argv: list[str]) -> None:
         overwrite=True,
         **settings,
     )
-    build = training.build_trainer
-
-    def with_window(*args, **kwargs):
-        args = list(args)
-        if len(args) > 8:  # callbacks given positionally, as training._train_once does
-            args[8] = [*(args[8] or []), ProfileWindow(out)]
-        else:
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), ProfileWindow(out)]
-        return build(*args, **kwargs)
-
-    training.build_trainer = with_window
-    metrics = train_pipeline(cfg).metrics
+    metrics = train_pipeline(cfg, callbacks=[ProfileWindow(out)]).metrics
     summary = json.loads((out / "summary.json").read_text())
     keep = ("step_ms", "train_step_samples_per_second", "peak_train_memory_mb", "test_accuracy")
     summary.update({k: metrics.get(k) for k in keep}, settings=settings)

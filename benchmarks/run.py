@@ -83,7 +83,7 @@ def provenance(spec: dict[str, Any]) -> dict[str, Any]:
     """What every result file says about how it was made."""
     import torch
 
-    from qlora_helpers.pipeline import library_versions
+    from qlora_helpers.run_files import library_versions
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
     return {
@@ -420,7 +420,7 @@ def make_subset_file(subset: dict[str, Any]) -> Path:
     """A CSV of `rows[value]` rows of each label value drawn from `source` (e.g. an imbalanced 9:1 IMDb)."""
     import pandas as pd
 
-    from qlora_helpers.data import read_source
+    from qlora_helpers.tables import read_source
 
     source = next(iter(read_source(subset["source"]).values()))
     column = subset["label_column"]
@@ -452,7 +452,7 @@ def make_unseen_file(unseen: dict[str, Any]) -> Path:
 
 def write(output: Path, payload: dict[str, Any]) -> None:
     """Rewritten after every run, so a run cut off at a time limit keeps what it measured."""
-    from qlora_helpers.pipeline import write_json
+    from qlora_helpers.run_files import write_json
 
     write_json(output, payload)
 

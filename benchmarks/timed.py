@@ -42,7 +42,7 @@ def machine() -> dict[str, object]:
 
 
 def record(name: str, command: list[str], seconds: float, exit_code: int, started: float | None, metrics: Path | None):
-    from qlora_helpers.pipeline import library_versions, write_json
+    from qlora_helpers.run_files import library_versions, write_json
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     payload = {

@@ -17,19 +17,20 @@
 #
 # This notebook fine-tunes `bert-base-uncased` to classify IMDb reviews as positive or negative with
 # **QLoRA** (Dettmers et al., 2023): the pretrained weights are frozen and stored in **4-bit NF4** with
-# **double quantization** (bitsandbytes), small **LoRA** adapters (Hu et al., 2021) are trained on the
-# attention projections (peft), and the Hugging Face `Trainer` optimises them with a **paged 8-bit AdamW**.
+# **double quantization** (bitsandbytes), small **LoRA** adapters (Hu et al., 2021) are trained on every
+# linear layer of the encoder (peft), and the Hugging Face `Trainer` optimises them with a **paged 8-bit AdamW**.
 # Then it evaluates honestly on a held-out test split, saves the adapter, and reloads it to check that the
 # saved model predicts exactly what the trained one did.
 #
 # **Why QLoRA?** Full fine-tuning updates all 110M parameters and keeps fp32 weights, gradients and two
-# Adam moments for each: about 16 bytes a parameter before any activation. QLoRA trains well under 1% of
-# the parameters, keeps the frozen base at about half a byte a parameter, and so fits models on a free
-# 16 GB T4 that full fine-tuning could not. For a model as small as BERT the weights are not what fills the
-# GPU - activations are - and the efficiency section of the project measures exactly how much is saved.
+# Adam moments for each: about 16 bytes a parameter before any activation. QLoRA trains a few percent of the
+# parameters (the adapters and the new head: 2.4% of bert-base with this recipe, as section 3 counts), keeps the
+# frozen base at about half a byte a parameter, and so fits models on a free 16 GB T4 that full fine-tuning
+# could not. For a model as small as BERT the weights are not what fills the GPU - activations are - and
+# section 8 shows what the project measured.
 #
 # Every step below calls a small function of `qlora_helpers`; the same steps run from the command line with
-# `python -m qlora_helpers train`.
+# `qlora-bert train`.
 #
 # **Profiles.** `full` is the real recipe: bert-base-uncased on the 20k IMDb reviews from the Hugging Face
 # Hub, on a GPU. `offline` runs everywhere, with no GPU and no Hub: the real pretrained all-MiniLM-L6-v2
@@ -39,12 +40,16 @@
 # %% tags=["parameters"]
 # Parameters (papermill can override these: papermill in.ipynb out.ipynb -p PROFILE offline)
 PROFILE = "auto"        # "auto", "full" or "offline"
+MODEL = None            # None: the profile's model; or a Hub id / local directory (any BERT-style encoder)
+DATASET = None          # None: the profile's data; or a Hub dataset id / local .csv, .tsv, .jsonl, .parquet file
+LABEL_NAMES = None      # e.g. ["negative", "positive"] for 0/1 labels of your own copy of IMDb
 OUTPUT_DIR = None       # None: the profile's default (outputs/...)
 PLOTS_DIR = "Data"      # where the PNG plots go
 MAX_SAMPLES = None      # e.g. 2000 for a quick full-profile run
 EPOCHS = None           # None: the profile's default
 OVERWRITE = True        # re-running the notebook replaces its own earlier outputs
 RESUME = False          # True: continue an interrupted training from its last complete checkpoint
+GPUS = "all"            # "all": every visible GPU (Kaggle's 2 x T4: one process each); 1: this process only
 REPO_URL = ""           # on Colab/Kaggle: the git URL of this project (your fork), cloned if the code is missing
 
 # %% [markdown]
@@ -73,23 +78,23 @@ print("hosted notebook" if ON_HOSTED else "local notebook", "- working directory
 
 # %%
 from IPython.display import Image, display
+import numpy as np
+import pandas as pd
 import qlora_helpers as qh
 from qlora_helpers import pipeline
-from qlora_helpers.quantization import load_tokenizer, load_4bit_model, describe_4bit_layer
-from qlora_helpers.lora import add_lora_adapters, count_parameters
-from qlora_helpers.data import tokenize_splits
+from qlora_helpers.evaluation import mistakes_table
+from qlora_helpers.quantization import describe_4bit_layer, first_4bit_layer
 from qlora_helpers.tracking import choose_report_to
-from qlora_helpers.training import train
-from qlora_helpers.plots import plot_training_curves, plot_confusion_matrix
-from qlora_helpers.metrics import format_report
-from qlora_helpers.results import FIGURES_DIR, load_result
-import pandas as pd
+from qlora_helpers.results import load_result
+
+NOTEBOOK = ("QLoRA_BERT_TextClassification.ipynb " + " ".join(
+    f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, MAX_SAMPLES=MAX_SAMPLES,
+                                  EPOCHS=EPOCHS, GPUS=GPUS).items() if v is not None))
 
 # %%
-cfg = qh.make_config(PROFILE, output_dir=OUTPUT_DIR, plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES,
-                     epochs=EPOCHS, overwrite=OVERWRITE)
+cfg = qh.make_config(PROFILE, model=MODEL, dataset=DATASET, label_names=LABEL_NAMES, output_dir=OUTPUT_DIR,
+                     plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES, epochs=EPOCHS, overwrite=OVERWRITE)
 print(f"PROFILE RUNNING: {cfg.profile}")
-hw = pipeline.start(cfg, resume=RESUME)
 report_to, line = choose_report_to(cfg.report_to)
 print(line)
 
@@ -105,13 +110,15 @@ print(line)
 # %% [markdown]
 # ## 1. Data
 #
-# A Hub dataset id or a local CSV / JSON(L) / Parquet file. The text and label columns are found by name
-# (or given explicitly), empty texts are dropped and counted, labels are mapped to ids, and - unless the
-# dataset brings its own validation and test splits - the rows are split 80/10/10, stratified by label,
-# with a fixed seed.
+# A Hub dataset id or a local CSV / TSV / JSON(L) / Parquet file. The text and label columns are found by
+# name (or given explicitly), empty texts are dropped and counted, the task is decided from the labels (one
+# class per text here; `--multi-label` label sets and `--task regression` scores are the other two), labels are
+# mapped to ids, and - unless the dataset brings its own validation and test splits - the rows are split
+# 80/10/10, stratified by label, with a fixed seed. The texts are tokenized here too.
 
 # %%
-data = pipeline.load_data(cfg)
+ready = pipeline.prepare(cfg, resume=RESUME)
+hw, data, tokenizer = ready.hw, ready.data, ready.tokenizer
 data.splits["train"].head()
 
 # %% [markdown]
@@ -124,9 +131,7 @@ data.splits["train"].head()
 # keeps the beginning only. Inference reads the same setting back from the saved run.
 
 # %%
-tokenizer = load_tokenizer(cfg.model)
 display(Image(pipeline.plot_data(cfg, hw, data, tokenizer)))
-tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 
 # %% [markdown]
 # ## 2. The base model in 4 bits: NF4 and double quantization
@@ -143,16 +148,19 @@ tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
 #   bringing the overhead down to about 0.13 bits per weight.
 # * **Compute dtype.** For every matrix product the 4-bit weights are dequantized block by block to the
 #   compute dtype; the frozen 4-bit copy is all that is kept.
-# * The new **classification head** is left out of quantization (`llm_int8_skip_modules=["classifier"]`):
-#   it is trained from scratch, and a 4-bit tensor cannot hold gradients.
+# * The new **classification head** is left out of quantization: it is trained from scratch, and a 4-bit
+#   tensor cannot hold gradients. The head is found as the layers the pretrained checkpoint does not have
+#   (BERT's `classifier`, RoBERTa's `classifier.dense` and `out_proj`, DeBERTa's `pooler.dense`, ...).
 #
-# The cell below loads the model and looks inside one quantized layer; the numbers are read off the
-# tensors themselves.
+# One function builds the model for the notebook, the command line and the benchmarks
+# (`qlora_helpers/model_builder.py`): the 4-bit base, the LoRA adapters of section 3 and, on a GPU, the
+# compiled layers of section 4. The cell below builds it and looks inside its first 4-bit layer; the
+# numbers are read off the tensors themselves.
 
 # %%
-model = load_4bit_model(cfg.model, data.num_labels, data.id2label, hw.compute_dtype, hw.device,
-                        cfg.quant_type, cfg.double_quant)
-describe_4bit_layer(model.bert.encoder.layer[0].attention.self.query)
+built = pipeline.model_for(cfg, ready)
+model = built.model
+describe_4bit_layer(first_4bit_layer(model))
 
 # %% [markdown]
 # ## 3. LoRA adapters
@@ -161,11 +169,11 @@ describe_4bit_layer(model.bert.encoder.layer[0].attention.self.query)
 # with $A \in \mathbb{R}^{r \times d}$, $B \in \mathbb{R}^{d \times r}$ and $B$ initialised to zero, so
 # training starts from the pretrained model exactly. With $r = 16$, an adapted $768 \times 768$ matrix
 # gains $2 \cdot 16 \cdot 768 = 24{,}576$ trainable numbers instead of 589,824. The recipe adapts every
-# linear layer of the encoder (`query`, `key`, `value` and the `dense` projections), as the QLoRA paper
-# recommends; the seed tutorial's `query`/`value` only is the `reference` preset. On MiniLM and the 20k
+# linear layer of the encoder (for BERT `query`, `key`, `value` and the `dense` projections), as the QLoRA
+# paper recommends; the seed tutorial's `query`/`value` only is the `reference` preset. On MiniLM and the 20k
 # IMDb reviews, with the same seed (42), every linear layer measured 91.25% test accuracy against 89.65% for
-# query/value (`benchmarks/results/recipe_accuracy_minilm.json`). The classifier head is trained in full and
-# saved with the adapter (`modules_to_save`).
+# query/value (`benchmarks/results/recipe_accuracy_minilm.json`, an earlier default: eager layers, LoRA
+# dropout 0.1). The classifier head is trained in full and saved with the adapter (`modules_to_save`).
 #
 # `prepare_model_for_kbit_training` first casts the remaining small layers (LayerNorms, embeddings) to
 # fp32 for stable training and lets gradients flow into the frozen inputs. Gradient checkpointing
@@ -173,12 +181,8 @@ describe_4bit_layer(model.bert.encoder.layer[0].attention.self.query)
 # memory but runs, and dequantizes, every layer twice; `--gradient-checkpointing` turns it on.
 
 # %%
-from transformers import set_seed
-set_seed(cfg.seed)
-model = add_lora_adapters(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
-                          cfg.gradient_checkpointing)
-counts = count_parameters(model)
-counts
+print("adapted layers:", built.target_modules, "- head, trained in full:", built.head_modules)
+built.counts
 
 # %% [markdown]
 # `total_params` counts each 4-bit weight as one parameter (not the packed bytes, which would halve it).
@@ -189,36 +193,46 @@ counts
 # quantized, as in Dettmers et al. 2022) and in *paged* memory: when the GPU runs short, optimizer pages
 # are moved to CPU RAM instead of the run dying with an out-of-memory error. With LoRA the optimizer state
 # is small anyway; paging is insurance against memory spikes on long batches. Paging needs CUDA: on the CPU
-# bitsandbytes says so in a warning and uses the same 8-bit AdamW without paging.
+# the same 8-bit AdamW runs without paging.
 #
 # The `Trainer` evaluates on the validation split twice an epoch, keeps the checkpoint with the best
-# validation accuracy, stops early when accuracy stops improving, and restores the best model at the end.
+# validation score, stops early when it stops improving, and restores the best model at the end.
 #
-# On a GPU the step itself is compiled. A small encoder leaves the GPU waiting for Python, which launches
-# every 4-bit matmul, LoRA matrix and cast one at a time. With `cfg.compile` at `auto`, each encoder layer is
-# compiled (`torch.compile`) and replayed as a CUDA graph: one launch per layer. Batches are padded to
-# `max_length`, so there is one shape to compile, and the first steps wait for the compiler. On the CPU the
-# layers run as written.
+# **The compiled step.** A small encoder leaves the GPU waiting for Python, which launches every 4-bit
+# matmul, LoRA matrix and cast one at a time. On a GPU (`cfg.compile` at `auto`) each encoder layer is
+# compiled with `torch.compile` and, with one micro-batch per step, replayed as a CUDA graph: one launch per
+# layer. Batches are padded to `max_length`, so there is one shape to compile. The first step waits for the
+# compiler; a line says so and how long it took. PyTorch keeps what it compiled on disk, so a re-run of the
+# notebook in the same session waits less (`benchmarks/results/compile_cache_minilm.json`: 16.7 s the first
+# time, 5.7 s the second, MiniLM on an H200). If compiling fails on your platform, training goes on with eager
+# layers after one printed line. On the CPU the layers run as written.
+#
+# **Every GPU.** With several GPUs visible (Kaggle's 2 x T4) and `GPUS = "all"`, the cell below trains on all
+# of them: one process per GPU, started by torchrun's own launcher, each holding the whole model and a share
+# of every batch (data parallelism); this notebook waits, then reads the trained adapter back. Each process
+# keeps the micro-batch, so the effective batch doubles on two GPUs and the learning rate grows by
+# $\sqrt{2}$ (`--lr-scaling`). With one GPU it trains here, in this process.
 
 # %%
-outcome = train(model, tokenized, tokenizer, cfg, hw, report_to,
-                resume_from_checkpoint=pipeline.resume_point(cfg, RESUME))
-{k: outcome.metrics[k] for k in ("train_runtime", "train_samples_per_second", "optimizer_steps",
-                                 "best_val_accuracy", "peak_gpu_memory_mb")}
-
-# %%
-display(Image(plot_training_curves(outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch)))
+outcome = pipeline.fit(cfg, ready, built, report_to, resume=RESUME, gpus=None if GPUS == "all" else int(GPUS))
+{k: outcome.metrics.get(k) for k in ("train_runtime", "train_samples_per_second", "train_step_samples_per_second",
+                                     "first_step_seconds", "optimizer_steps", f"best_val_{data.task.selection_metric}",
+                                     "peak_gpu_memory_mb")}
 
 # %% [markdown]
 # ## 5. Evaluation on the held-out test split
 #
-# The test split was never seen in training or model selection.
+# The test split was never seen in training or model selection. `finish` scores it once, with the decision
+# rule tuned on validation where the task has one (per-label thresholds for label sets), and saves the run:
+# the adapter, the tokenizer, `classifier_config.json` (labels, task, input columns, max_length, truncation,
+# thresholds: everything `predict` needs), the predictions, and `metrics.json`.
 
 # %%
-test_metrics, test_logits = pipeline.evaluate_split(model, tokenizer, data.splits["test"], data.id2label,
-                                                    cfg.max_length, cfg.eval_batch_size, cfg.truncation)
-print(format_report(test_metrics))
-display(Image(plot_confusion_matrix(test_metrics["confusion_matrix"], test_metrics["labels"], cfg.plots_dir)))
+result = pipeline.finish(cfg, ready, built, outcome, line, command=NOTEBOOK)
+print(data.task.report(result.test_metrics))
+for name, path in result.plots.items():
+    if name != "dataset_stats":
+        display(Image(path))
 
 # %% [markdown]
 # The five mistakes the model was most sure of are the quickest look at what it misreads (sarcasm, a
@@ -227,27 +241,23 @@ display(Image(plot_confusion_matrix(test_metrics["confusion_matrix"], test_metri
 
 # %%
 with pd.option_context("display.max_colwidth", 300):
-    display(pipeline.mistakes_table(data.splits["test"], test_logits, data.id2label).head(5))
+    display(mistakes_table(data.splits["test"], result.test_logits, result.saved, result.saved.cut()).head(5))
 
 # %% [markdown]
 # ## 6. Save, reload, predict
 #
 # The output directory holds the adapter (`adapter_config.json`, `adapter_model.safetensors` - LoRA
-# matrices and the classifier head, a few MB), the tokenizer, the label mapping and `metrics.json`.
+# matrices and the classifier head, a few MB), the tokenizer, `classifier_config.json` and `metrics.json`.
 # Reloading puts the adapter back on a freshly quantized base model; the check below asserts that the
 # reloaded model reproduces the test predictions exactly.
 
 # %%
-metrics = pipeline.save_run(hw, data, model, tokenizer, outcome, counts, test_metrics, test_logits, line)
-{k: metrics[k] for k in ("test_accuracy", "test_f1_weighted", "trainable_params", "total_params",
-                         "trainable_percent", "peak_gpu_memory_mb", "train_runtime_s", "compute_dtype", "device")}
-
-# %%
-import numpy as np
 from qlora_helpers.inference import load_adapter
 
 reloaded = load_adapter(cfg.output_dir)
-same = np.array_equal(reloaded.logits(data.splits["test"]["text"].tolist()), test_logits)
+test = data.splits["test"]
+same = np.array_equal(reloaded.logits(test["text"].tolist(), pairs=test["text_pair"].tolist() if data.pairs else None),
+                      result.test_logits)
 print("reloaded adapter reproduces the test logits exactly:", same)
 assert same
 reloaded.predict(["One of the best films I have seen in years: moving, funny and beautifully acted.",
@@ -260,7 +270,7 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 #   adapters can share one base.
 # * `16bit` - the base dequantized to 16-bit, adapter kept separate: faster matrix products.
 # * `merged` - as `16bit`, with the adapter folded into the weights (`merge_and_unload`): a plain
-#   `transformers` model with no peft at run time (`python -m qlora_helpers merge`).
+#   `transformers` model with no peft at run time (`qlora-bert merge`).
 #
 # The adapter was trained against the NF4-rounded weights, so the dequantized forms are not bit-exact; on
 # this machine the cell measures how close they are. The GPU latency and memory of each form come from
@@ -269,7 +279,7 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 # %%
 from qlora_helpers.inference import mode_agreement
 
-pd.DataFrame(mode_agreement(cfg.output_dir, data.splits["test"]["text"].tolist()[:64])).T
+pd.DataFrame(mode_agreement(cfg.output_dir, test["text"].tolist()[:64])).T if not data.pairs else None
 
 # %%
 gpu = load_result("inference_modes_bert_base_shapes.json")
@@ -296,54 +306,36 @@ errors.pivot(index="matrix", columns="method", values="relative_error").round(4)
 errors.groupby("method")[["relative_error", "bits_per_weight"]].mean().round(4)
 
 # %% [markdown]
-# ## 8. QLoRA against LoRA and full fine-tuning, measured
+# ## 8. What the project measured
 #
-# Weight arithmetic says NF4 stores BERT's linear layers in about an eighth of fp32's bytes. What a run
-# needs is a different question: activations, gradients and optimizer states count too. The project's
-# benchmark runner (`python -m benchmarks.run`, see `benchmarks/README.md`) trains the same model on the same
-# reviews under four arms, each in its own process, and records what the GPU really allocated. The plots
-# below are drawn from the committed result files in `benchmarks/results/`; the table lists the
-# measurements behind them.
+# The project's benchmark runner (`python -m benchmarks.run`, see `benchmarks/README.md`) trains each
+# configuration in its own process and records what the GPU really allocated, with the command, hardware,
+# versions, date and commit in each result file. The tables below are read from those files; each says what
+# it compares. Runs are compared only inside one GPU job (the lent machines drift 20-25% between jobs).
 
 # %% [markdown]
-# **Where 4 bits save memory at BERT scale, and where they do not.** The weights shrink about eightfold,
-# but at bert-base size they are a small part of a training step: activations dominate, and the LoRA
-# adapters add their own. The breakdown below replays the allocator over one step at bert-base shapes
-# (batch 64 x 256 tokens, checkpointing off) and compares the peak with 16-bit full fine-tuning. With LoRA
-# dropout at 0.1, peft stores a dropped-out copy of every adapted layer's input and QLoRA needed *more*
-# memory than full fine-tuning; at dropout 0 (the default now) it needs less, by the optimizer states and
-# gradients it no longer keeps. With checkpointing on, activations shrink and the 4-bit weights matter
-# more; the larger the encoder, the larger the share the weights and optimizer states take, and the more
-# the 4 bits pay.
+# **Where 4 bits save memory at BERT scale, and where they do not.** bert-base shapes (random weights, the
+# real tokenizer), micro-batch 64 x 256 tokens, training peak. At this size activations, not weights, fill
+# the GPU; with checkpointing on, activations shrink and the 4-bit weights count. The rows are the file's own
+# (the QLoRA rows ran eager layers, LoRA dropout 0, before the compiled step).
 
 # %%
 mem = load_result("memory_bert_base_shapes.json")
 print(mem["gpu"], "-", mem["date"][:10], "-", mem["command"])
 pd.DataFrame([{"run": f"{r['arm']} {r.get('variant', '')}", "checkpointing": r["gradient_checkpointing"],
-               "peak training MiB": r.get("peak_train_memory_mb"), "samples/s": r.get("samples_per_second"),
-               "error": r.get("error", "")[:40]} for r in mem["records"]])
-
-# %%
-for path in sorted(FIGURES_DIR.glob("*.png")):  # drawn from the result files: python -m benchmarks.run figures
-    display(Image(path))
+               "peak training MiB": r.get("peak_train_memory_mb"), "samples/s": r.get("samples_per_second")}
+              for r in mem["records"]])
 
 # %% [markdown]
-# **Taking the host out of the step.** The reference preset, the previous (eager) default and the compiled
-# default on MiniLM, one GPU, one session (the speed-only runs stop at 300 steps).
+# **The compiled step on one and on two GPUs.** MiniLM, 20k IMDb reviews, 2 epochs, the default recipe, seeds
+# paired (the 1-GPU run, then the 2-GPU run of the same seed), samples/s over training steps, one job.
 
 # %%
-step = load_result("step_minilm_imdb.json")
-print(step["gpu"], "-", step["date"][:10], "-", step["command"])
-pd.DataFrame([{"run": r["variant"], "seed": r["seed"], "samples/s": r["train_step_samples_per_second"],
-               "median step ms": r["train_step_ms"]["median"], "peak training MiB": r["peak_train_memory_mb"],
-               "test accuracy": r["test_accuracy"]} for r in step["records"]])
-
-# %%
-eff = load_result("efficiency_bert_base_shapes.json")
-cols = ["arm", "gradient_checkpointing", "weight_memory_mb", "weight_arithmetic_mb", "peak_allocated_mb",
-        "peak_reserved_mb", "samples_per_second", "trainable_params"]
-print(eff["gpu"], "-", eff["label"], "-", eff["date"][:10])
-pd.DataFrame(eff["records"])[cols]
+scale = load_result("scaling_minilm.json")
+print(scale["gpu"], "-", scale["date"][:10], "-", scale["command"], "- commit", scale["commit"])
+pd.DataFrame([{"GPUs": r["gpus"], "seed": r["seed"], "samples/s": r["train_step_samples_per_second"],
+               "median step ms": (r["train_step_ms"] or {}).get("median"), "optimizer steps": r["optimizer_steps"],
+               "test accuracy": r["test_accuracy"]} for r in scale["records"]])
 
 # %% [markdown]
 # ## 9. What this run measured
@@ -352,8 +344,9 @@ pd.DataFrame(eff["records"])[cols]
 # achieved (on a GPU, its own peak memory and throughput).
 
 # %%
-print(f"profile {cfg.profile} on {metrics['device']} ({metrics['compute_dtype']}): "
-      f"test accuracy {metrics['test_accuracy']:.2%}, weighted F1 {metrics['test_f1_weighted']:.4f}, "
+metrics = result.metrics
+print(f"profile {cfg.profile} on {metrics['device']} ({metrics['compute_dtype']}), {metrics['world_size']} process(es): "
+      f"test {data.task.headline(metrics)}, "
       f"{metrics['trainable_params']:,} trainable of {metrics['total_params']:,} parameters "
       f"({metrics['trainable_percent']:.2f}%), training {metrics['train_runtime_s']:.0f} s at "
       f"{metrics['train_samples_per_second']:.1f} samples/s, peak GPU memory "
@@ -365,20 +358,21 @@ print(f"profile {cfg.profile} on {metrics['device']} ({metrics['compute_dtype']}
 # The same pipeline takes other shapes of data through the same configuration. A multi-label task (one
 # text, any number of labels: emotions, topics, tags) trains a sigmoid per label with binary
 # cross-entropy, tunes a decision threshold per label on the validation split and saves them with the
-# adapter (`thresholds.json`), which `predict` and `evaluate` then use. GoEmotions as it is published - a
-# headerless TSV whose second column holds label ids like `4,27`, named by `labels.txt` - is configured
-# like this (the files are not shipped, so this cell only builds and checks the configuration):
+# adapter, which `predict` and `evaluate` then use. A regression (a rating, a similarity score) trains one
+# output with a squared-error loss and reports Pearson and Spearman correlations. GoEmotions as it is
+# published - a headerless TSV whose second column holds label ids like `4,27`, named by `labels.txt` - is
+# configured like this (the files are not shipped, so this cell only builds and checks the configuration):
 
 # %%
 own = qh.make_config(
     "full", dataset="train.tsv", test_file="dev.tsv", header=False, text_column="0", label_column="1",
-    multi_label=True, label_names_file="labels.txt", class_weights="auto", max_length=64,
+    task="multi_label", label_names_file="labels.txt", class_weights="auto", max_length=64,
     output_dir="outputs/goemotions")
-{k: getattr(own, k) for k in ("multi_label", "header", "text_column", "label_column", "class_weights")}
+{k: getattr(own, k) for k in ("task", "header", "text_column", "label_column", "class_weights")}
 
 # %% [markdown]
 # The command line does the same: `qlora-bert train --dataset train.tsv --test-file dev.tsv --no-header
 # --text-column 0 --label-column 1 --multi-label --label-names-file labels.txt --class-weights auto`, then
 # `qlora-bert predict --adapter outputs/goemotions --top-k 5 "..."` and `qlora-bert evaluate`, which reports
-# the scores at the tuned thresholds beside those at 0.5. The README's "Your own task" section has the
-# GoEmotions results measured this way, with and without class weights, beside full fine-tuning.
+# the scores at the tuned thresholds beside those at 0.5. The README's "Your own data" section has the
+# GoEmotions results measured this way.

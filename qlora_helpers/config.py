@@ -281,6 +281,12 @@ class TrainConfig:
             self.report_to in ("auto", "none", "wandb"),
             f"report_to must be auto, none or wandb, got {self.report_to!r}",
         )
+        for name in ("label_names", "text_columns", "label_columns", "target_modules"):
+            v = getattr(self, name)
+            require(
+                v is None or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+                f"{name} must be a list of names, got {v!r}",
+            )
         require(
             not (self.label_names and self.label_names_file),
             "give label names either with --label-names or with --label-names-file, not both",

@@ -22,7 +22,11 @@ class _DropOptionalHubKernelNotice(logging.Filter):
 
 
 def quiet_known_library_warnings() -> None:
-    """Install the filter once (importing the package twice must not stack filters)."""
+    """Install the filter once (importing the package twice must not stack filters). Also: tqdm's notice that
+    ipywidgets is missing in a notebook, where its progress bars then print as text, which is what we want."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
     logger = logging.getLogger(BNB_CPU_LOGGER)
     if not any(isinstance(f, _DropOptionalHubKernelNotice) for f in logger.filters):
         logger.addFilter(_DropOptionalHubKernelNotice())

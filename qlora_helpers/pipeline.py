@@ -141,6 +141,7 @@ class RunResult:
     test_logits: np.ndarray
     outcome: TrainOutcome
     saved: ClassifierConfig
+    test_metrics: dict[str, Any]  # the task's scores of the test split, as task.report shows them
 
 
 def finish(
@@ -149,6 +150,8 @@ def finish(
     """After training: the decision rule tuned on validation, the test split scored once, everything saved
     (metrics.json last) and plotted."""
     hw, data, model, tokenizer = ready.hw, ready.data, built.model, ready.tokenizer
+    if outcome.trainer is None:  # trained and saved by the processes `fit` launched: read, score, show
+        return already_saved(cfg, ready, built, outcome)
     saved = classifier_config(outcome.config, data)
     saved = saved.with_thresholds(
         tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
@@ -170,7 +173,22 @@ def finish(
     metrics = save_run(out, model, tokenizer, saved, outcome.config.to_dict(), outcome.log_history, metrics)
     plots = plot_results(cfg, hw, data, outcome, test_metrics, test_logits, saved)
     print(f"test {data.task.headline(metrics)}; outputs in {out}, plots in {cfg.plots_dir}")
-    return RunResult(metrics, out, plots, test_logits, outcome, saved)
+    return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)
+
+
+def already_saved(cfg: TrainConfig, ready: Prepared, built: BuiltModel, outcome: TrainOutcome) -> RunResult:
+    import json
+
+    out = Path(cfg.output_dir)
+    saved = ClassifierConfig.load(out)
+    test = ready.data.splits["test"]
+    test_metrics, test_logits = evaluate_split(
+        built.model, ready.tokenizer, test, saved, cfg.eval_batch_size, saved.cut()
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    plots = plot_results(cfg, ready.hw, ready.data, outcome, test_metrics, test_logits, saved)
+    print(f"test {ready.data.task.headline(metrics)} (saved by the training processes in {out})")
+    return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)
 
 
 def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_line: str, command: str) -> dict:
@@ -207,10 +225,66 @@ def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_l
     }
 
 
-def train_pipeline(cfg: TrainConfig, resume: bool = False, command: str = "") -> RunResult | None:
+def fit(
+    cfg: TrainConfig, ready: Prepared, built: BuiltModel, report_to: str, resume: bool = False, gpus: int | None = None
+) -> TrainOutcome:
+    """Training as the notebook runs it: in this process on one GPU or the CPU; with several GPUs (`gpus`, by
+    default every visible one), one process each (launch.py), the main process's result read back into
+    `built.model`."""
+    from . import launch
+
+    gpus = launch.gpu_count() if gpus is None else min(gpus, launch.gpu_count())
+    if gpus > 1 and distributed.world_size() == 1:
+        print(f"{gpus} GPUs visible: training on every one, one process each; this process waits for them")
+        launch.train_on_gpus(cfg.replace(overwrite=True), gpus, command_line())
+        return read_back(cfg, built, ready)
+    job = TrainingJob(
+        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
+    )
+    return train(job, cfg, ready.hw, report_to, resume_from_checkpoint=resume_point(cfg.output_dir, resume))
+
+
+def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutcome:
+    """A run that other processes trained and saved: its adapter loaded into `built.model`, its log and timing
+    as a TrainOutcome without a trainer."""
+    import json
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from .training import Schedule
+
+    out = Path(cfg.output_dir)
+    set_peft_model_state_dict(built.model, load_file(str(out / "adapter_model.safetensors")))
+    m = json.loads((out / "metrics.json").read_text())
+    keys = (
+        "optimizer_steps",
+        "peak_gpu_memory_mb",
+        "peak_train_memory_mb",
+        "peak_eval_memory_mb",
+        "train_step_samples_per_second",
+        "first_step_seconds",
+        "best_checkpoint",
+    )
+    metrics = {k: m.get(k) for k in keys} | {
+        "train_runtime": m["train_runtime_s"],
+        "train_samples_per_second": m["train_samples_per_second"],
+        "step_ms": m.get("train_step_ms"),
+        f"best_val_{m['selection_metric']}": m.get(f"best_val_{m['selection_metric']}"),
+        "world_size": m["world_size"],
+    }
+    schedule = Schedule.for_run(cfg, len(ready.tokenized["train"]), m["world_size"], built.compiled)
+    log = json.loads((out / "training_log.json").read_text())
+    return TrainOutcome(None, metrics, log, schedule, cfg)
+
+
+def train_pipeline(
+    cfg: TrainConfig, resume: bool = False, command: str = "", callbacks: list | None = None
+) -> RunResult | None:
     """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots.
 
-    `resume=True` continues an interrupted run from its last complete checkpoint (same configuration).
+    `resume=True` continues an interrupted run from its last complete checkpoint (same configuration);
+    `callbacks` are extra TrainerCallbacks (a profiler, a tuner's pruner).
     Under `torchrun`/`accelerate launch` every process trains its share of each batch on its own GPU;
     only the main process evaluates on the test split, writes outputs and plots, and gets a RunResult
     (the others get None).
@@ -225,7 +299,7 @@ def train_pipeline(cfg: TrainConfig, resume: bool = False, command: str = "") ->
         job = TrainingJob(
             built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
         )
-        outcome = train(job, cfg, ready.hw, report_to, resume_from_checkpoint=checkpoint)
+        outcome = train(job, cfg, ready.hw, report_to, resume_from_checkpoint=checkpoint, extra_callbacks=callbacks)
     if distributed.world_size() > 1:
         distributed.report_rank(
             f"trained {outcome.metrics['optimizer_steps']} optimizer steps on its share of "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import require
+
 BLOCK = 64
 
 
@@ -71,15 +73,10 @@ def quantization_errors(weights: dict[str, torch.Tensor]) -> list[dict[str, floa
     return rows
 
 
-def pretrained_matrices(
-    model_dir: str,
-    names: tuple[str, ...] = (
-        "encoder.layer.0.attention.self.query.weight",
-        "encoder.layer.3.intermediate.dense.weight",
-        "encoder.layer.5.output.dense.weight",
-    ),
-) -> dict[str, torch.Tensor]:
-    """Real weight matrices from a model's safetensors file (a local directory or a Hub id; prefix `bert.` ok)."""
+def pretrained_matrices(model_dir: str, count: int = 3) -> dict[str, torch.Tensor]:
+    """`count` real weight matrices of a model's encoder, spread from its first layer to its last (any family:
+    the 2-D weights of its linear layers, embeddings left out), from its safetensors file (a local directory
+    or a Hub id)."""
     from pathlib import Path
 
     from safetensors import safe_open
@@ -90,9 +87,11 @@ def pretrained_matrices(
 
         path = cached_file(model_dir, "model.safetensors")
     with safe_open(str(path), "pt") as f:
-        keys = set(f.keys())
-        out = {}
-        for n in names:
-            key = n if n in keys else f"bert.{n}"
-            out[n.removesuffix(".weight")] = f.get_tensor(key).float()
-    return out
+        keys = [
+            k
+            for k in f.keys()
+            if k.endswith(".weight") and "embed" not in k and len(f.get_slice(k).get_shape()) == 2
+        ]
+        require(keys, f"{model_dir} holds no 2-D weight matrices to quantize")
+        picked = [keys[round(i * (len(keys) - 1) / max(1, count - 1))] for i in range(min(count, len(keys)))]
+        return {k.removesuffix(".weight"): f.get_tensor(k).float() for k in dict.fromkeys(picked)}

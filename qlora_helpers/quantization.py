@@ -119,6 +119,16 @@ def load_4bit_model(
     return model
 
 
+def first_4bit_layer(model: torch.nn.Module):
+    """The first 4-bit linear layer of any encoder family (under its LoRA wrapper, if any): for the tutorial."""
+    import bitsandbytes as bnb
+
+    found = next((m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)), None)
+    if found is None:
+        raise UserError("this model holds no 4-bit layer; load it with load_4bit_model")
+    return found
+
+
 def describe_4bit_layer(layer) -> dict:
     """What one `Linear4bit` stores, in numbers: for the tutorial's look inside a quantized layer."""
     from .quant_error import stored_bytes

@@ -2,22 +2,61 @@
 
 import pytest
 
-from qlora_helpers.config import HUB_DATASET, HUB_MODEL, SAMPLE_DATA, TrainConfig, make_config
+import torch
+
+from qlora_helpers.config import HUB_MODEL, SAMPLE_DATA, TrainConfig, make_config
 from qlora_helpers.errors import UserError
+from qlora_helpers.hardware import Hardware
+
+CPU = Hardware("cpu", "cpu", torch.float32, "test")
 
 
-def test_defaults_are_the_recipe():
+def test_the_default_recipe_builds_a_qlora_model(tiny_bert):
+    """The full profile's defaults, on the tiny BERT: every encoder linear layer stored as NF4 with double
+    quantization and computing in fp32 on the CPU, LoRA r16 (alpha 32, no dropout) on every one of them, and only
+    the LoRA matrices and the head trainable; the layers stay eager on the CPU."""
+    import bitsandbytes as bnb
+
+    from qlora_helpers.model_builder import build_model
+
+    cfg = make_config("full", model=str(tiny_bert))
+    built = build_model(cfg, CPU, 2, {0: "negative", 1: "positive"}, "single_label_classification")
+    layers = [m for m in built.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(layers) == 2 * 6 + 1  # per encoder layer: q, k, v, attention out, ffn in, ffn out; and the pooler
+    assert {(m.weight.quant_state.quant_type, m.weight.quant_state.nested, m.compute_dtype) for m in layers} == {
+        ("nf4", True, torch.float32)
+    }
+    lora = built.model.peft_config["default"]
+    assert set(lora.target_modules) == set(built.target_modules) == {"query", "key", "value", "dense"}
+    adapted = [m for m in built.model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    assert {id(m.base_layer) for m in adapted} == {id(m) for m in layers}  # every 4-bit layer, and only those
+    assert {m.lora_A["default"].out_features for m in adapted} == {16} and {m.scaling["default"] for m in adapted} == {2}
+    assert all(isinstance(m.lora_dropout["default"], torch.nn.Identity) for m in adapted)  # no dropped-out copy
+    trainable = [n for n, p in built.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n or "classifier" in n for n in trainable)
+    assert (built.compiled, built.graphs) == (False, False)  # compile=auto: only on a GPU
+
+
+def test_the_default_recipe_trains_with_paged_8bit_adamw_on_a_cosine_schedule():
+    """What the Trainer is given for the 16,000 training reviews of the full profile: batch 64, lr 5e-4 after a
+    10% warm-up, decaying along a cosine, two evaluations an epoch, the most accurate checkpoint kept."""
+    from qlora_helpers.training import Schedule, training_arguments
+
     cfg = make_config("full")
-    assert (cfg.model, cfg.dataset, cfg.max_length) == (HUB_MODEL, HUB_DATASET, 256)
-    assert (cfg.quant_type, cfg.double_quant, cfg.compute_dtype) == ("nf4", True, "auto")
-    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 32, 0.0)
-    assert cfg.target_modules == ["query", "key", "value", "dense"]  # every linear layer of the encoder
-    assert (cfg.epochs, cfg.batch_size, cfg.grad_accum, cfg.effective_batch_size) == (3.0, 64, 1, 64)
-    assert (cfg.truncation, cfg.group_by_length, cfg.gradient_checkpointing) == ("head_tail", True, False)
-    assert (cfg.lr, cfg.lr_scheduler, cfg.warmup, cfg.weight_decay) == (5e-4, "cosine", 0.1, 0.01)
-    assert (cfg.optim, cfg.early_stopping_patience, cfg.seed) == ("paged_adamw_8bit", 2, 42)
-    assert cfg.label_names == ["negative", "positive"]
-    assert cfg.cudnn_attention is False  # plans per padded length (benchmarks/recipe_notes.md)
+    schedule = Schedule.for_run(cfg, 16_000)
+    assert (schedule.steps_per_epoch, schedule.total_steps, schedule.eval_steps) == (250, 750, 125)
+    args = training_arguments(cfg, CPU, schedule, "none", "accuracy")
+    assert (args.optim, args.learning_rate, args.weight_decay, args.max_grad_norm) == (
+        "paged_adamw_8bit",
+        5e-4,
+        0.01,
+        1.0,
+    )
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == cfg.effective_batch_size == 64
+    assert args.get_warmup_steps(schedule.total_steps) == 75
+    assert args.lr_scheduler_type == "cosine" and args.train_sampling_strategy == "group_by_length"
+    assert (args.eval_steps, args.save_steps, args.metric_for_best_model) == (125, 125, "accuracy")
+    assert args.load_best_model_at_end and args.save_total_limit == 2
 
 
 def test_reference_preset_is_the_seed_tutorial_recipe():
@@ -74,6 +113,11 @@ def test_imdb_label_names_only_for_imdb_data(tmp_path):
         ({"report_to": "tensorboard"}, "report_to must be auto, none or wandb"),
         ({"split_seed": -1}, "split_seed must be a whole number >= 0"),
         ({"save_checkpoints": False}, "early stopping restores the best checkpoint"),
+        ({"task": "ordinal"}, "task must be one of ('auto', 'single_label', 'multi_label', 'regression')"),
+        ({"task": "regression", "label_columns": ["a", "b"]}, "--label-columns (one 0/1 column per label) is a"),
+        ({"label_delimiter": " "}, "label_delimiter must be a visible character"),
+        ({"class_weights": "heavy"}, "class_weights must be auto, none or numbers"),
+        ({"text_columns": ["title"]}, "--text-columns joins two or more columns"),
     ],
 )
 def test_bad_settings_are_rejected_with_the_fix(change, message):
@@ -91,8 +135,26 @@ def test_replace_validates_and_rejects_unknown_names():
         make_config("gpu-huge")
 
 
-def test_every_field_documents_its_reason():
+def test_every_setting_is_a_train_flag_whose_help_is_its_reason():
+    """Each field's `why` is the command line's help, with the default; the data-shape flags of predict and
+    evaluate carry the same reasons, and `--multi-label` is `--task multi_label`."""
+    import argparse
     import dataclasses
 
+    from qlora_helpers.cli import SHAPE_FIELDS, build_parser, config_from_args
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps = {cmd: {o: a.help for a in p._actions for o in a.option_strings} for cmd, p in commands.items()}
     for f in dataclasses.fields(TrainConfig):
-        assert len(f.metadata.get("why", "")) > 10, f.name
+        flag = "--" + f.name.replace("_", "-")
+        if not f.metadata.get("cli", True):
+            assert flag not in helps["train"], f.name  # the preset's name is not a flag
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert helps["train"][flag] == f"{f.metadata['why']} (default: {default})", f.name
+        if f.name in SHAPE_FIELDS:
+            assert helps["predict"][flag] == helps["evaluate"][flag] == f.metadata["why"], f.name
+    parse = lambda *a: config_from_args(parser.parse_args(["train", *a]))  # noqa: E731
+    assert parse("--multi-label").task == parse("--task", "multi_label").task == "multi_label"
+    assert parse().task == "auto"
