@@ -18,7 +18,8 @@ install: $(BIN)/.installed
 
 demo: install
 	mkdir -p outputs
-	$(BIN)/python -m benchmarks.timed demo --metrics outputs/demo/metrics.json -- \
+	$(BIN)/python -m benchmarks.timed demo --metrics outputs/demo/metrics.json \
+		--notebook outputs/QLoRA_BERT_TextClassification.executed.ipynb -- \
 		$(BIN)/papermill QLoRA_BERT_TextClassification.ipynb outputs/QLoRA_BERT_TextClassification.executed.ipynb \
 		-p PROFILE auto -p OUTPUT_DIR outputs/demo --cwd . --log-output
 

@@ -232,6 +232,7 @@ def run_train(spec, settings, output):
                             "seed",
                             "best_val_accuracy",
                             "test_accuracy",
+                            "test_spearman",
                             "test_f1_macro",
                             "test_f1_positive",
                             "test_f1_micro",
@@ -341,6 +342,15 @@ ONLY: set[str] = set()  # --only: run just these variants (a finished experiment
 SEEDS: list[int] = []  # --seeds: run just these seeds (a run a time limit cut off)
 # what a `train` or `scaling` record keeps of a run's metrics.json
 RUN_FIELDS = (
+    "task",
+    "test_pearson",
+    "test_spearman",
+    "test_mse",
+    "test_mae",
+    "best_val_spearman",
+    "learning_rate",
+    "compiled_layers",
+    "cuda_graphs",
     "test_accuracy",
     "test_f1_macro",
     "test_f1_positive",

@@ -1,7 +1,9 @@
-"""Times a command and commits what it took: `python -m benchmarks.timed NAME [--metrics FILE] -- CMD ...`.
+"""Times a command and records what it took: `python -m benchmarks.timed NAME [--metrics FILE] -- CMD ...`.
 
 `make demo` and `.ci/run` go through it, so the durations the docs quote come from a record that names the
-machine, the versions, the commit and the date (`benchmarks/results/runs/NAME.json`).
+machine, the versions, the commit and the date. Records go to `outputs/runs/NAME.json` (ignored: a user's
+`make demo` leaves the checkout clean); the ones the docs quote are copied to `benchmarks/results/runs/` on
+purpose, or written there with `--output`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,24 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-RUNS = Path(__file__).resolve().parent / "results" / "runs"
-METRICS_KEPT = ("test_accuracy", "test_f1_macro", "train_runtime_s", "train_samples_per_second", "device")
+RUNS = Path(__file__).resolve().parents[1] / "outputs" / "runs"
+METRICS_KEPT = (
+    "task",
+    "test_accuracy",
+    "test_f1_macro",
+    "test_spearman",
+    "train_runtime_s",
+    "train_samples_per_second",
+    "train_step_samples_per_second",
+    "train_step_ms",
+    "first_step_seconds",
+    "optimizer_steps",
+    "world_size",
+    "compiled_layers",
+    "cuda_graphs",
+    "compute_dtype",
+    "device",
+)
 
 
 def machine() -> dict[str, object]:
@@ -41,7 +59,31 @@ def machine() -> dict[str, object]:
     return info
 
 
-def record(name: str, command: list[str], seconds: float, exit_code: int, started: float | None, metrics: Path | None):
+def notebook_cells(path: Path) -> dict[str, object]:
+    """How much of an executed notebook ran: code cells, those that ran, those that ended in an error."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [c for c in code if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    return {
+        "notebook": str(path),
+        "code_cells": len(code),
+        "cells_run": sum(1 for c in code if c.get("execution_count") is not None),
+        "cells_with_errors": len(errors),
+    }
+
+
+def record(
+    name: str,
+    command: list[str],
+    seconds: float,
+    exit_code: int,
+    started: float | None,
+    metrics: Path | None,
+    output: Path | None = None,
+    notebook: Path | None = None,
+):
     from qlora_helpers.run_files import library_versions, write_json
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -60,7 +102,9 @@ def record(name: str, command: list[str], seconds: float, exit_code: int, starte
     if metrics is not None and metrics.is_file():
         found = json.loads(metrics.read_text())
         payload["metrics"] = {k: found.get(k) for k in METRICS_KEPT}
-    return write_json(RUNS / f"{name}.json", payload)
+    if notebook is not None and notebook.is_file():
+        payload["cells"] = notebook_cells(notebook)
+    return write_json(output or RUNS / f"{name}.json", payload)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="record name: benchmarks/results/runs/NAME.json")
     parser.add_argument("--metrics", type=Path, help="a metrics.json whose scores go into the record")
     parser.add_argument("--started", type=float, help="epoch seconds when the whole job began (CI: before install)")
+    parser.add_argument("--output", type=Path, help="where the record goes (default: outputs/runs/NAME.json)")
+    parser.add_argument("--notebook", type=Path, help="an executed notebook: count the cells that ran")
     argv = sys.argv[1:] if argv is None else argv
     cut = argv.index("--") if "--" in argv else len(argv)
     args, command = parser.parse_args(argv[:cut]), argv[cut + 1 :]
@@ -79,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the command to time after --")
     start = time.perf_counter()
     exit_code = subprocess.run(command).returncode
-    path = record(args.name, command, time.perf_counter() - start, exit_code, args.started, args.metrics)
+    seconds = time.perf_counter() - start
+    path = record(args.name, command, seconds, exit_code, args.started, args.metrics, args.output, args.notebook)
     print(f"timed: {' '.join(command)} took {json.loads(path.read_text())['seconds']} s (exit {exit_code}): {path}")
     return exit_code
 
