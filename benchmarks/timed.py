@@ -93,7 +93,8 @@ def record(
         "exit_code": exit_code,
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit.stdout.strip() or None,
+        # a copy of the tree sent to another machine may carry a stale .git: the sender names its commit
+        "commit": os.environ.get("BENCH_COMMIT") or commit.stdout.strip() or None,
         "machine": machine(),
         "versions": library_versions(),
     }

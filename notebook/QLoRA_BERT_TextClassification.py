@@ -249,17 +249,20 @@ with pd.option_context("display.max_colwidth", 300):
 # The output directory holds the adapter (`adapter_config.json`, `adapter_model.safetensors` - LoRA
 # matrices and the classifier head, a few MB), the tokenizer, `classifier_config.json` and `metrics.json`.
 # Reloading puts the adapter back on a freshly quantized base model; the check below asserts that the
-# reloaded model reproduces the test predictions exactly.
+# reloaded model makes the same decisions on the test split. On a GPU its logits differ in the last digits:
+# the compiled training step stored the frozen 4-bit layers' biases in bf16 (so the compiled graph has one
+# dtype), and a reloaded model keeps them in fp32 until it runs.
 
 # %%
 from qlora_helpers.inference import load_adapter
 
 reloaded = load_adapter(cfg.output_dir)
 test = data.splits["test"]
-same = np.array_equal(reloaded.logits(test["text"].tolist(), pairs=test["text_pair"].tolist() if data.pairs else None),
-                      result.test_logits)
-print("reloaded adapter reproduces the test logits exactly:", same)
-assert same
+again = reloaded.logits(test["text"].tolist(), pairs=test["text_pair"].tolist() if data.pairs else None)
+agree = data.task.agreement(again, result.test_logits, data.labels, result.saved.cut())
+print(f"reloaded adapter: same decisions on {agree:.2%} of the test split, "
+      f"largest logit difference {np.abs(again - result.test_logits).max():.2e}")
+assert agree == 1.0
 reloaded.predict(["One of the best films I have seen in years: moving, funny and beautifully acted.",
                   "Two hours I will never get back. Wooden acting and a plot full of holes."], progress=False)
 

@@ -88,9 +88,7 @@ def pretrained_matrices(model_dir: str, count: int = 3) -> dict[str, torch.Tenso
         path = cached_file(model_dir, "model.safetensors")
     with safe_open(str(path), "pt") as f:
         keys = [
-            k
-            for k in f.keys()
-            if k.endswith(".weight") and "embed" not in k and len(f.get_slice(k).get_shape()) == 2
+            k for k in f.keys() if k.endswith(".weight") and "embed" not in k and len(f.get_slice(k).get_shape()) == 2
         ]
         require(keys, f"{model_dir} holds no 2-D weight matrices to quantize")
         picked = [keys[round(i * (len(keys) - 1) / max(1, count - 1))] for i in range(min(count, len(keys)))]

@@ -313,7 +313,10 @@ class MultiLabel(SingleLabel):
 
 
 class Regression(SingleLabel):
-    """A number per text (a rating, a similarity score): one linear output, MSE, Spearman selects."""
+    """A number per text (a rating, a similarity score): one linear output, MSE, Spearman selects.
+
+    The model learns the training scores standardised (mean 0, sd 1), so the new head starts on the right scale
+    whatever the range; every number shown is mapped back (`values`)."""
 
     name = "regression"
     problem_type = "regression"
@@ -331,15 +334,24 @@ class Regression(SingleLabel):
         scores = lb.as_scores(cells, f"label column {column!r}")
         require(scores.nunique() >= 2, f"every score in column {column!r} is {scores.iloc[0]}; nothing to learn")
         edges = np.linspace(scores.min(), scores.max(), self.BINS + 1).round(6).tolist()
-        return LabelSpace(
-            ("score",), (), column, extras={"min": float(scores.min()), "max": float(scores.max()), "bins": edges}
-        )
+        extras = {
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+            "mean": float(scores.mean()),
+            "std": float(scores.std(ddof=0)),
+            "bins": edges,
+        }
+        return LabelSpace(("score",), (), column, extras=extras)
 
     def encode(self, cells, space, where):
         return lb.as_scores(cells, where)
 
     def targets(self, encoded, space):
-        return encoded.astype(float).tolist()
+        return ((encoded.astype(float) - space.extras["mean"]) / space.extras["std"]).tolist()
+
+    def values(self, logits: np.ndarray, space: LabelSpace) -> np.ndarray:
+        """The model's outputs on the scores' own scale."""
+        return logits[:, 0] * space.extras["std"] + space.extras["mean"]
 
     def strata(self, encoded):
         """Score quintiles, so every split covers the range."""
@@ -360,7 +372,8 @@ class Regression(SingleLabel):
         return {f"{edges[i]:g}-{edges[i + 1]:g}": int((which == i).sum()) for i in range(len(edges) - 1)}
 
     def trainer_metrics(self, eval_pred):
-        return regression_trainer_metrics(eval_pred)
+        """Spearman (the selection metric) and Pearson: unchanged by the standardisation the model trains on."""
+        return {k: v for k, v in regression_trainer_metrics(eval_pred).items() if k in ("spearman", "pearson")}
 
     def loss(self, logits, targets, weights):
         return F.mse_loss(logits.float().squeeze(-1), targets.float())
@@ -370,34 +383,34 @@ class Regression(SingleLabel):
         return None
 
     def scores(self, encoded, logits, space, cut=None):
-        return regression_metrics(encoded.to_numpy(dtype=float), logits[:, 0])
+        return regression_metrics(encoded.to_numpy(dtype=float), self.values(logits, space))
 
     def decide(self, logits, cut=None):
         return logits[:, 0]
 
     def rows(self, logits, space, cut=None, top_k=None):
-        return [{"score": round(float(x), 6)} for x in logits[:, 0]]
+        return [{"score": round(float(x), 6)} for x in self.values(logits, space)]
 
     def plot(self, encoded, logits, metrics, space, cut, directory, caption):
         from .plots import plot_scores_scatter
 
+        values = self.values(logits, space)
         return {
-            "scores_scatter": plot_scores_scatter(
-                encoded.to_numpy(dtype=float), logits[:, 0], directory, caption=caption
-            )
+            "scores_scatter": plot_scores_scatter(encoded.to_numpy(dtype=float), values, directory, caption=caption)
         }
 
     def agreement(self, a, b, space, cut=None):
         """Scores agree when they differ by at most 1% of the training scores' range."""
         tolerance = 0.01 * (space.extras.get("max", 1.0) - space.extras.get("min", 0.0))
-        return float((np.abs(a[:, 0] - b[:, 0]) <= tolerance).mean())
+        return float((np.abs(self.values(a, space) - self.values(b, space)) <= tolerance).mean())
 
     def table(self, encoded, logits, space, cut=None):
-        error = np.abs(logits[:, 0] - encoded.to_numpy(dtype=float))
+        values = self.values(logits, space)
+        error = np.abs(values - encoded.to_numpy(dtype=float))
         return pd.DataFrame(
             {
                 "true": encoded.to_numpy(dtype=float),
-                "predicted": logits[:, 0].round(6),
+                "predicted": values.round(6),
                 "abs_error": error.round(6),
                 "_wrong": error > 0,
                 "_sort": error,
