@@ -83,7 +83,8 @@ import pandas as pd
 import qlora_helpers as qh
 from qlora_helpers import pipeline
 from qlora_helpers.evaluation import mistakes_table
-from qlora_helpers.quantization import describe_4bit_layer, first_4bit_layer
+from qlora_helpers.encoders import first_4bit_layer
+from qlora_helpers.quantization import describe_4bit_layer
 from qlora_helpers.tracking import choose_report_to
 from qlora_helpers.results import load_result
 
@@ -160,7 +161,9 @@ display(Image(pipeline.plot_data(cfg, hw, data, tokenizer)))
 # %%
 built = pipeline.model_for(cfg, ready)
 model = built.model
-describe_4bit_layer(first_4bit_layer(model))
+name, layer = first_4bit_layer(model)
+print(name)
+describe_4bit_layer(layer)
 
 # %% [markdown]
 # ## 3. LoRA adapters

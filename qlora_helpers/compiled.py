@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import TrainConfig
+from .encoders import repeated_blocks
 from .errors import UserError
 from .hardware import Hardware
 
@@ -47,10 +48,10 @@ def mode(cfg: TrainConfig, hw: Hardware) -> str | None:
 
 def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The repeated blocks of the encoder: the model's longest list of modules (BERT's `encoder.layer`)."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
-    if not lists:
+    layers = repeated_blocks(model)
+    if layers is None:
         raise UserError("found no list of encoder layers to compile in this model; run with --compile off")
-    return max(lists, key=len)
+    return layers
 
 
 def prepare_4bit_biases(model: torch.nn.Module) -> int:
@@ -75,7 +76,7 @@ def compile_for_training(model: torch.nn.Module, compile_mode: str | None = None
     """Compile each encoder layer for training steps (static shapes); evaluation keeps the eager layer.
 
     Returns how many layers were wrapped. The parameters stay the model's own, so saving, loading the best
-    checkpoint and DDP see the same module tree.
+    checkpoint and DDP see the same module tree. `uncompile` puts the eager layers back.
     """
     import torch._dynamo
 
@@ -83,15 +84,26 @@ def compile_for_training(model: torch.nn.Module, compile_mode: str | None = None
     layers = encoder_layers(model)
     # one compiled function (one cache) for all layers: they run the same code on their own parameters
     shared = torch.compile(type(layers[0]).forward, dynamic=False, mode=compile_mode)
+    fill = fills_masks(model)
     for layer in layers:
-        layer.forward = _training_only(layer, layer.forward, shared)
+        layer.forward = _training_only(layer, layer.forward, shared, fill)
     return len(layers)
 
 
-def uncompile(model: torch.nn.Module) -> None:
-    """Give every encoder layer its eager forward back (training then runs as with --compile off)."""
+def uncompile(model: torch.nn.Module) -> int:
+    """Put back the eager forward of each layer `compile_for_training` wrapped (to carry on eager when compiling
+    fails on a platform); returns how many layers were restored."""
+    restored = 0
     for layer in encoder_layers(model):
-        layer.__dict__.pop("forward", None)
+        eager = getattr(vars(layer).get("forward"), "eager_forward", None)
+        if eager is None:
+            continue
+        if getattr(eager, "__func__", None) is type(layer).forward:
+            del layer.forward  # the class's own method again
+        else:
+            layer.forward = eager
+        restored += 1
+    return restored
 
 
 def is_compile_failure(error: BaseException) -> bool:
@@ -105,24 +117,43 @@ def is_compile_failure(error: BaseException) -> bool:
     return bool(names & {"InductorError", "BackendCompilerFailed", "CompilationError"}) or "triton" in text
 
 
-def _training_only(layer: torch.nn.Module, eager, compiled):
+def _training_only(layer: torch.nn.Module, eager, compiled, fill_mask: bool = True):
     def forward(*args, **kwargs):
         if layer.training and torch.is_grad_enabled():
-            return compiled(layer, *with_mask(args), **kwargs)
+            if fill_mask:
+                args, kwargs = with_mask(args, kwargs)
+            return compiled(layer, *args, **kwargs)
         return eager(*args, **kwargs)
 
+    forward.eager_forward = eager
     return forward
 
 
-def with_mask(args: tuple) -> tuple:
+def fills_masks(model: torch.nn.Module) -> bool:
+    """Whether an unpadded batch's missing mask may be filled in: with PyTorch's SDPA attention, where a padded
+    batch's mask is a (batch, 1, length, length) boolean one (BERT, RoBERTa, ELECTRA, DistilBERT, ModernBERT).
+    Other kernels take other masks (flash attention: none at all), and DeBERTa passes its own mask to every layer."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+
+
+def with_mask(args: tuple, kwargs: dict | None = None) -> tuple[tuple, dict]:
     """BERT-style layers get `attention_mask=None` for a batch without padding and a (batch, 1, length,
     length) boolean mask otherwise: two kinds of input, so a second compile and graph capture mid-run. An
-    all-true mask for the unpadded batch keeps one kind (the same attention)."""
-    if len(args) >= 2 and args[1] is None and isinstance(args[0], torch.Tensor) and args[0].dim() == 3:
-        rows, length = args[0].shape[:2]
-        mask = torch.ones((rows, 1, length, length), dtype=torch.bool, device=args[0].device)
-        return (args[0], mask, *args[2:])
-    return args
+    all-true mask for the unpadded batch keeps one kind (the same attention). The mask comes second
+    positionally (BERT, RoBERTa, ELECTRA, DistilBERT) or by keyword (ModernBERT)."""
+    kwargs = dict(kwargs or {})
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 3:
+        return args, kwargs
+    rows, length = args[0].shape[:2]
+
+    def all_true():
+        return torch.ones((rows, 1, length, length), dtype=torch.bool, device=args[0].device)
+
+    if len(args) >= 2 and args[1] is None:
+        args = (args[0], all_true(), *args[2:])
+    elif len(args) == 1 and "attention_mask" in kwargs and kwargs["attention_mask"] is None:
+        kwargs["attention_mask"] = all_true()
+    return args, kwargs
 
 
 class CompileClock(TrainerCallback):

@@ -24,6 +24,7 @@ COMPILE_MODES = ("auto", "on", "off")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANT_TYPES = ("nf4", "fp4")
 LR_SCALINGS = ("sqrt", "none")
+ALL_LINEAR = "all-linear"  # target_modules: every linear layer of the encoder, the classification head excluded
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 
@@ -100,8 +101,9 @@ class TrainConfig:
         0.0, "0: peft skips a dropped-out copy of every adapted layer's input - less memory, no accuracy lost."
     )
     target_modules: list[str] = _f(
-        ["query", "key", "value", "dense"],
-        "Every linear layer of the encoder, as QLoRA recommends; reference: query/value.",
+        [ALL_LINEAR],
+        "all-linear: every linear layer of the encoder, head excluded, as QLoRA recommends, named per family; "
+        "or layer names (reference: query value).",
     )
     gradient_checkpointing: bool = _f(
         False, "Recompute activations in backward: least memory, but each layer runs twice (recipe_notes.md)."
@@ -275,7 +277,11 @@ class TrainConfig:
         )
         require(
             bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-            "target_modules must name at least one linear layer, e.g. query value",
+            f"target_modules must name at least one linear layer, e.g. query value, or be {ALL_LINEAR}",
+        )
+        require(
+            ALL_LINEAR not in self.target_modules or len(self.target_modules) == 1,
+            f"target_modules: {ALL_LINEAR} already means every linear layer; pass it alone or name layers instead",
         )
         require(
             self.report_to in ("auto", "none", "wandb"),

@@ -5,31 +5,35 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 
-from .errors import UserError
+from . import encoders
 
 
-def linear_layer_names(model: torch.nn.Module) -> list[str]:
-    """Short names of the model's linear layers (4-bit ones included): the valid `target_modules`."""
-    import bitsandbytes as bnb
-
-    names = {
-        name.rsplit(".", 1)[-1]
-        for name, m in model.named_modules()
-        if isinstance(m, (torch.nn.Linear, bnb.nn.Linear4bit)) and name
-    }
-    return sorted(names - {"classifier"})
+def linear_layer_names(model: torch.nn.Module, head_modules: list[str] | None = None) -> list[str]:
+    """Short names of the model's linear layers outside its head (4-bit ones included): the valid `target_modules`."""
+    return encoders.adapter_targets(model, encoders.recorded_head(model) if head_modules is None else head_modules)
 
 
-def make_lora_config(r: int, alpha: float, dropout: float, target_modules: list[str]) -> LoraConfig:
-    """LoRA on the chosen projections; the classification head is trained in full and saved with the adapter."""
+def make_lora_config(
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules: list[str],
+    modules_to_save: list[str] | tuple[str, ...] = ("classifier",),
+) -> LoraConfig:
+    """LoRA on the chosen projections; the head modules are trained in full and saved with the adapter.
+
+    `all-linear` alone is left to peft (every linear layer but the output one) where no model is at hand;
+    `add_lora_adapters` expands it to names itself.
+    """
+    targets = encoders.ALL_LINEAR if list(target_modules) == [encoders.ALL_LINEAR] else list(target_modules)
     return LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=list(target_modules),
+        target_modules=targets,
         bias="none",  # biases stay frozen: the adapter is the only change to the base model
-        modules_to_save=["classifier"],  # the new head is small and must be learnt from scratch
+        modules_to_save=list(modules_to_save),  # the new head is small and must be learnt from scratch
     )
 
 
@@ -38,26 +42,25 @@ def add_lora_adapters(
     r: int = 16,
     alpha: float = 32,
     dropout: float = 0.1,
-    target_modules: list[str] = ("query", "value"),
+    target_modules: list[str] | tuple[str, ...] = (encoders.ALL_LINEAR,),
     gradient_checkpointing: bool = True,
+    head_modules: list[str] | None = None,
 ) -> PeftModel:
     """`prepare_model_for_kbit_training` (fp32 norms/embeddings, input grads, checkpointing), then LoRA.
 
-    Checkpointing is non-reentrant: the reentrant variant needs inputs that require grad and breaks
-    under DDP with frozen weights.
+    `target_modules`: layer names, or `all-linear` for every linear layer outside the head. `head_modules`: trained
+    in full and saved with the adapter; by default those `quantization.load_4bit_model` kept out of 4-bit.
+    Checkpointing is non-reentrant: the reentrant variant needs inputs that require grad and breaks under DDP
+    with frozen weights.
     """
-    unknown = sorted(set(target_modules) - set(linear_layer_names(model)))
-    if unknown:
-        raise UserError(
-            f"target module(s) {unknown} not found; this model's linear layers are "
-            f"{linear_layer_names(model)} - pass some of them with --target-modules"
-        )
+    head = encoders.recorded_head(model) if head_modules is None else list(head_modules)
+    targets = encoders.resolve_targets(model, target_modules, head)
     model = prepare_model_for_kbit_training(
         model,
         use_gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
-    return get_peft_model(model, make_lora_config(r, alpha, dropout, list(target_modules)))
+    return get_peft_model(model, make_lora_config(r, alpha, dropout, targets, head))
 
 
 def parameter_count(param: torch.nn.Parameter) -> int:

@@ -1,14 +1,17 @@
-"""Loading the base model in 4 bits: NF4 weights, double quantization, an unquantized classifier head."""
+"""Loading the base model in 4 bits: NF4 weights, double quantization, an unquantized classification head."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
-from .errors import UserError
+from . import encoders
+from .errors import UserError, require
 
 
 def _require_bitsandbytes() -> None:
@@ -21,7 +24,10 @@ def _require_bitsandbytes() -> None:
 
 
 def make_bnb_config(
-    compute_dtype: torch.dtype, quant_type: str = "nf4", double_quant: bool = True
+    compute_dtype: torch.dtype,
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+    skip_modules: list[str] | tuple[str, ...] = ("classifier",),
 ) -> BitsAndBytesConfig:
     """The QLoRA storage recipe.
 
@@ -30,15 +36,16 @@ def make_bnb_config(
     - double quantization: the fp32 absmax constant of each 64-weight block is itself quantized to 8 bits
       (blocks of 256), saving about 0.37 bits per parameter.
     - `compute_dtype`: weights are dequantized block by block to this dtype for each matrix product.
-    - `llm_int8_skip_modules=["classifier"]`: the new head stays in full precision; quantizing it would
-      leave nothing trainable there ("only Tensors of floating point dtype can require gradients").
+    - `llm_int8_skip_modules=skip_modules`: the new head (`encoders.head_modules`) stays in full precision;
+      quantizing it would leave nothing trainable there ("only Tensors of floating point dtype can require
+      gradients") and freeze a randomly initialised layer.
     """
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant_type,
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
-        llm_int8_skip_modules=["classifier"],
+        llm_int8_skip_modules=list(skip_modules),
     )
 
 
@@ -81,6 +88,35 @@ def disable_avx512_bf16_repacking(model: torch.nn.Module) -> int:
     return n
 
 
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _without_load_report():
+    """Silence transformers' load report ("MISSING ... newly initialized ... Consider training"): the head it names
+    is known before the load (and trained, or loaded from the adapter right after), and the pretraining head it
+    lists as unexpected is meant to be dropped. `load_4bit_model` checks the report's content itself."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    drop = _DropLoadReport()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def find_head_modules(
+    model_name: str, num_labels: int = 2, problem_type: str = "single_label_classification"
+) -> list[str]:
+    """`encoders.head_modules`, a missing or unreadable model ending in the one-line load error."""
+    try:
+        return encoders.head_modules(model_name, num_labels, problem_type)
+    except (OSError, ValueError, KeyError) as e:
+        raise _explain_load_error("model", model_name, e) from None
+
+
 def load_4bit_model(
     model_name: str,
     num_labels: int,
@@ -90,43 +126,49 @@ def load_4bit_model(
     quant_type: str = "nf4",
     double_quant: bool = True,
     problem_type: str = "single_label_classification",
+    head_modules: list[str] | None = None,
 ):
-    """Load `model_name` for sequence classification with its linear layers stored in 4 bits.
+    """Load `model_name` for sequence classification with its linear layers stored in 4 bits, its head not.
 
-    On a GPU the whole model is placed on this process's own GPU (`LOCAL_RANK` under torchrun or
-    accelerate), never split across GPUs with `device_map="auto"`.
+    `problem_type` is transformers' (single_label_classification, multi_label_classification, regression): it
+    picks the loss. The head is every module whose weights the checkpoint lacks (`encoders.head_modules`, found
+    before loading when not given); its names are kept on the model as `qlora_head_modules` for
+    `lora.add_lora_adapters`. On a GPU the whole model is placed on this process's own GPU (`LOCAL_RANK` under
+    torchrun or accelerate), never split across GPUs with `device_map="auto"`.
     """
     _require_bitsandbytes()
+    require(
+        problem_type in encoders.PROBLEM_TYPES,
+        f"unknown problem_type {problem_type!r}; choose one of {encoders.PROBLEM_TYPES}",
+    )
+    if head_modules is None:
+        head_modules = find_head_modules(model_name, num_labels, problem_type)
     kwargs = {}
     if device == "cuda":
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_name,
-            num_labels=num_labels,
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            problem_type=problem_type,
-            quantization_config=make_bnb_config(compute_dtype, quant_type, double_quant),
-            # Unquantized parts (embeddings, LayerNorms, head) in fp32, as k-bit preparation leaves them
-            # for training; loading them the same way for inference reproduces the trained logits.
-            dtype=torch.float32,
-            **kwargs,
-        )
+        with _without_load_report():
+            model, report = AutoModelForSequenceClassification.from_pretrained(
+                model_name,
+                num_labels=num_labels,
+                id2label=id2label,
+                label2id={v: k for k, v in id2label.items()},
+                problem_type=problem_type,
+                quantization_config=make_bnb_config(compute_dtype, quant_type, double_quant, head_modules),
+                # Unquantized parts (embeddings, LayerNorms, head) in fp32, as k-bit preparation leaves them
+                # for training; loading them the same way for inference reproduces the trained logits.
+                dtype=torch.float32,
+                output_loading_info=True,
+                **kwargs,
+            )
     except (OSError, ValueError) as e:
         raise _explain_load_error("model", model_name, e) from None
+    stray = sorted(k for k in report["missing_keys"] if not encoders.in_modules(k.rsplit(".", 1)[0], head_modules))
+    if stray:  # initialised anew, yet not in the head found beforehand: frozen at random values
+        print(f"warning: {model_name} holds no weights for {', '.join(stray)}; they keep random values")
     disable_avx512_bf16_repacking(model)
+    setattr(model, encoders.HEAD_ATTRIBUTE, list(head_modules))
     return model
-
-
-def first_4bit_layer(model: torch.nn.Module):
-    """The first 4-bit linear layer of any encoder family (under its LoRA wrapper, if any): for the tutorial."""
-    import bitsandbytes as bnb
-
-    found = next((m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)), None)
-    if found is None:
-        raise UserError("this model holds no 4-bit layer; load it with load_4bit_model")
-    return found
 
 
 def describe_4bit_layer(layer) -> dict:
