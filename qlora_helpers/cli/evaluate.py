@@ -1,0 +1,93 @@
+"""`qlora-bert evaluate`: scores of a trained model on a labelled file, its mistakes, and the rows it trained on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
+
+
+def add_parser(sub) -> None:
+    evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
+    evaluate.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
+    add_long_text_flags(evaluate)
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
+    add_shape_flags(evaluate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..classifier_config import ClassifierConfig
+    from ..data import read_labelled_file
+    from ..evaluation import evaluate_split, mistakes_table, save_table, seen_rows
+    from ..inference import load_for_inference
+    from ..run_files import write_json
+    from ..windows import check_window
+
+    adapter = Path(args.adapter)
+    saved = ClassifierConfig.load(adapter)
+    check_shape(args, saved)
+    if args.label_delimiter is not None:
+        from dataclasses import replace
+
+        saved = replace(saved, labels=replace(saved.labels, delimiter=args.label_delimiter))
+    frame = read_labelled_file(
+        args.dataset,
+        saved,
+        args.text_column,
+        args.label_column,
+        header_of(args),
+        args.text_pair_column,
+        args.text_columns,
+    )
+    if args.long_text == "window":
+        args.stride = check_window(saved.max_length, args.stride, pairs="text_pair" in frame)
+    stem = Path(args.dataset).name.split(".")[0]
+    output = Path(args.output) if args.output else adapter / f"evaluation_{stem}.json"
+    loaded = load_for_inference(adapter, "4bit")
+    cut = saved.cut()
+    metrics, logits = evaluate_split(
+        loaded.model, loaded.tokenizer, frame, saved, args.batch_size, cut, args.long_text, args.stride
+    )
+    summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
+    if saved.thresholds:
+        others = {
+            mode: saved.kind.scores(frame["label"], logits, saved.labels, saved.cut(mode))
+            for mode in ("0.5", "global")
+        }
+        metrics["thresholds"] = saved.thresholds.get("mode", "per_label")
+        metrics["at_other_thresholds"] = {
+            mode: {k: m[k] for k in ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")}
+            for mode, m in others.items()
+        }
+        summary |= {"f1_macro_at_0.5": others["0.5"]["f1_macro"], "f1_micro_at_0.5": others["0.5"]["f1_micro"]}
+    seen = seen_rows(adapter, frame)
+    metrics.update(
+        task=saved.task,
+        dataset=str(args.dataset),
+        rows=len(frame),
+        rows_seen_in_training=seen,
+        long_text=args.long_text,
+        stride=args.stride if args.long_text == "window" else None,
+        device=loaded.hardware.name,
+        compute_dtype=loaded.hardware.dtype_name,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    mistakes = output.with_name(f"misclassified_{stem}.csv")
+    wrong = mistakes_table(frame, logits, saved, cut)
+    save_table(wrong, mistakes)
+    metrics["misclassified"] = len(wrong)
+    metrics["misclassified_file"] = str(mistakes)
+    write_json(output, metrics)
+    print(saved.kind.report(metrics))
+    if seen and (seen["train"] or seen["validation"]):
+        print(
+            f"note: {seen['train']} of these {len(frame)} rows are in the model's training split and "
+            f"{seen['validation']} in its validation split; scores on them overstate what it does on new text"
+        )
+    print(f"{metrics['misclassified']} misclassified texts, most confident first: {mistakes}")
+    print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
+    return 0

@@ -1,0 +1,145 @@
+"""The command line's shared pieces: one-line usage errors, flags generated from TrainConfig, the data-shape flags
+that train, predict and evaluate share, and the check of those flags against a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, NoReturn
+
+from ..config import TrainConfig
+from ..errors import require
+
+EXIT_BAD_INPUT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one `error:` line (with a pointer to --help), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
+    """argparse settings for a dataclass field's type."""
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    base = next(a for a in typing.get_args(tp) if a is not type(None)) if union else tp
+    if typing.get_origin(base) is list:
+        return None, {"nargs": "+", "type": str}
+    if base is bool:
+        return None, {"action": argparse.BooleanOptionalAction}
+    return None, {"type": base}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per TrainConfig field; unset flags keep the profile's value."""
+    hints = typing.get_type_hints(TrainConfig)
+    aliases = {"epochs": [], "lr": ["--learning-rate"]}
+    group = parser.add_argument_group("recipe settings (defaults shown are the 'full' profile's)")
+    for f in dataclasses.fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        _, kw = _flag_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        group.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            *aliases.get(f.name, []),
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            help=f"{f.metadata['why']} (default: {default})",
+            **kw,
+        )
+
+
+# the flags that say what a row of data looks like: train, predict and evaluate all take them, so a user's
+# train command copies over; predict and evaluate check them against what the model was trained with
+SHAPE_FIELDS = (
+    "text_column",
+    "text_columns",
+    "text_pair_column",
+    "text_separator",
+    "label_column",
+    "label_columns",
+    "label_delimiter",
+    "task",
+    "header",
+)
+
+
+def add_shape_flags(parser: argparse.ArgumentParser) -> None:
+    """The data-shape flags of `train`, for predict and evaluate (same names, same help)."""
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("data shape (as in train; checked against what the model was trained with)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SHAPE_FIELDS:
+            _, kw = _flag_type(hints[f.name])
+            group.add_argument(
+                f"--{f.name.replace('_', '-')}", dest=f.name, default=None, help=f.metadata["why"], **kw
+            )
+    add_multi_label_flag(group)
+
+
+def add_multi_label_flag(parser) -> None:
+    parser.add_argument(
+        "--multi-label",
+        dest="task",
+        action="store_const",
+        const="multi_label",
+        default=argparse.SUPPRESS,
+        help="shorthand for --task multi_label: any number of labels per text",
+    )
+
+
+def add_long_text_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--long-text",
+        choices=["truncate", "window"],
+        default="truncate",
+        help="truncate: keep max_length tokens as in training; window: read every token through overlapping "
+        "windows of max_length tokens and average their logits",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        help="--long-text window: tokens each window shares with the previous one (default: max_length/4)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from ..config import make_config
+
+    names = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return make_config(args.profile, **overrides)
+
+
+def check_shape(args: argparse.Namespace, saved) -> None:
+    """The data-shape flags given to predict/evaluate must describe the model's own input and task."""
+    task = getattr(args, "task", None)
+    require(
+        task in (None, "auto", saved.task),
+        f"--task {task} given, but this model was trained as {saved.task}; leave the flag out or use its own model",
+    )
+    if args.label_columns:
+        require(
+            saved.labels.columns and len(args.label_columns) == len(saved.labels.columns),
+            f"--label-columns names {len(args.label_columns)} column(s); the model was trained on "
+            + (f"{len(saved.labels.columns)} label columns" if saved.labels.columns else "one label column"),
+        )
+    if args.text_separator is not None:
+        given = " [SEP] " if args.text_separator == "sep" else args.text_separator
+        require(
+            given == saved.text_input.separator or len(saved.text_input.columns) == 1,
+            f"--text-separator {args.text_separator!r} differs from training's {saved.text_input.separator!r}; "
+            f"leave it out to join the columns as in training",
+        )
+    require(
+        args.long_text == "window" or args.stride is None,
+        "--stride sets the overlap of --long-text window; add --long-text window or leave --stride out",
+    )
+
+
+def header_of(args: argparse.Namespace) -> bool:
+    return True if args.header is None else args.header

@@ -1,0 +1,168 @@
+"""`qlora-bert predict`: classify texts (arguments, a file of lines, or a table's rows) with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
+
+
+def add_parser(sub) -> None:
+    predict = sub.add_parser("predict", help="classify texts with a trained adapter or merged model")
+    predict.add_argument("--adapter", required=True, help="output directory of a `train` run, or a `merge` output")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--file", help="a UTF-8 file with one text per line")
+    predict.add_argument("--dataset", help="a .csv/.tsv/.json/.jsonl/.parquet file: classify its text column")
+    predict.add_argument(
+        "--text-pair",
+        nargs="+",
+        help="sentence-pair models: the second text of each text given as an argument, in the same order",
+    )
+    add_long_text_flags(predict)
+    predict.add_argument(
+        "--mode",
+        choices=["4bit", "16bit", "merged"],
+        default="4bit",
+        help="4bit: as trained, least memory; 16bit: dequantized base + adapter; merged: adapter folded in",
+    )
+    predict.add_argument("--output", help="write predictions to .jsonl or .csv instead of printing JSON lines")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--top-k", type=int, help="list only the K most probable labels' probabilities")
+    predict.add_argument(
+        "--thresholds",
+        choices=["per_label", "global", "0.5"],
+        help="multi-label: which tuned thresholds decide (default: the saved choice, per_label)",
+    )
+    add_shape_flags(predict)
+
+
+def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
+    """The texts (and second texts) of `predict --dataset`, read from the columns training read."""
+    from ..tables import TEXT_CANDIDATES, read_local_file
+    from ..text_input import check_pairs, from_saved
+
+    frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args))
+    chosen = from_saved(
+        saved.text_input,
+        list(frame.columns),
+        args.text_column,
+        args.text_pair_column,
+        TEXT_CANDIDATES,
+        args.text_columns,
+    )
+    inputs = chosen.extract(frame)
+    inputs = inputs[inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "")]
+    if chosen.pair_column:
+        check_pairs(inputs, chosen.pair_column, args.dataset)
+        return inputs["text"].tolist(), inputs["text_pair"].tolist()
+    return inputs["text"].tolist(), None
+
+
+def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
+    """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
+    from ..inference import texts_from_file
+
+    texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
+    pairs = list(args.text_pair) if args.text_pair else None
+    if pairs is not None and len(pairs) != len(args.texts):
+        raise UserError(
+            f"{len(args.texts)} text(s) but {len(pairs)} --text-pair value(s); give one second text per text, in order"
+        )
+    if pairs is not None and args.file:
+        raise UserError(
+            "--text-pair pairs the texts given as arguments; for a file of pairs use --dataset with two columns"
+        )
+    if pairs is None and texts and saved.text_input.pair_column:
+        raise UserError(
+            f"this model reads sentence pairs (second texts from {saved.text_input.pair_column!r} in training); "
+            f"give a second text for each: --text-pair, or --dataset with both columns"
+        )
+    if pairs is not None and not saved.text_input.pair_column:
+        raise UserError("this model was trained on single texts; leave out the second texts (--text-pair)")
+    if args.dataset:
+        more, more_pairs = texts_from_dataset(args, saved)
+        if texts and (more_pairs is None) != (pairs is None):
+            raise UserError("give pairs both as arguments (--text-pair) and in --dataset, or single texts in both")
+        texts = texts + more
+        if more_pairs is not None:
+            pairs = (pairs or []) + more_pairs
+    if not texts:
+        raise UserError("no texts given: pass them as arguments, with --file (one text per line) or --dataset")
+    return texts, pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..classifier_config import ClassifierConfig
+    from ..inference import load_for_inference
+    from ..windows import check_window
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {args.top_k}")
+    saved = ClassifierConfig.load(args.adapter)
+    check_shape(args, saved)
+    saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
+    texts, pairs = gather_texts(args, saved)
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        require_output_file(out, args.overwrite)
+    if args.long_text == "window":
+        args.stride = check_window(saved.max_length, args.stride, pairs=pairs is not None)
+    loaded = load_for_inference(args.adapter, args.mode)
+    rows = loaded.predict(
+        texts,
+        args.batch_size,
+        len(texts) > args.batch_size,
+        args.top_k,
+        args.thresholds,
+        pairs,
+        args.long_text,
+        args.stride,
+    )
+    if out is None:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    write_predictions(rows, out)
+    print(f"wrote {len(rows)} predictions to {out}")
+    return 0
+
+
+def require_output_file(out: Path, overwrite: bool) -> None:
+    from ..run_files import writable
+
+    if not out.name.endswith((".jsonl", ".csv")):
+        raise UserError(f"--output must end in .jsonl or .csv, got {out}")
+    if out.is_dir():
+        raise UserError(f"--output {out} is a folder; name a .jsonl or .csv file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it or name another --output")
+    if not writable(out):
+        raise UserError(f"cannot write to {out} (read-only or no permission); choose another --output")
+
+
+def write_predictions(rows: list[dict[str, Any]], out: Path) -> None:
+    """Rows as JSON lines, or as CSV with one p_<label> column per probability; written whole, then renamed."""
+    import os
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix == ".csv":
+        import pandas as pd
+
+        flat = []
+        for r in rows:
+            row = {k: v for k, v in r.items() if k not in ("probabilities", "label_probabilities")}
+            if isinstance(row.get("labels"), list):
+                row["labels"] = ",".join(row["labels"])
+            flat.append({**row, **{f"p_{k}": v for k, v in r.get("probabilities", {}).items()}})
+        pd.DataFrame(flat).to_csv(tmp, index=False)
+    else:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, out)
