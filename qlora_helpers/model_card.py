@@ -55,7 +55,7 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
 ## Recipe
 NF4 {"with" if c["double_quant"] else "without"} double quantization, compute dtype {m["compute_dtype"]};
 LoRA r={c["lora_r"]}, alpha={c["lora_alpha"]}, dropout={c["lora_dropout"]} on {", ".join(c["target_modules"])};
-{c["epochs"]} epochs, batch {c["batch_size"]} x {c["grad_accum"]}, lr {c["lr"]} ({c["lr_scheduler"]},
+{m.get("epochs", c["epochs"])} epochs, batch {c["batch_size"]} x {c["grad_accum"]}, lr {c["lr"]} ({c["lr_scheduler"]},
 {c["warmup"]:.0%} warm-up), optimizer {c["optim"]}, max_length {c["max_length"]}, seed {c["seed"]}.
 Trainable parameters: {m["trainable_params"]:,} of {m["total_params"]:,} ({m["trainable_percent"]:.2f}%).
 

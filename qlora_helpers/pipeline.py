@@ -92,14 +92,18 @@ class Prepared:
     tokenized: Any  # a DatasetDict of token ids per split
 
 
-def prepare(cfg: TrainConfig, resume: bool = False) -> Prepared:
+def prepare(cfg: TrainConfig, resume: bool = False, without_test: bool = False) -> Prepared:
     """Check the configuration, pick the hardware, load, split and tokenize the data.
 
     `train_pipeline`, the benchmark runner and the probes all start here, so they measure the same setup.
+    `without_test`: the test split is dropped before tokenizing (a tuning trial must never see it); the
+    training and validation splits are those of the full run.
     """
     hw = start(cfg, resume)
     tokenizer = load_tokenizer(cfg.model)
     data = load_data(cfg, tokenizer)
+    if without_test:
+        data.splits.pop("test")
     check_class_weights(cfg.class_weights, data.task, data.labels)
     tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
     return Prepared(hw, data, tokenizer, tokenized)
@@ -211,6 +215,8 @@ def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_l
         "world_size": distributed.world_size(),
         "learning_rate": outcome.config.lr_for(distributed.world_size()),
         "steps_per_epoch": outcome.schedule.steps_per_epoch,
+        "epochs": round(outcome.schedule.epochs, 4),  # as run: `auto` resolved from the data
+        "schedule": outcome.schedule.reason,
         "train_step_samples_per_second": m.get("train_step_samples_per_second"),
         "train_step_ms": m.get("step_ms"),  # percentiles of the timed steps: a slow tail shows here, not in a mean
         "first_step_seconds": m.get("first_step_seconds"),  # the compile wait, when the layers are compiled
@@ -252,7 +258,7 @@ def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutc
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from .training import Schedule
+    from .training import schedule_for
 
     out = Path(cfg.output_dir)
     set_peft_model_state_dict(built.model, load_file(str(out / "adapter_model.safetensors")))
@@ -273,7 +279,10 @@ def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutc
         f"best_val_{m['selection_metric']}": m.get(f"best_val_{m['selection_metric']}"),
         "world_size": m["world_size"],
     }
-    schedule = Schedule.for_run(cfg, len(ready.tokenized["train"]), m["world_size"], built.compiled)
+    job = TrainingJob(
+        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
+    )
+    schedule = schedule_for(cfg, job, m["world_size"])
     log = json.loads((out / "training_log.json").read_text())
     return TrainOutcome(None, metrics, log, schedule, cfg)
 

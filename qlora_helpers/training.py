@@ -16,25 +16,9 @@ from .config import TrainConfig
 from .errors import UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
 from .loss import class_weight_vector
+from .schedule import Schedule, median_label_rows
 
-
-@dataclass
-class Schedule:
-    """How many optimizer steps there are and when evaluation, logging and saving happen."""
-
-    steps_per_epoch: int
-    total_steps: int
-    eval_steps: int
-    logging_steps: int
-
-    @classmethod
-    def for_run(cls, cfg: TrainConfig, n_train: int, world_size: int = 1, full_batches: bool = False) -> Schedule:
-        """`full_batches`: the epoch's last, shorter batch is dropped (compiled layers), so it is not a step."""
-        per_step = cfg.batch_size * cfg.grad_accum * world_size
-        steps_per_epoch = max(1, (n_train // per_step) if full_batches else math.ceil(n_train / per_step))
-        total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
-        eval_steps = max(1, min(total, steps_per_epoch // cfg.evals_per_epoch or 1))
-        return cls(steps_per_epoch, total, eval_steps, max(1, min(eval_steps, steps_per_epoch // 10)))
+__all__ = ["Schedule", "TrainingJob", "TrainOutcome", "build_trainer", "train", "training_arguments"]
 
 
 def training_arguments(
@@ -54,7 +38,7 @@ def training_arguments(
     keep = cfg.save_checkpoints and evaluation
     args = TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=schedule.epochs,
         max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
@@ -384,6 +368,14 @@ def train(
                     p.copy_(initial[name])
 
 
+def schedule_for(cfg: TrainConfig, job: TrainingJob, world_size: int = 1) -> Schedule:
+    """The run's schedule from its training split: its size and, for `epochs: auto`, how often a typical
+    label occurs in it."""
+    train_split = job.tokenized["train"]
+    rows = median_label_rows(job.task.name, train_split["label"], job.labels.num_labels) if len(train_split) else None
+    return Schedule.for_run(cfg, len(train_split), world_size, job.compiled, rows, job.task.unit)
+
+
 def build_trainer(
     job: TrainingJob,
     cfg: TrainConfig,
@@ -396,9 +388,10 @@ def build_trainer(
     """The Trainer exactly as training runs it (arguments, collator, early stopping), without training:
     `train` uses it, and so do the probes that read its prepared dataloader."""
     tokenized = job.tokenized
-    schedule = Schedule.for_run(cfg, len(tokenized["train"]), distributed.world_size(), job.compiled)
+    schedule = schedule_for(cfg, job, distributed.world_size())
+    print(schedule.reason)
     args = training_arguments(cfg, hw, schedule, report_to, job.task.selection_metric, evaluation, mixed_precision)
-    early = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience and evaluation else []
+    early = [EarlyStoppingCallback(schedule.patience)] if schedule.patience and evaluation else []
     multiple = compiled.pad_multiple(job.compiled, cfg.max_length, hw.device)
     trainer = RecipeTrainer(
         model=job.model,

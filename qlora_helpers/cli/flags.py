@@ -33,15 +33,40 @@ def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
     return None, {"type": base}
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One `--flag` per TrainConfig field; unset flags keep the profile's value."""
+def number_or_auto(text: str) -> float | str:
+    """`--epochs`: a number of passes, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (a number, or auto)") from None
+
+
+def whole_or_auto(text: str) -> int | str:
+    """`--early-stopping-patience`: a whole number of evaluations, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (a whole number, or auto)") from None
+
+
+PARSERS = {"number_or_auto": number_or_auto, "whole_or_auto": whole_or_auto}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One `--flag` per TrainConfig field (but those in `skip`); unset flags keep the profile's value."""
     hints = typing.get_type_hints(TrainConfig)
     aliases = {"epochs": [], "lr": ["--learning-rate"]}
     group = parser.add_argument_group("recipe settings (defaults shown are the 'full' profile's)")
     for f in dataclasses.fields(TrainConfig):
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or f.name in skip:
             continue
         _, kw = _flag_type(hints[f.name])
+        if "parse" in f.metadata:
+            kw["type"] = PARSERS[f.metadata["parse"]]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         group.add_argument(
             f"--{f.name.replace('_', '-')}",
