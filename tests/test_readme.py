@@ -101,7 +101,10 @@ def test_every_result_file_the_docs_name_exists():
 
 
 def test_a_table_with_a_source_column_is_checked_row_by_row():
-    text = "intro\n| what | measured | source |\n|---|---|---|\n| a | 1,853 vs 2.46x | `x.json` |\n| b | 7% | `y.json`, `z.json` |\n"
+    text = (
+        "intro\n| what | measured | source |\n|---|---|---|\n"
+        "| a | 1,853 vs 2.46x | `x.json` |\n| b | 7% | `y.json`, `z.json` |\n"
+    )
     rows = source_column_tables(text)
     assert rows == [(["x.json"], [" a | 1,853 vs 2.46x "]), (["y.json", "z.json"], [" b | 7% "])]
     assert quoted_figures(rows[0][1][0]) == [("1,853", False)]  # the ratio is arithmetic, left out
