@@ -460,11 +460,14 @@ def make_unseen_file(unseen: dict[str, Any]) -> Path:
     return path
 
 
+PROVENANCE: dict[str, Any] = {}  # the running experiment's provenance, in every write
+
+
 def write(output: Path, payload: dict[str, Any]) -> None:
-    """Rewritten after every run, so a run cut off at a time limit keeps what it measured."""
+    """Rewritten after every run, so a run cut off at a time limit keeps what it measured and how."""
     from qlora_helpers.run_files import write_json
 
-    write_json(output, payload)
+    write_json(output, {**payload, **PROVENANCE})
 
 
 RUNNER_SETTINGS = ("checkpointing",)  # --set keys the runner reads itself (arms: which checkpointing to run)
@@ -493,6 +496,8 @@ def run_experiment(name: str, output: str | None, overrides: dict[str, Any]) -> 
     settings = base_settings(spec, overrides)
     check_settings(name, settings)
     head = provenance(spec)
+    PROVENANCE.clear()
+    PROVENANCE.update(head)
     result = KINDS[kind](spec, settings, target)
     write(target, {**result, **head, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     print(f"wrote {target}")

@@ -375,16 +375,19 @@ def parse_class_weights(text: str) -> str | list[float] | None:
 
 # the presets build on TrainConfig; they live in presets.py and are imported from here as before
 from .presets import (  # noqa: E402
+    OFFLINE_RECIPE,
     PROFILES,
     REFERENCE_RECIPE,
     full_profile,
     make_config,
     offline_model_dir,
     offline_profile,
+    preset_differences,
     reference_profile,
 )
 
 __all__ = [
+    "OFFLINE_RECIPE",
     "PROFILES",
     "REFERENCE_RECIPE",
     "TrainConfig",
@@ -393,5 +396,6 @@ __all__ = [
     "offline_model_dir",
     "offline_profile",
     "parse_class_weights",
+    "preset_differences",
     "reference_profile",
 ]

@@ -54,6 +54,28 @@ def report_rank(message: str) -> None:
     print(f"[rank {rank()}/{world_size()}] {message}", file=sys.stderr, flush=True)
 
 
+def my_share(n: int) -> slice:
+    """This process's contiguous share of `n` rows (rank order keeps the rows' order when gathered)."""
+    return slice(n * rank() // world_size(), n * (rank() + 1) // world_size())
+
+
+def gather(items: list) -> list | None:
+    """Every process's `items`, concatenated in rank order, on the main process (None on the others): the
+    process group is started here when no Trainer started it (gloo on the CPU, NCCL on GPUs)."""
+    if world_size() == 1:
+        return items
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    parts = [None] * world_size() if is_main_process() else None
+    dist.gather_object(items, parts, dst=0)
+    return [x for part in parts for x in part] if is_main_process() else None
+
+
 def finish() -> None:
     """Tear the process group down at the end of a distributed run (torch warns at exit otherwise)."""
     import torch.distributed as dist

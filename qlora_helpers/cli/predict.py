@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
 from ..errors import UserError
 from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
 
@@ -115,16 +116,21 @@ def run(args: argparse.Namespace) -> int:
     if args.long_text == "window":
         args.stride = check_window(saved.max_length, args.stride, pairs=pairs is not None)
     loaded = load_for_inference(args.adapter, args.mode)
+    share = distributed.my_share(len(texts))  # under torchrun: each process predicts its part, the main one writes
     rows = loaded.predict(
-        texts,
+        texts[share],
         args.batch_size,
-        len(texts) > args.batch_size,
+        len(texts) > args.batch_size and distributed.is_main_process(),
         args.top_k,
         args.thresholds,
-        pairs,
+        pairs[share] if pairs is not None else None,
         args.long_text,
         args.stride,
     )
+    rows = distributed.gather(rows)
+    distributed.finish()
+    if rows is None:  # not the main process
+        return 0
     if out is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))

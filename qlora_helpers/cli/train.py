@@ -10,14 +10,20 @@ from .flags import add_config_flags, add_multi_label_flag, config_from_args
 
 
 def add_parser(sub) -> None:
-    train = sub.add_parser("train", help="fine-tune with QLoRA and write adapter, metrics.json and plots")
+    from ..config import preset_differences
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune with QLoRA and write adapter, metrics.json and plots",
+        epilog="The defaults shown are the full profile's. The other presets change: " + preset_differences(),
+    )
     train.add_argument(
         "--profile",
         choices=sorted(PROFILES) + ["auto"],
         default="full",
         help="full: bert-base-uncased on the Hub IMDb data; offline: MiniLM on the shipped sample, CPU-sized; "
-        "reference: the seed tutorial's recipe (the yardstick); auto: full when a GPU and the Hub are there. "
-        "Defaults below are the full profile's; `qlora-bert train --profile offline --help` shows another's",
+        "reference: the seed tutorial's recipe (the yardstick); auto: full when a GPU and the Hub are there "
+        "(the presets' own settings are listed at the end)",
     )
     train.add_argument(
         "--resume",
