@@ -14,3 +14,8 @@ def require(condition: bool, message: str) -> None:
     """Raise `UserError(message)` unless `condition` holds."""
     if not condition:
         raise UserError(message)
+
+
+class OutOfMemory(UserError):
+    """Training ran out of GPU memory: bad input for this GPU (the message names the knobs); a tuner records the
+    trial as failed and goes on."""

@@ -240,3 +240,48 @@ def plot_scores_scatter(
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
     return save_figure(fig, directory, "scores_scatter.png")
+
+
+def plot_study(
+    trials: list[dict[str, Any]], importances: dict[str, float], metric: str, directory: str | Path, caption: str = ""
+) -> Path:
+    """A tuning study: each trial's validation score (pruned ones at their best before they stopped, failed ones
+    as crosses along the bottom) with the best so far, and how much each setting mattered (Optuna's fANOVA
+    importances, once enough trials finished)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(12, 4.2))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.45})
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    done = [(t["number"], t["value"]) for t in trials if t["state"] == "complete" and t["value"] is not None]
+    pruned = [(t["number"], t["value"]) for t in trials if t["state"] == "pruned" and t["value"] is not None]
+    failed = [t["number"] for t in trials if t["state"] == "fail"]
+    if done:
+        ax1.plot(*zip(*done), "o", color=COLORS[0], label="finished")
+        best, line = -np.inf, []
+        for number, value in sorted(done):
+            best = max(best, value)
+            line.append((number, best))
+        ax1.step(*zip(*line), where="post", color=COLORS[2], label="best so far")
+    if pruned:
+        ax1.plot(*zip(*pruned), "o", mfc="none", color=COLORS[1], label="pruned (best before it stopped)")
+    if failed:
+        ax1.plot(
+            failed, [0.03] * len(failed), "x", color=COLORS[3], transform=ax1.get_xaxis_transform(), label="failed"
+        )
+    ax1.set_xlabel("trial")
+    ax1.set_ylabel(f"validation {metric}")
+    ax1.set_title(f"Validation {metric} by trial")
+    ax1.grid(alpha=0.3)
+    ax1.legend(frameon=False, fontsize=8)
+    if importances:
+        names = sorted(importances, key=importances.get)
+        ax2.barh(names, [importances[n] for n in names], color=COLORS[4])
+        ax2.set_xlabel("importance (share of the score's variance, fANOVA)")
+    else:
+        ax2.text(0.5, 0.5, "importances need at least three finished\ntrials with different scores", ha="center")
+        ax2.set_axis_off()
+    ax2.set_title("Which settings mattered")
+    if caption:
+        fig.suptitle(caption, fontsize=9, color="gray")
+    return save_figure(fig, directory, "tune_study.png")

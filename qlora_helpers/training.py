@@ -13,7 +13,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from . import compiled, distributed
 from .collate import PaddingCollator
 from .config import TrainConfig
-from .errors import UserError
+from .errors import OutOfMemory, UserError
 from .hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_memory
 from .loss import class_weight_vector
 from .schedule import Schedule, median_label_rows
@@ -344,7 +344,7 @@ def train(
         except torch.OutOfMemoryError:
             peak, smaller = peak_gpu_memory_mb(), halved_batch(cfg)
             if not cfg.oom_retry or smaller is None:
-                raise UserError(out_of_memory_message(cfg, peak)) from None
+                raise OutOfMemory(out_of_memory_message(cfg, peak)) from None
             print(
                 f"out of GPU memory at micro-batch {cfg.batch_size} (peak {peak} MiB): retrying from the start with "
                 f"micro-batch {smaller.batch_size} x accumulation {smaller.grad_accum} "
