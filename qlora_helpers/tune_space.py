@@ -77,9 +77,9 @@ class SearchSpace:
     def suggest(self, trial) -> dict[str, Any]:
         return {name: p.suggest(trial) for name, p in self.params.items()}
 
-    def changes(self, params: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
+    def changes(self, params: dict[str, Any], base: TrainConfig, with_fixed: bool = True) -> dict[str, Any]:
         """Configuration changes for one trial's `params` (and the fixed settings), rounded as they will run."""
-        values = {**self.fixed, **params}
+        values = {**(self.fixed if with_fixed else {}), **params}
         out: dict[str, Any] = {}
         for name, value in values.items():
             if name == "lora_alpha_ratio":
@@ -199,20 +199,14 @@ def build_space(
     return space
 
 
-def _corners(space: SearchSpace) -> list[dict[str, Any]]:
-    """One parameter set per range end and per choice, the others at their first value: what validation sees."""
-    first = {n: (p.choices[0] if p.choices else p.low) for n, p in space.params.items()}
-    sets = []
-    for name, p in space.params.items():
-        for value in p.choices or (p.low, p.high):
-            sets.append((name, {**first, name: value}))
-    return sets or [("", {})]
-
-
 def _check_ends(space: SearchSpace, base: TrainConfig, max_positions: int | None) -> None:
-    for name, params in _corners(space):
-        flag = "--" + (name or "search").replace("_", "-")
-        changes = space.changes(params, base)
+    """Each fixed value, each end of a range and each choice, one at a time on the base configuration: the
+    first invalid one ends in an error naming its flag."""
+    values = [(n, v) for n, v in space.fixed.items()]
+    values += [(n, v) for n, p in space.params.items() for v in (p.choices or (p.low, p.high))]
+    for name, value in values:
+        flag = "--" + name.replace("_", "-")
+        changes = space.changes({name: value}, base, with_fixed=False)
         try:
             base.replace(**changes)
         except UserError as e:

@@ -1,0 +1,204 @@
+"""`qlora-bert tune` on the tiny BERT: ranges, bad input, trials (in this process and in their own), resume after
+a kill. Trials are a few optimizer steps each."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qlora_helpers import cli, tune
+from qlora_helpers.errors import UserError
+from qlora_helpers.tune_space import Param, parse
+
+optuna = pytest.importorskip("optuna")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+# every trial: 8 x 2 rows a step, 32 tokens, lr 5e-3 (the tiny run's); searched: epochs, rank, warm-up
+FAST = ["--batch-size", "8", "--grad-accum", "2", "--eval-batch-size", "32", "--max-length", "32", "--lr", "5e-3"]
+FAST += ["--epochs", "1:2", "--lora-r", "4,8", "--lora-alpha-ratio", "2", "--target-modules", "all-linear"]
+FAST += ["--warmup", "0:0.1", "--report-to", "none"]
+
+
+def args_for(model, dataset, out, *extra):
+    return ["tune", "--model", str(model), "--dataset", str(dataset), "--output-dir", str(out), "--plots-dir"] + [
+        str(Path(out).parent / "plots"),
+        *FAST,
+        *extra,
+    ]
+
+
+def in_process(spec_path, log_path):
+    """The trial as its child process runs it, in this process (so a test can patch what it calls)."""
+    from qlora_helpers import tune_trial
+
+    return tune_trial.main([str(spec_path)])
+
+
+def load(out):
+    return optuna.load_study(study_name=tune.STUDY_NAME, storage=tune.StudyFiles(Path(out)).storage)
+
+
+def test_ranges_choices_and_fixed_values():
+    lr = parse("lr", "1e-4:1e-3")
+    assert lr == Param("lr", 1e-4, 1e-3, log=True)
+    assert parse("epochs", "3:10") == Param("epochs", 3, 10, integer=True)
+    assert parse("epochs", "2.5:8").integer is False
+    assert parse("lora_r", "8,16,32", integer=True).choices == (8, 16, 32)
+    assert parse("lora_r", "16", integer=True) == 16  # one value: fixed, not searched
+    assert parse("target_modules", "all-linear,query+value").choices == ("all-linear", "query+value")
+    for name, text, message in [
+        ("lr", "1e-3:1e-4", "is an empty range"),
+        ("lr", "0:1e-3", "must start above 0"),
+        ("lr", "a:b", "is not a number"),
+        ("lora_r", "8,,16", "an empty choice"),
+        ("lora_r", "8.5", "is not a whole number"),
+        ("warmup", " ", "is empty"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            parse(name, text, integer=name == "lora_r")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--trials", "0"], "--trials must be at least 1"),
+        (["--lr", "1e-3:1e-4"], "--lr 1e-3:1e-4 is an empty range"),
+        (["--lora-r", "0,8"], "--lora-r: lora_r must be a positive whole number"),
+        (["--max-length", "64:1024"], "beyond this model's 512 positions"),
+        (["--target-modules", "attention,wq"], "'wq' is neither a group"),
+        (["--resume"], "no study to resume"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(extra, message, tiny_bert, easy_csv, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert cli.main(args_for(tiny_bert, easy_csv, out, *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_missing_extra_names_the_install(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    assert cli.main(args_for(tiny_bert, easy_csv, tmp_path / "study")) == 2
+    assert "pip install 'qlora-bert[tune]'" in capsys.readouterr().err
+
+
+def test_trials_score_validation_only_and_oom_is_one_failed_trial(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from qlora_helpers import pipeline, training
+
+    tokenized, calls = [], {"n": 0}
+    real_tokenize, real_train = pipeline.tokenize_splits, training._train_once
+
+    def spy_tokenize(data, *args, **kwargs):
+        tokenized.append(sorted(data.splits))
+        return real_tokenize(data, *args, **kwargs)
+
+    def second_runs_out(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "tokenize_splits", spy_tokenize)
+    monkeypatch.setattr(training, "_train_once", second_runs_out)
+    monkeypatch.setattr(tune, "child_launcher", in_process)
+    out = tmp_path / "study"
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--trials", "3")) == 0
+    printed = capsys.readouterr().out
+    assert tokenized == [["train", "validation"]] * 3  # the test split never reaches a trial
+    states = [t.state.name for t in load(out).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]  # pruning waits for two finished trials
+    assert load(out).trials[1].user_attrs["failure"].startswith("out of GPU memory during training")
+    assert "trial 1: " in printed and "-> out of GPU memory" in printed
+    best = json.loads((out / "best_trial.json").read_text())
+    assert best["metric"] == "accuracy" and best["value"] == load(out).best_value
+    # the saved command rebuilds the best trial's configuration
+    command = (out / "best_command.txt").read_text().split()
+    assert command[:2] == ["qlora-bert", "train"] and best["command"] == " ".join(command)
+    rebuilt = cli.config_from_args(cli.build_parser().parse_args(command[1:]))
+    spec = json.loads((out / "trials" / f"{best['number']:03d}" / "spec.json").read_text())["config"]
+    assert {k: v for k, v in rebuilt.to_dict().items() if k not in ("output_dir", "plots_dir", "overwrite")} == {
+        k: v for k, v in spec.items() if k not in ("output_dir", "plots_dir", "overwrite")
+    }
+    assert (tmp_path / "plots" / "tune_study.png").stat().st_size > 10_000
+    assert not (out / "trials" / "000" / "run").exists()  # checkpoints go; scores stay in the study
+    # the same folder again: refused without --resume, and a study of other data is not resumed
+    before = (out / "study.db").read_bytes()
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--trials", "3")) == 2
+    other = tmp_path / "other.csv"
+    pd.read_csv(easy_csv).head(200).to_csv(other, index=False)
+    assert cli.main(args_for(tiny_bert, other, out, "--trials", "4", "--resume")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "already holds a study" in err[0] and "tunes other data or another task" in err[1]
+    assert (out / "study.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("shape", ["multi_label", "regression_pairs"])
+def test_multi_label_and_regression_pairs_are_tuned_on_their_own_metric(shape, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "child_launcher", in_process)
+    if shape == "multi_label":
+        dataset = DATA / "goemotions_train_600.tsv.gz"
+        extra = ["--no-header", "--text-column", "0", "--label-column", "1", "--multi-label"]
+        extra += ["--label-names-file", str(DATA / "goemotions_labels.txt")]
+    else:  # MRPC's pairs with a score in place of the 0/1 label
+        rows = pd.read_csv(DATA / "mrpc_train_300.tsv.gz", sep="\t", quoting=3, encoding="utf-8-sig")
+        dataset = tmp_path / "scores.csv"
+        frame = rows[["#1 String", "#2 String"]].set_axis(["text", "text_pair"], axis=1)
+        frame.assign(score=rows["Quality"] * 4 + 0.5).to_csv(dataset, index=False)
+        extra = ["--text-pair-column", "text_pair", "--label-column", "score"]
+    out = tmp_path / "study"
+    assert cli.main(args_for(tiny_bert, dataset, out, *extra, "--trials", "1")) == 0
+    study = load(out)
+    expected = {"multi_label": ("f1_macro", "multi_label"), "regression_pairs": ("spearman", "regression")}[shape]
+    assert (study.user_attrs["selection_metric"], study.user_attrs["data"]["task"]) == expected
+    best = json.loads((out / "best_trial.json").read_text())
+    assert study.trials[0].state.name == "COMPLETE" and best["value"] == study.best_value
+    if shape == "regression_pairs":
+        assert "class_weights" not in best["params"] and "--text-pair-column text_pair" in best["command"]
+    else:
+        assert best["params"]["class_weights"] in ("none", "auto")
+
+
+def test_a_killed_study_resumes_without_counting_a_trial_twice(tiny_bert, easy_csv, tmp_path, capsys):
+    """The study and its running trial killed together (as `kill` on the process group does), then --resume."""
+    out = tmp_path / "study"
+    args = args_for(tiny_bert, easy_csv, out, "--trials", "3")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "qlora_helpers", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, holding the study and its trial's process
+    )
+    try:
+        deadline = time.time() + 300
+        while not (out / "trials" / "001" / "log.txt").exists():  # trial 0 done, trial 1's process started
+            assert first.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+            time.sleep(0.5)
+        time.sleep(2)
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    before = load(out).trials
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]  # killed in the middle of trial 1
+    assert cli.main([*args, "--resume"]) == 0
+    assert "resuming: trial(s) [1] were cut off by the stop" in capsys.readouterr().out
+    after = load(out).trials
+    assert [t.number for t in after] == [0, 1, 2, 3]
+    assert after[1].state.name == "FAIL" and after[1].user_attrs["interrupted"]
+    assert (after[0].state, after[0].value, after[0].params) == (before[0].state, before[0].value, before[0].params)
+    assert len(tune.counted(load(out))) == 3  # trials 0, 2 and 3: the interrupted one is not counted
+    assert cli.main([*args, "--resume"]) == 0 and len(load(out).trials) == 4  # nothing left to add
