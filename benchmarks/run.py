@@ -230,7 +230,11 @@ def run_train(spec, settings, output):
                         for k in (
                             "variant",
                             "seed",
+                            "epochs",
+                            "optimizer_steps",
                             "best_val_accuracy",
+                            "best_val_f1_macro",
+                            "best_val_spearman",
                             "test_accuracy",
                             "test_spearman",
                             "test_f1_macro",
@@ -329,6 +333,13 @@ def run_quant_error(spec, settings, output):
     return {"records": rows, "mean_by_method": mean}
 
 
+def run_tune(spec, settings, output):
+    """A time-limited tuning study, then its best setting against the default (benchmarks/tuning.py)."""
+    from .tuning import run_tune as study_then_retrain
+
+    return study_then_retrain(spec, settings, output)
+
+
 KINDS = {
     "arms": run_arms,
     "ranks": run_ranks,
@@ -337,6 +348,7 @@ KINDS = {
     "train": run_train,
     "scaling": run_scaling,
     "quant_error": run_quant_error,
+    "tune": run_tune,
 }
 ONLY: set[str] = set()  # --only: run just these variants (a finished experiment's missing ones)
 SEEDS: list[int] = []  # --seeds: run just these seeds (a run a time limit cut off)
@@ -373,6 +385,8 @@ RUN_FIELDS = (
     "peak_train_memory_mb",
     "peak_eval_memory_mb",
     "optimizer_steps",
+    "epochs",
+    "schedule",
     "effective_batch_size",
     "world_size",
     "device",
