@@ -50,6 +50,7 @@ EPOCHS = None           # None: the profile's default
 OVERWRITE = True        # re-running the notebook replaces its own earlier outputs
 RESUME = False          # True: continue an interrupted training from its last complete checkpoint
 GPUS = "all"            # "all": every visible GPU (Kaggle's 2 x T4: one process each); 1: this process only
+RUN_TUNE = False        # True: section 10's short tuning study (needs the extra qlora-bert[tune]; minutes a trial on a CPU)
 REPO_URL = ""           # on Colab/Kaggle: the git URL of this project (your fork), cloned if the code is missing
 
 # %% [markdown]
@@ -382,3 +383,26 @@ own = qh.make_config(
 # `qlora-bert predict --adapter outputs/goemotions --top-k 5 "..."` and `qlora-bert evaluate`, which reports
 # the scores at the tuned thresholds beside those at 0.5. The README's "Your own data" section has the
 # GoEmotions results measured this way.
+
+# %% [markdown]
+# **How long it trains.** With `epochs="auto"` (the full profile's default) the length follows your data: at
+# least 600 optimizer steps (small sets), and the median class - for label sets, the median label's positive
+# rows - shown 10,000 times (rare labels), within 3 to 10 epochs. Early stopping waits a third of the run's
+# evaluations, so a long run is not cut off at its learning-rate peak. One line at the start of training says what
+# it chose; the offline profile keeps its measured 2 epochs. This rule was chosen from earlier validation scores
+# and is still to be measured on GPUs (`benchmarks/recipe_notes.md`).
+#
+# **The next step: tune.** `qlora-bert tune` (or `run_study` below) runs an Optuna study on the validation split
+# over the learning rate, length, LoRA rank, alpha and layers, class weights, max_length and warm-up, each trial
+# in its own process, weak trials stopped early; it ends with the best trial's `qlora-bert train` command. Set
+# `RUN_TUNE = True` to run a short study on this notebook's data (three trials, a narrowed space).
+
+# %%
+if RUN_TUNE:
+    from qlora_helpers.tune import run_study
+    SPACE = {"epochs": "1:3", "lora_r": "8,16", "max_length": "64,128"}  # the rest: the tuner's defaults
+    study = run_study(cfg.replace(output_dir=f"{cfg.output_dir}-tune", overwrite=True), SPACE, trials=3)
+    display(Image(str(study.plot)))
+    print(study.best["command"] if study.best else "no trial finished")
+else:
+    print("tuning skipped (RUN_TUNE = False): qlora-bert tune --help")
