@@ -38,6 +38,7 @@ def study_summary(study_dir: Path) -> list[dict[str, Any]]:
             "params": t.params,
             "note": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
             "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
+            "interrupted": t.number in study.user_attrs.get("interrupted", []),
         }
         for t in study.trials
     ]

@@ -119,6 +119,7 @@ def fingerprint(cfg: TrainConfig, data) -> dict[str, Any]:
         "task": data.task.name,
         "labels": [str(n) for n in data.labels.names],
         "sizes": {k: len(v) for k, v in data.splits.items()},
+        "split_seed": cfg.seed if cfg.split_seed is None else cfg.split_seed,
         "model": cfg.model,
     }
 
@@ -142,11 +143,12 @@ def counted(study) -> list:
     """The trials that count towards --trials: finished ones, and failures other than an interrupted study."""
     from optuna.trial import TrialState
 
+    interrupted = set(study.user_attrs.get("interrupted", []))
     return [
         t
         for t in study.get_trials(deepcopy=False)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))
+        or (t.state == TrialState.FAIL and t.number not in interrupted)
     ]
 
 
@@ -154,11 +156,11 @@ def mark_interrupted(study) -> list[int]:
     """Trials left running by a study that was killed: failed, marked interrupted, not counted, not re-run."""
     from optuna.trial import TrialState
 
-    numbers = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        numbers.append(t.number)
+    numbers = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if numbers:
+        study.set_user_attr("interrupted", sorted(set(study.user_attrs.get("interrupted", [])) | set(numbers)))
+        for number in numbers:
+            study.tell(number, state=TrialState.FAIL)
     return numbers
 
 
@@ -316,7 +318,7 @@ class Study:
                 "value": t.value if t.value is not None else t.user_attrs.get("best_value"),
                 "params": t.params,
                 "message": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
-                "interrupted": bool(t.user_attrs.get("interrupted")),
+                "interrupted": t.number in self.study.user_attrs.get("interrupted", []),
             }
             for t in self.study.get_trials(deepcopy=False)
         ]

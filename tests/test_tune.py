@@ -142,7 +142,9 @@ def test_trials_score_validation_only_and_oom_is_one_failed_trial(tiny_bert, eas
 
 
 @pytest.mark.parametrize("shape", ["multi_label", "regression_pairs"])
-def test_multi_label_and_regression_pairs_are_tuned_on_their_own_metric(shape, tiny_bert, tmp_path, monkeypatch):
+def test_multi_label_and_regression_pairs_are_tuned_on_their_own_metric(
+    shape, tiny_bert, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(tune, "child_launcher", in_process)
     if shape == "multi_label":
         dataset = DATA / "goemotions_train_600.tsv.gz"
@@ -155,16 +157,29 @@ def test_multi_label_and_regression_pairs_are_tuned_on_their_own_metric(shape, t
         frame.assign(score=rows["Quality"] * 4 + 0.5).to_csv(dataset, index=False)
         extra = ["--text-pair-column", "text_pair", "--label-column", "score"]
     out = tmp_path / "study"
-    assert cli.main(args_for(tiny_bert, dataset, out, *extra, "--trials", "1")) == 0
+    train_best = ["--train-best"] if shape == "regression_pairs" else []
+    assert cli.main(args_for(tiny_bert, dataset, out, *extra, "--trials", "1", *train_best)) == 0
     study = load(out)
     expected = {"multi_label": ("f1_macro", "multi_label"), "regression_pairs": ("spearman", "regression")}[shape]
     assert (study.user_attrs["selection_metric"], study.user_attrs["data"]["task"]) == expected
     best = json.loads((out / "best_trial.json").read_text())
     assert study.trials[0].state.name == "COMPLETE" and best["value"] == study.best_value
-    if shape == "regression_pairs":
+    if shape == "regression_pairs":  # --train-best ran the saved command: the test split, scored once
         assert "class_weights" not in best["params"] and "--text-pair-column text_pair" in best["command"]
+        metrics = json.loads((out / "best" / "metrics.json").read_text())
+        assert metrics["command"].endswith(f"--output-dir {out / 'best'}") and "test_spearman" in metrics
+        assert f'"test_spearman": {metrics["test_spearman"]}' in capsys.readouterr().out
     else:
         assert best["params"]["class_weights"] in ("none", "auto")
+
+
+def test_no_trial_runs_past_the_timeout(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tune, "child_launcher", in_process)
+    out = tmp_path / "study"
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--trials", "5", "--timeout", "2")) == 0
+    trials = load(out).trials
+    assert len(trials) == 1 and "the study's time limit" in capsys.readouterr().out
+    assert trials[0].state.name in ("PRUNED", "FAIL") and trials[0].duration.total_seconds() < 60
 
 
 def test_a_killed_study_resumes_without_counting_a_trial_twice(tiny_bert, easy_csv, tmp_path, capsys):
@@ -198,7 +213,7 @@ def test_a_killed_study_resumes_without_counting_a_trial_twice(tiny_bert, easy_c
     assert "resuming: trial(s) [1] were cut off by the stop" in capsys.readouterr().out
     after = load(out).trials
     assert [t.number for t in after] == [0, 1, 2, 3]
-    assert after[1].state.name == "FAIL" and after[1].user_attrs["interrupted"]
+    assert after[1].state.name == "FAIL" and load(out).user_attrs["interrupted"] == [1]
     assert (after[0].state, after[0].value, after[0].params) == (before[0].state, before[0].value, before[0].params)
     assert len(tune.counted(load(out))) == 3  # trials 0, 2 and 3: the interrupted one is not counted
     assert cli.main([*args, "--resume"]) == 0 and len(load(out).trials) == 4  # nothing left to add
