@@ -197,18 +197,16 @@ def shown(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.2g}" if isinstance(v, float) and k == "lr" else f"{k}={v}" for k, v in params.items())
 
 
+@dataclass
 class Study:
     """One study: its space, storage and base configuration; `run` adds trials until --trials are counted."""
 
-    def __init__(self, optuna, study, space: SearchSpace, base: TrainConfig, files: StudyFiles, metric: str):
-        self.optuna, self.study, self.space, self.base, self.files, self.metric = (
-            optuna,
-            study,
-            space,
-            base,
-            files,
-            metric,
-        )
+    optuna: Any
+    study: Any  # optuna.Study
+    space: SearchSpace
+    base: TrainConfig
+    files: StudyFiles
+    metric: str
 
     def run(self, trials: int, deadline: float | None, launcher: Callable[[Path, Path], int]) -> None:
         from tqdm.auto import tqdm
