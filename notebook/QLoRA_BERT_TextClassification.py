@@ -82,7 +82,7 @@ from IPython.display import Image, display
 import numpy as np
 import pandas as pd
 import qlora_helpers as qh
-from qlora_helpers import pipeline
+from qlora_helpers import launch, pipeline
 from qlora_helpers.evaluation import mistakes_table
 from qlora_helpers.encoders import first_4bit_layer
 from qlora_helpers.quantization import describe_4bit_layer
@@ -218,7 +218,7 @@ built.counts
 # $\sqrt{2}$ (`--lr-scaling`). With one GPU it trains here, in this process.
 
 # %%
-outcome = pipeline.fit(cfg, ready, built, report_to, resume=RESUME, gpus=None if GPUS == "all" else int(GPUS))
+outcome = launch.fit(cfg, ready, built, report_to, resume=RESUME, gpus=None if GPUS == "all" else int(GPUS))
 {k: outcome.metrics.get(k) for k in ("train_runtime", "train_samples_per_second", "train_step_samples_per_second",
                                      "first_step_seconds", "optimizer_steps", f"best_val_{data.task.selection_metric}",
                                      "peak_gpu_memory_mb")}

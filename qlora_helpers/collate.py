@@ -1,12 +1,8 @@
 """Dynamic padding of token-id rows into a batch of tensors, without walking every token in Python.
 
-transformers' `DataCollatorWithPadding` (and `tokenizer.pad`) pads Python lists and then builds the tensors
-with `BatchEncoding.convert_to_tensors`, which flattens the whole padded batch in Python only to check that it
-is not empty (transformers 5.17, tokenization_utils_base.py `flatten`). For the recipe's 64 x 256 batches that
-was ~70% of the 14 ms the Trainer's dataloader took per batch on the main process (cProfile,
-benchmarks/dataloader_probe.py): host time on every step of a training run whose GPU steps are host-bound
-(benchmarks/recipe_notes.md). `PaddingCollator` gives the same tensors (tests compare them key by key) by
-copying each row into a preallocated numpy array that torch then shares.
+`DataCollatorWithPadding` spends most of a batch's host time in a Python pass over every token; on a host-bound
+GPU step that shows (recipe_notes.md, "Several GPUs"). `PaddingCollator` gives the same tensors (tests compare
+them key by key) by copying each row into a preallocated numpy array.
 """
 
 from __future__ import annotations

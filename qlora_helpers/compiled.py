@@ -1,12 +1,6 @@
-"""Compiled encoder layers: take the host out of the training step.
-
-At MiniLM and bert-base size the GPU waits on Python - every 4-bit matmul, LoRA matrix, dtype cast and
-dropout is its own kernel launch, and bitsandbytes' 4-bit ops cost Python time even inside a compiled graph
-(benchmarks/recipe_notes.md, issue 17). So each encoder layer is compiled (fused kernels) and, on one GPU
-without checkpointing, captured as a CUDA graph that replays the whole layer with one launch. That needs one
-shape: training batches are padded to max_length and the epoch's last, shorter batch is dropped. Evaluation
-and inference stay eager; the optimizer is not compiled (bitsandbytes' 8-bit step is not traceable).
-"""
+"""Compiled encoder layers: at MiniLM and bert-base size the GPU waits on Python, so each encoder layer is
+compiled and, with one micro-batch per step, replayed as a CUDA graph (recipe_notes.md, "The host out of the
+step"). One shape: training batches are padded to max_length; evaluation and inference stay eager."""
 
 from __future__ import annotations
 

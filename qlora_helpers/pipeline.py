@@ -231,62 +231,6 @@ def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_l
     }
 
 
-def fit(
-    cfg: TrainConfig, ready: Prepared, built: BuiltModel, report_to: str, resume: bool = False, gpus: int | None = None
-) -> TrainOutcome:
-    """Training as the notebook runs it: in this process on one GPU or the CPU; with several GPUs (`gpus`, by
-    default every visible one), one process each (launch.py), the main process's result read back into
-    `built.model`."""
-    from . import launch
-
-    gpus = launch.gpu_count() if gpus is None else min(gpus, launch.gpu_count())
-    if gpus > 1 and distributed.world_size() == 1:
-        print(f"{gpus} GPUs visible: training on every one, one process each; this process waits for them")
-        launch.train_on_gpus(cfg.replace(overwrite=True), gpus, command_line())
-        return read_back(cfg, built, ready)
-    job = TrainingJob(
-        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-    )
-    return train(job, cfg, ready.hw, report_to, resume_from_checkpoint=resume_point(cfg.output_dir, resume))
-
-
-def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutcome:
-    """A run that other processes trained and saved: its adapter loaded into `built.model`, its log and timing
-    as a TrainOutcome without a trainer."""
-    import json
-
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from .training import schedule_for
-
-    out = Path(cfg.output_dir)
-    set_peft_model_state_dict(built.model, load_file(str(out / "adapter_model.safetensors")))
-    m = json.loads((out / "metrics.json").read_text())
-    keys = (
-        "optimizer_steps",
-        "peak_gpu_memory_mb",
-        "peak_train_memory_mb",
-        "peak_eval_memory_mb",
-        "train_step_samples_per_second",
-        "first_step_seconds",
-        "best_checkpoint",
-    )
-    metrics = {k: m.get(k) for k in keys} | {
-        "train_runtime": m["train_runtime_s"],
-        "train_samples_per_second": m["train_samples_per_second"],
-        "step_ms": m.get("train_step_ms"),
-        f"best_val_{m['selection_metric']}": m.get(f"best_val_{m['selection_metric']}"),
-        "world_size": m["world_size"],
-    }
-    job = TrainingJob(
-        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-    )
-    schedule = schedule_for(cfg, job, m["world_size"])
-    log = json.loads((out / "training_log.json").read_text())
-    return TrainOutcome(None, metrics, log, schedule, cfg)
-
-
 def train_pipeline(
     cfg: TrainConfig, resume: bool = False, command: str = "", callbacks: list | None = None
 ) -> RunResult | None:

@@ -20,9 +20,3 @@ def load_result(name: str | Path) -> dict[str, Any]:
         path = RESULTS_DIR / name
     require(path.is_file(), f"no result file {name} (looked in {RESULTS_DIR}); run the benchmark that writes it")
     return json.loads(path.read_text())
-
-
-def provenance(result: dict[str, Any]) -> str:
-    """One line naming where and how a result was measured."""
-    when = str(result.get("date") or result.get("dates", [""])[0])[:10]
-    return f"{result.get('gpu', 'unknown device')}, {when}: {result.get('command', 'command not recorded')}"

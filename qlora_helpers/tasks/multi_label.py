@@ -1,0 +1,163 @@
+"""Any number of labels per text: a sigmoid per label, BCE, thresholds tuned on validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .. import labels as lb
+from ..errors import require
+from ..labels import LabelSpace
+from ..metrics import multi_label_metrics, multi_label_trainer_metrics, sigmoid
+from .common import class_table, ranked
+from .single_label import SingleLabel
+
+
+class MultiLabel(SingleLabel):
+    """Any number of labels per text: a sigmoid per label, BCE, thresholds tuned on validation."""
+
+    name = "multi_label"
+    problem_type = "multi_label_classification"
+    selection_metric = "f1_macro"
+    noun, unit = "labels", "label"
+    summary_keys = ("f1_macro", "f1_micro", "subset_accuracy", "roc_auc_macro")
+    split_note = "; label sets stratified by each row's rarest label"
+
+    def keep(self, cells: pd.Series) -> pd.Series:
+        return pd.Series(True, index=cells.index)  # an empty cell is a valid row: no label applies
+
+    def label_space(
+        self,
+        cells: pd.Series,
+        names: list[str] | None,
+        column: str,
+        delimiter: str = ",",
+        columns: list[str] | None = None,
+        **_: Any,
+    ) -> LabelSpace:
+        if columns:
+            given = list(names) if names is not None else list(columns)
+            require(
+                len(given) == len(columns),
+                f"{len(given)} label names given for {len(columns)} label columns; give one name per column",
+            )
+            return LabelSpace(tuple(given), tuple(columns), column, delimiter, tuple(columns))
+        lb.check_delimiter(cells, delimiter, column)
+        sets = [lb.split_label_cell(c, delimiter) for c in cells]
+        values, label_names = lb.set_values(sets, names, column)
+        return LabelSpace(tuple(label_names), tuple(values), column, delimiter)
+
+    def encode(self, cells: pd.Series, space: LabelSpace, where: str) -> pd.Series:
+        sets = [c if isinstance(c, tuple) else lb.split_label_cell(c, space.delimiter) for c in cells]
+        return pd.Series(lb.encode_sets(sets, space, where), index=cells.index, dtype=object)
+
+    def targets(self, encoded: pd.Series, space: LabelSpace) -> list:
+        return lb.multi_hot(list(encoded), space.num_labels).tolist()
+
+    def strata(self, encoded: pd.Series) -> pd.Series:
+        """Each row's rarest label (-1: no label); labels with fewer than 3 such rows share one stratum,
+        so rare labels reach every split in proportion and the split still works."""
+        counts: dict[int, int] = {}
+        for ids in encoded:
+            for i in ids:
+                counts[i] = counts.get(i, 0) + 1
+        key = encoded.map(lambda ids: min(ids, key=lambda i: (counts[i], i)) if ids else -1)
+        return key.where(key.map(key.value_counts()) >= 3, -2)
+
+    def check_splittable(self, encoded, space, hint=""):
+        return None  # rare labels share a stratum (strata)
+
+    def counts(self, encoded: pd.Series, space: LabelSpace) -> dict[str, int]:
+        """Positives per label, plus the rows with no label at all."""
+        hot = lb.multi_hot(list(encoded), space.num_labels)
+        return {**dict(zip(space.names, hot.sum(0).astype(int).tolist())), "(no label)": int((hot.sum(1) == 0).sum())}
+
+    def trainer_metrics(self, eval_pred) -> dict[str, float]:
+        return multi_label_trainer_metrics(eval_pred)
+
+    def loss(self, logits, targets, weights):
+        return F.binary_cross_entropy_with_logits(
+            logits.float(), targets.float(), pos_weight=weights.to(logits.device)
+        )
+
+    def class_weights(self, setting, targets, space):
+        """auto: each label's positives weighed by sqrt(negatives / positives), which lifts rare labels
+        without letting one with a few dozen examples swamp the rest."""
+        if setting is None or setting != "auto":
+            return None if setting is None else torch.tensor(setting, dtype=torch.float32)
+        y = np.asarray(targets)
+        positives = y.sum(axis=0)
+        return torch.tensor(np.sqrt((len(y) - positives) / np.maximum(positives, 1)), dtype=torch.float32)
+
+    def scores(self, encoded, logits, space, cut=0.5):
+        hot = lb.multi_hot(list(encoded), space.num_labels)
+        return multi_label_metrics(hot, sigmoid(logits), 0.5 if cut is None else cut, space.id2label)
+
+    def decide(self, logits, cut=0.5):
+        return sigmoid(logits) >= (0.5 if cut is None else cut)
+
+    def rows(self, logits, space, cut=0.5, top_k=None):
+        out = []
+        for p, chosen in zip(sigmoid(logits), self.decide(logits, cut)):
+            order = [j for j in np.argsort(-p, kind="stable") if chosen[j]]
+            out.append(
+                {
+                    "labels": [space.names[j] for j in order],
+                    "label_probabilities": {space.names[j]: round(float(p[j]), 6) for j in order},
+                    **ranked(space, p, top_k),
+                }
+            )
+        return out
+
+    def table(self, encoded, logits, space, cut=0.5):
+        """A row is wrong when its predicted set differs; its confidence is the largest distance between a
+        probability and the truth, so the most confidently wrong label set comes first."""
+        names, probs = np.array(space.names), sigmoid(logits)
+        truth = lb.multi_hot(list(encoded), space.num_labels).astype(bool)
+        chosen = self.decide(logits, cut)
+        d = space.delimiter
+        return pd.DataFrame(
+            {
+                "true": [d.join(names[row]) for row in truth],
+                "predicted": [d.join(names[row]) for row in chosen],
+                "probabilities": [d.join(f"{x:.4f}" for x in p[c]) for p, c in zip(probs, chosen)],
+                "_wrong": (chosen != truth).any(axis=1),
+                "_sort": np.abs(probs - truth).max(axis=1),
+            }
+        )
+
+    def plot(self, encoded, logits, metrics, space, cut, directory, caption):
+        """Per-label scores, and which labels the model mixes up."""
+        from ..plots import plot_label_confusion, plot_per_label_scores
+
+        truth = lb.multi_hot(list(encoded), space.num_labels)
+        return {
+            "per_label_scores": plot_per_label_scores(metrics, directory, caption=caption),
+            "label_confusion": plot_label_confusion(
+                truth, self.decide(logits, cut), list(space.names), directory, caption
+            ),
+        }
+
+    def tune(self, encoded, logits, space):
+        """Per-label decision thresholds (and one global), tuned on the validation split (thresholds.py)."""
+        from .. import thresholds
+
+        return thresholds.tune(lb.multi_hot(list(encoded), space.num_labels), sigmoid(logits), list(space.names))
+
+    def cut(self, record, space, mode=None):
+        from .. import thresholds
+
+        return thresholds.vector(record or {"mode": "0.5"}, list(space.names), mode)
+
+    def headline(self, m, prefix="test_"):
+        return f"macro-F1 {m[prefix + 'f1_macro']:.4f}, micro-F1 {m[prefix + 'f1_micro']:.4f}"
+
+    def report(self, m):
+        return class_table(m) + (
+            f"\n{'macro F1':>14} {m['f1_macro']:9.4f}   micro F1 {m['f1_micro']:.4f}   subset accuracy "
+            f"{m['subset_accuracy']:.4f}   macro ROC-AUC {m['roc_auc_macro'] or 0:.4f}"
+        )

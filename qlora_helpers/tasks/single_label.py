@@ -1,0 +1,150 @@
+"""One class per text: softmax over the classes, cross-entropy, accuracy selects the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .. import labels as lb
+from ..errors import UserError, require
+from ..labels import LabelSpace
+from ..metrics import classification_metrics, softmax, trainer_metrics
+from .common import class_table, ranked
+
+
+class SingleLabel:
+    """One class per text: softmax over the classes, cross-entropy, accuracy selects the checkpoint."""
+
+    name = "single_label"
+    problem_type = "single_label_classification"
+    selection_metric = "accuracy"
+    noun, unit = "classes", "class"
+    summary_keys = ("accuracy", "f1_positive", "f1_macro", "f1_weighted")
+    split_note = ""  # how the split was stratified, when it needs saying
+    weighable = True  # --class-weights applies
+
+    def keep(self, cells: pd.Series) -> pd.Series:
+        """Rows whose label counts: a row with no label is dropped (and counted)."""
+        return cells.map(lb.present)
+
+    def label_space(self, cells: pd.Series, names: list[str] | None, column: str, **_: Any) -> LabelSpace:
+        require(
+            not lb.looks_like_scores(cells),
+            f"label column {column!r} holds numbers with fractions (e.g. {cells.iloc[0]!r}); to predict the "
+            f"number, pass --task regression; for classes, use whole numbers or names",
+        )
+        values = lb.class_values(cells, column)
+        require(
+            len(values) >= 2,
+            f"only one class ({values[0]!r}) in label column {column!r}; a classifier needs at least two - "
+            f"check --label-column or the file",
+        )
+        if names is not None:
+            require(
+                len(names) == len(values),
+                f"{len(names)} label names {names} given for {len(values)} classes {values}; give one name per "
+                f"class, in sorted order of the values",
+            )
+        return LabelSpace(tuple(names or map(str, values)), tuple(values), column)
+
+    def encode(self, cells: pd.Series, space: LabelSpace, where: str) -> pd.Series:
+        return lb.encode_classes(cells, space, where)
+
+    def targets(self, encoded: pd.Series, space: LabelSpace) -> list:
+        return encoded.astype(int).tolist()
+
+    def strata(self, encoded: pd.Series) -> pd.Series:
+        return encoded
+
+    def check_splittable(self, encoded: pd.Series, space: LabelSpace, hint: str = "") -> None:
+        """A stratified three-way split needs at least 3 rows of every class."""
+        counts = encoded.value_counts()
+        rare = counts[counts < 3]
+        if not rare.empty:
+            raise UserError(
+                f"class {space.names[int(rare.index[0])]!r} has only {int(rare.iloc[0])} row(s); a stratified "
+                f"train/validation/test split needs at least 3 per class - add rows or merge rare classes{hint}"
+            )
+
+    def absent(self, encoded: pd.Series, space: LabelSpace) -> list[str]:
+        """The classes (labels) with no row in a split: worth a note, since they cannot be scored there."""
+        counts = self.counts(encoded, space)
+        return [n for n in space.names if counts.get(n, 0) == 0]
+
+    def counts(self, encoded: pd.Series, space: LabelSpace) -> dict[str, int]:
+        return {space.names[i]: int(n) for i, n in sorted(encoded.value_counts().items())}
+
+    def trainer_metrics(self, eval_pred) -> dict[str, float]:
+        return trainer_metrics(eval_pred)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), targets.long(), weight=weights.to(logits.device))
+
+    def class_weights(self, setting: str | list[float] | None, targets: list, space: LabelSpace):
+        """auto: N / (K * n_c), so a balanced set gets 1 everywhere (scikit-learn's "balanced")."""
+        if setting is None or setting != "auto":
+            return None if setting is None else torch.tensor(setting, dtype=torch.float32)
+        counts = np.bincount(np.asarray(targets, dtype=int), minlength=space.num_labels)
+        return torch.tensor(len(targets) / (space.num_labels * np.maximum(counts, 1)), dtype=torch.float32)
+
+    def scores(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> dict[str, Any]:
+        return classification_metrics(encoded.to_numpy(), logits.argmax(-1), space.id2label)
+
+    def decide(self, logits: np.ndarray, cut: Any = None) -> np.ndarray:
+        return logits.argmax(-1)
+
+    def rows(self, logits: np.ndarray, space: LabelSpace, cut: Any = None, top_k: int | None = None) -> list[dict]:
+        return [
+            {"label": space.names[int(p.argmax())], "probability": round(float(p.max()), 6), **ranked(space, p, top_k)}
+            for p in softmax(logits)
+        ]
+
+    def table(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> pd.DataFrame:
+        """true / predicted / probability per row, and whether the row is a mistake."""
+        names, probs = np.array(space.names), softmax(logits)
+        return pd.DataFrame(
+            {
+                "true": names[encoded.to_numpy()],
+                "predicted": names[logits.argmax(-1)],
+                "probability": probs.max(-1).round(6),
+                "_wrong": logits.argmax(-1) != encoded.to_numpy(),
+                "_sort": probs.max(-1),
+            }
+        )
+
+    def tune(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> dict[str, Any] | None:
+        """A decision rule to fit on validation after training: none for one class per row."""
+        return None
+
+    def cut(self, record: dict[str, Any] | None, space: LabelSpace, mode: str | None = None):
+        """The decision thresholds a saved rule gives (`mode` picks one of a multi-label model's); None here."""
+        require(mode is None, f"--thresholds applies to multi-label models; this one is {self.name}")
+        return None
+
+    def plot(self, encoded, logits, metrics, space, cut, directory, caption) -> dict[str, Any]:
+        """The test split's picture: the confusion matrix."""
+        from ..plots import plot_confusion_matrix
+
+        path = plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], directory, caption=caption)
+        return {"confusion_matrix": path}
+
+    def agreement(self, a: np.ndarray, b: np.ndarray, space: LabelSpace, cut: Any = None) -> float:
+        """The share of rows two models decide alike (e.g. a 4-bit adapter and its merged or exported form)."""
+        da, db = self.decide(a, cut), self.decide(b, cut)
+        return float((da.reshape(len(da), -1) == db.reshape(len(db), -1)).all(axis=1).mean())
+
+    def headline(self, m: dict[str, Any], prefix: str = "test_") -> str:
+        return f"accuracy {m[prefix + 'accuracy']:.4f}, macro F1 {m[prefix + 'f1_macro']:.4f}"
+
+    def report(self, m: dict[str, Any]) -> str:
+        """The per-class report as the familiar text table, and the overall scores."""
+        base = f"majority-class baseline {m['majority_baseline_accuracy']:.4f}"
+        positive = f"   F1 of {m['positive_label']!r} {m['f1_positive']:.4f}" if "positive_label" in m else ""
+        return class_table(m) + (
+            f"\n{'accuracy':>14} {m['accuracy']:9.4f}   macro F1 {m['f1_macro']:.4f}   weighted F1 "
+            f"{m['f1_weighted']:.4f}   {base}{positive}"
+        )
