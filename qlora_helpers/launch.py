@@ -96,7 +96,9 @@ def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutc
         f"best_val_{m['selection_metric']}": m.get(f"best_val_{m['selection_metric']}"),
         "world_size": m["world_size"],
     }
-    job = TrainingJob(built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled)
+    job = TrainingJob(
+        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
+    )
     schedule = schedule_for(cfg, job, m["world_size"])
     log = json.loads((out / "training_log.json").read_text())
     return TrainOutcome(None, metrics, log, schedule, cfg)
