@@ -176,10 +176,11 @@ def test_multi_label_and_regression_pairs_are_tuned_on_their_own_metric(
 def test_no_trial_runs_past_the_timeout(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tune, "child_launcher", in_process)
     out = tmp_path / "study"
-    assert cli.main(args_for(tiny_bert, easy_csv, out, "--trials", "5", "--timeout", "2")) == 0
+    # 50 epochs (600 steps, about half a minute here), a 2-second limit: the first trial is cut, no other starts
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--trials", "5", "--timeout", "2", "--epochs", "50")) == 0
     trials = load(out).trials
     assert len(trials) == 1 and "the study's time limit" in capsys.readouterr().out
-    assert trials[0].state.name in ("PRUNED", "FAIL") and trials[0].duration.total_seconds() < 60
+    assert trials[0].state.name in ("PRUNED", "FAIL") and trials[0].duration.total_seconds() < 15
 
 
 def test_a_killed_study_resumes_without_counting_a_trial_twice(tiny_bert, easy_csv, tmp_path, capsys):
