@@ -123,7 +123,7 @@ def encode_classes(cells: pd.Series, space: LabelSpace, where: str) -> pd.Series
         key = class_key(cell)
         return by_value.get(key, by_name.get(str(cell).strip()))
 
-    ids = cells.map(one)
+    ids = [one(c) for c in cells]  # a list: Series.map would turn None into NaN
     unknown = sorted({str(c).strip() for c, i in zip(cells, ids) if i is None})
     require(
         not unknown,
@@ -132,7 +132,7 @@ def encode_classes(cells: pd.Series, space: LabelSpace, where: str) -> pd.Series
         + (f"; names {', '.join(space.names[:8])}" if list(space.names) != [str(v) for v in space.values] else "")
         + "); fix or drop those rows, or relabel the file as training was labelled",
     )
-    return ids.astype(int)
+    return pd.Series(ids, index=cells.index, dtype=int)
 
 
 # ---- a set of labels per row --------------------------------------------------------------------
