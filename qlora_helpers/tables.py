@@ -4,6 +4,8 @@ and find the columns a run reads, with one-line errors for the usual mistakes.""
 from __future__ import annotations
 
 import csv
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -35,29 +37,153 @@ def _file_kind(path: Path) -> str | None:
     return FILE_READERS.get(suffixes[-1]) if suffixes else None
 
 
-def _read_table(path: Path, kind: str, encoding_errors: str, header: bool = True) -> pd.DataFrame:
-    if kind == "tsv":  # TSV has no quoting: a bare " is text (GLUE files hold many), so a row is a line
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # suffixes whose first bytes can be read to look inside
+DELIMITERS = {"csv": ",", "tsv": "\t"}
+NOT_TEXT = (  # first bytes -> what the file is, and how to make a table of it
+    (b"PK\x03\x04", None, None),  # a zip archive: an .xlsx, or a zip with the table inside (told apart below)
+    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or other Office file", "save the sheet as CSV UTF-8 in Excel"),
+    (b"PAR1", "a Parquet file", "rename it to end in .parquet"),
+    (b"\x1f\x8b", "gzip-compressed", "rename it to end in .gz (e.g. data.csv.gz)"),
+    (b"%PDF", "a PDF document", "export its table as CSV"),
+)
+
+
+@dataclass(frozen=True)
+class FileLook:
+    """What a text table's first bytes say: its encoding and (CSV/TSV) its delimiter, and notes for the run."""
+
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _head(path: Path, size: int = 65536) -> bytes | None:
+    """The first bytes of the file's content (decompressed where the name says so); None where they cannot be read."""
+    opener = COMPRESSED.get(path.suffix.lower())
+    try:
+        if opener is not None:
+            with importlib.import_module(opener).open(path, "rb") as f:
+                return f.read(size)
+        if path.suffix.lower() in (".zip", ".zst"):
+            return None
+        with open(path, "rb") as f:
+            return f.read(size)
+    except (OSError, EOFError, ValueError):
+        return None  # pandas reports a damaged archive in its own words
+
+
+def _not_a_table(path: Path, head: bytes, kind: str) -> None:
+    """A binary file named like a text table (an Excel workbook renamed .csv): one line saying what it is."""
+    for magic, what, fix in NOT_TEXT:
+        if not head.startswith(magic):
+            continue
+        if what is None:
+            import zipfile
+
+            names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+            if any(n.startswith("xl/") for n in names):
+                what, fix = "an Excel workbook (.xlsx)", "save the sheet as CSV UTF-8 in Excel (File > Save As)"
+            else:
+                what, fix = "a zip archive", f"unzip it, or name it {path.name}.zip if it holds one {kind} file"
+        raise UserError(f"{path} is {what}, not a {kind.upper()} file: {fix}")
+
+
+def _encoding(path: Path, head: bytes) -> tuple[str, list[str]]:
+    """UTF-8 (a BOM dropped), or UTF-16/32 told by its byte-order mark, or by the NUL bytes of UTF-16 text."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32", [f"{path.name} read as UTF-32 (its byte-order mark)"]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16", [f"{path.name} read as UTF-16 (its byte-order mark)"]
+    if b"\x00" not in head:
+        return "utf-8-sig", []
+    even, odd = head[0::2], head[1::2]
+    for order, nuls, other in (("le", odd, even), ("be", even, odd)):
+        if nuls.count(0) > 0.9 * len(nuls) and other.count(0) < 0.1 * len(other):
+            return f"utf-16-{order}", [f"{path.name} read as UTF-16-{order.upper()} (NUL bytes, no byte-order mark)"]
+    raise UserError(
+        f"{path} holds NUL bytes, so it is not a text file (a binary or damaged file?); export the table as CSV UTF-8"
+    )
+
+
+def _delimiter(path: Path, text: str, kind: str) -> tuple[str, list[str]]:
+    """The delimiter a .csv/.tsv really uses: its own when its header (first line) holds it, else the one
+    csv.Sniffer finds (a semicolon CSV from a European Excel, a TSV named .csv), said in a note."""
+    expected = DELIMITERS[kind]
+    lines = text.splitlines()
+    if not lines or expected in lines[0]:
+        return expected, []
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;\t|").delimiter
+    except csv.Error:
+        return expected, []
+    if found == expected or found not in lines[0]:
+        return expected, []
+    note = f"{path.name} read with the delimiter {found!r} found in it (a .{kind} file usually uses {expected!r})"
+    return found, [note]
+
+
+def _duplicate_columns(path: Path, first_line: str, delimiter: str) -> None:
+    """pandas renames a repeated column name to `name.1`, and the run would read the first: stop instead."""
+    names = [n.strip() for n in next(csv.reader([first_line], delimiter=delimiter), [])]
+    repeated = sorted({n for n in names if names.count(n) > 1 and n})
+    if repeated:
+        where = [i for i, n in enumerate(names) if n == repeated[0]]
+        raise UserError(
+            f"{path} names the column {repeated[0]!r} {len(where)} times in its header (columns {where}); "
+            f"give each column its own name"
+        )
+
+
+def look_at(path: Path, kind: str, header: bool = True) -> FileLook:
+    """What the file is before pandas reads it: not a table at all (one line naming the fix), its text
+    encoding, and for CSV/TSV the delimiter and a header that names a column twice."""
+    if kind == "parquet":
+        return FileLook()
+    head = _head(path)
+    if head is None:
+        return FileLook()
+    _not_a_table(path, head, kind)
+    encoding, notes = _encoding(path, head)
+    if kind not in DELIMITERS:
+        return FileLook(encoding, None, tuple(notes))
+    text = head.decode(encoding, errors="replace")
+    if len(head) == 65536:  # the last line may be cut
+        text = text.rsplit("\n", 1)[0]
+    delimiter, more = _delimiter(path, text.lstrip("\ufeff"), kind)
+    if header and text.strip():
+        _duplicate_columns(path, text.lstrip("\ufeff").splitlines()[0], delimiter)
+    return FileLook(encoding, delimiter, tuple(notes + more))
+
+
+def _read_table(path: Path, kind: str, encoding_errors: str, header: bool, look: FileLook) -> pd.DataFrame:
+    if kind in DELIMITERS and look.delimiter == "\t":  # no quoting: a bare " is text (GLUE files hold many)
         return pd.read_csv(
             path,
             sep="\t",
             quoting=csv.QUOTE_NONE,
             header=0 if header else None,
-            encoding="utf-8-sig",
+            encoding=look.encoding,
             encoding_errors=encoding_errors,
             keep_default_na=False,
             na_values=[""],
         )
-    if kind == "csv":
-        return pd.read_csv(path, header=0 if header else None, encoding="utf-8-sig", encoding_errors=encoding_errors)
+    if kind in DELIMITERS:
+        return pd.read_csv(
+            path,
+            sep=look.delimiter or ",",
+            header=0 if header else None,
+            encoding=look.encoding,
+            encoding_errors=encoding_errors,
+        )
     if kind == "jsonl":
-        return pd.read_json(path, lines=True, encoding_errors=encoding_errors)
+        return pd.read_json(path, lines=True, encoding=look.encoding, encoding_errors=encoding_errors)
     if kind == "json":
         try:
-            return pd.read_json(path, encoding_errors=encoding_errors)
+            return pd.read_json(path, encoding=look.encoding, encoding_errors=encoding_errors)
         except UnicodeDecodeError:
             raise
         except ValueError:
-            return pd.read_json(path, lines=True, encoding_errors=encoding_errors)
+            return pd.read_json(path, lines=True, encoding=look.encoding, encoding_errors=encoding_errors)
     return pd.read_parquet(path)
 
 
@@ -70,22 +196,25 @@ def _count_replaced(df: pd.DataFrame) -> int:
 def read_local_file(path: Path, header: bool = True) -> pd.DataFrame:
     """Read CSV/TSV/JSON/JSONL/Parquet (compressed too) with pandas; one-line errors for the usual mistakes.
 
-    Bytes that are not UTF-8 are replaced by U+FFFD and the affected rows are counted in
+    The file is looked at first (`look_at`): a workbook or archive under a table's name is named, UTF-16 is
+    read by its byte-order mark, a CSV/TSV by the delimiter it really uses, and a header naming a column twice
+    stops the run. Bytes that are not UTF-8 are replaced by U+FFFD and the affected rows are counted in
     `df.attrs["notes"]`, so the run reports them instead of failing on one stray byte or hiding it.
     A headerless CSV/TSV (`header=False`) gets the column names "0", "1", ... so columns are chosen by index.
-    A leading byte-order mark is dropped.
     """
     kind = _file_kind(path)
     require(kind is not None, f"cannot read {path}: use a .csv, .tsv, .json, .jsonl or .parquet file (optionally .gz)")
     require(path.is_file(), f"dataset file not found: {path}; check the path (relative to {Path.cwd()})")
-    notes = []
+    look = look_at(path, kind, header)
+    notes = list(look.notes)
     try:
         try:
-            df = _read_table(path, kind, "strict", header)
+            df = _read_table(path, kind, "strict", header, look)
         except UnicodeDecodeError:
-            df = _read_table(path, kind, "replace", header)
+            df = _read_table(path, kind, "replace", header, look)
+            encoding = look.encoding.replace("-sig", "").upper()
             notes.append(
-                f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not UTF-8; "
+                f"{_count_replaced(df)} row(s) of {path.name} held bytes that are not {encoding}; "
                 f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)"
             )
     except pd.errors.EmptyDataError:

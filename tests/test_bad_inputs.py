@@ -1,0 +1,108 @@
+"""Bad input as a new user gives it: each case ends in one `error:` line and exit 2 with nothing written, or is read
+correctly and said so; nothing overwrites a finished run or a file the command did not create (issue: 85 bad
+inputs). One tiny run per task is trained once for the module and shared."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qlora_helpers.cli import main
+from qlora_helpers.errors import UserError
+from qlora_helpers.tables import read_local_file
+
+TINY = ["--epochs", "1", "--max-length", "32", "--batch-size", "8", "--early-stopping-patience", "0"]
+TINY += ["--report-to", "none", "--eval-batch-size", "32"]
+
+
+def train_argv(model, dataset, out: Path, *more) -> list[str]:
+    where = ["--output-dir", str(out), "--plots-dir", str(out.parent / f"{out.name}-plots")]
+    return ["train", "--model", str(model), "--dataset", str(dataset), *where, *TINY, *map(str, more)]
+
+
+def fails(capsys, argv: list, *fragments: str) -> str:
+    """Run the command in this process; it must end in exit 2 with one `error:` line holding every fragment."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err[-5:]
+    assert err[-1].startswith("error: "), err[-5:]
+    for fragment in fragments:
+        assert fragment in err[-1], err[-1]
+    return err[-1]
+
+
+def succeeds(capsys, argv: list) -> str:
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-2000:]
+    return captured.out
+
+
+# ---- what a file looks like (tables.py) -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reviews(easy_csv) -> pd.DataFrame:
+    return pd.read_csv(easy_csv)
+
+
+@pytest.mark.parametrize(
+    "name, write, note",
+    [
+        ("semicolon.csv", lambda df, p: df.to_csv(p, sep=";", index=False), "delimiter ';'"),
+        ("tabs.csv", lambda df, p: df.to_csv(p, sep="\t", index=False), "delimiter '\\t'"),
+        ("commas.tsv", lambda df, p: df.to_csv(p, index=False), "delimiter ','"),
+        ("utf16.csv", lambda df, p: df.to_csv(p, index=False, encoding="utf-16"), "UTF-16 (its byte-order mark)"),
+        ("utf16le.csv", lambda df, p: df.to_csv(p, index=False, encoding="utf-16-le"), "UTF-16-LE (NUL bytes"),
+    ],
+)
+def test_a_table_in_another_dialect_is_read_and_said_so(reviews, tmp_path, name, write, note):
+    path = tmp_path / name
+    write(reviews, path)
+    df = read_local_file(path)
+    assert list(df.columns) == ["review", "sentiment"]
+    assert df["review"].tolist() == reviews["review"].tolist()
+    assert df["sentiment"].tolist() == reviews["sentiment"].tolist()
+    assert any(note in n for n in df.attrs["notes"]), df.attrs["notes"]
+
+
+def test_a_comma_csv_is_read_as_before_without_a_note(reviews, tmp_path):
+    path = tmp_path / "plain.csv"
+    reviews.assign(review=reviews["review"] + "; really").to_csv(path, index=False)  # semicolons in the text only
+    df = read_local_file(path)
+    assert list(df.columns) == ["review", "sentiment"] and df.attrs["notes"] == []
+
+
+def _xlsx(path: Path, reviews) -> None:
+    with zipfile.ZipFile(path, "w") as z:  # what Excel writes: a zip of XML parts under xl/
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("sheet.csv", _xlsx, "is an Excel workbook (.xlsx), not a CSV file: save the sheet as CSV"),
+        ("table.csv", lambda p, df: df.to_parquet(p), "is a Parquet file, not a CSV file: rename it"),
+        ("packed.csv", lambda p, df: p.write_bytes(gzip.compress(b"review,sentiment\n")), "rename it to end in .gz"),
+        ("nul.csv", lambda p, df: p.write_bytes(b"review,label\n\x00\x01\x02\x00x,1\n"), "holds NUL bytes"),
+    ],
+)
+def test_a_file_that_is_not_a_text_table_is_named(reviews, tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path, reviews)
+    with pytest.raises(UserError) as e:
+        read_local_file(path)
+    assert message in str(e.value)
+
+
+def test_a_header_naming_a_column_twice_stops_the_run(tmp_path, tiny_bert, capsys):
+    path = tmp_path / "dup.csv"
+    path.write_text("review,review,sentiment\n" + "".join(f"note {i},great film {i},{i % 2}\n" for i in range(60)))
+    out = tmp_path / "run"
+    fails(capsys, train_argv(tiny_bert, path, out), "names the column 'review' 2 times", "columns [0, 1]")
+    assert not out.exists() and not (tmp_path / "run-plots").exists()
