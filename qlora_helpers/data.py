@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import labels as lb
 from . import tasks
-from .errors import require
+from .errors import UserError, require
 from .labels import LabelSpace
 from .splits import make_splits, stratified_sample
 from .tables import LABEL_CANDIDATES, SPLIT_ALIASES, TEXT_CANDIDATES, find_column, read_local_file, read_source
@@ -176,7 +176,11 @@ def prepare_data_from_frames(
     tables = {**named, **({"test file": given_test} if given_test is not None else {})}
     for name, frame in tables.items():
         lacking = [c for c in needed if c not in frame.columns]
-        require(not lacking, f"{'the ' if name == 'test file' else 'split '}{name!r} lacks column(s) {lacking}")
+        require(
+            not lacking,
+            f"{'the ' if name == 'test file' else 'split '}{name!r} lacks column(s) {lacking}; its columns are "
+            f"{[str(c)[:40] for c in frame.columns[:12]]}{' ...' if len(frame.columns) > 12 else ''}",
+        )
 
     rows = {
         name: _rows(frame, text_input, label_col, label_columns, f"split {name!r}") for name, frame in named.items()
@@ -184,11 +188,19 @@ def prepare_data_from_frames(
     dropped = sum(r.dropped for r in rows.values())
     require(sum(len(r.inputs) for r in rows.values()) > 0, f"no rows with text left in {settings.dataset}")
     cells = pd.concat([r.cells for r in rows.values()], ignore_index=True)
-    task = tasks.choose(settings.task, cells, settings.label_delimiter, label_columns)
-    names = list(settings.label_names) if settings.label_names else None
-    space = task.label_space(
-        cells[task.keep(cells)], names, label_col, delimiter=settings.label_delimiter, columns=label_columns
+    hint = (
+        "; the first row looks like a header: drop --no-header"
+        if not settings.header and _first_row_is_header(next(iter(named.values())), label_col)
+        else ""
     )
+    try:
+        task = tasks.choose(settings.task, cells, settings.label_delimiter, label_columns)
+        names = list(settings.label_names) if settings.label_names else None
+        space = task.label_space(
+            cells[task.keep(cells)], names, label_col, delimiter=settings.label_delimiter, columns=label_columns
+        )
+    except UserError as e:  # e.g. 'mixes numbers and names' when the header was read as a row
+        raise UserError(f"{e}{hint}") from None
     encoded = {}
     for name, r in rows.items():
         encoded[name], n = _labelled(r, task, space, f"split {name!r} of {settings.dataset}")
@@ -217,11 +229,6 @@ def prepare_data_from_frames(
         own["test"], n = _labelled(test_rows, task, space, f"the test file {settings.test_file}")
         dropped += test_rows.dropped + n
         require(len(own["test"]) > 0, f"the test file {settings.test_file} has no rows with text and label")
-    hint = (
-        "; the first row looks like a header: drop --no-header"
-        if not settings.header and _first_row_is_header(next(iter(named.values())), label_col)
-        else ""
-    )
     splits, origin = make_splits(pool, own, settings, task, space, hint)
     splits = {k: splits[k].reset_index(drop=True) for k in ("train", "validation", "test")}
     notes += _overlap_notes(splits, text_input)

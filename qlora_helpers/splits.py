@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from .errors import UserError
@@ -24,8 +26,10 @@ def carve(df: pd.DataFrame, fraction: float, seed: int, task) -> tuple[pd.DataFr
     """(rest, carved): `fraction` of the rows split off, stratified."""
     from sklearn.model_selection import train_test_split
 
+    carved = math.ceil(fraction * len(df))  # sklearn's rounding: each side needs a row of every stratum
+    strata = task.strata(df["label"], most=min(carved, len(df) - carved))
     try:
-        rest, part = train_test_split(df, test_size=fraction, stratify=task.strata(df["label"]), random_state=seed)
+        rest, part = train_test_split(df, test_size=fraction, stratify=strata, random_state=seed)
     except ValueError as e:
         raise UserError(
             f"cannot make a stratified split of {len(df)} rows: {e}; use more rows or fewer classes"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from qlora_helpers.cli import main
+from qlora_helpers.data import DataSettings, prepare_data
 from qlora_helpers.errors import UserError
 from qlora_helpers.tables import read_local_file
 
@@ -106,3 +107,36 @@ def test_a_header_naming_a_column_twice_stops_the_run(tmp_path, tiny_bert, capsy
     out = tmp_path / "run"
     fails(capsys, train_argv(tiny_bert, path, out), "names the column 'review' 2 times", "columns [0, 1]")
     assert not out.exists() and not (tmp_path / "run-plots").exists()
+
+
+# ---- columns, headers and splits (data.py, splits.py) -------------------------------------------------------------
+
+
+def test_label_columns_that_do_not_exist_are_listed_with_those_that_do(easy_csv):
+    with pytest.raises(UserError) as e:
+        prepare_data(DataSettings(str(easy_csv), label_columns=("a", "b", "zz")))
+    assert "lacks column(s) ['a', 'b', 'zz']; its columns are ['review', 'sentiment']" in str(e.value)
+
+
+def test_no_header_on_a_file_with_one_says_the_first_row_looks_like_a_header(easy_csv):
+    with pytest.raises(UserError) as e:  # 0/1 labels: the header's 'sentiment' mixes a name into the numbers
+        prepare_data(DataSettings(str(easy_csv), text_column="0", label_column="1", header=False))
+    assert "mixes numbers [0, 1] and names ['sentiment']" in str(e.value)
+    assert str(e.value).endswith("the first row looks like a header: drop --no-header")
+
+
+@pytest.mark.parametrize("task, rows", [("multi_label", 200), ("regression", 40)])
+def test_a_small_sample_of_many_label_sets_or_scores_still_splits(tmp_path, task, rows):
+    """28 label sets (or 5 score ranges) in a 20-row (4-row) test split: sklearn wants a row of every stratum
+    there; the smallest strata share one instead of the run ending in 'cannot make a stratified split'."""
+    path = tmp_path / "data.jsonl"
+    labels = (
+        [[i % 28, (i * 7) % 28] for i in range(400)] if task == "multi_label" else [i % 51 / 10 for i in range(400)]
+    )
+    pd.DataFrame({"text": [f"text {i}" for i in range(400)], "label": labels}).to_json(
+        path, orient="records", lines=True
+    )
+    data = prepare_data(DataSettings(str(path), task=task, max_samples=rows))
+    sizes = {k: len(v) for k, v in data.splits.items()}
+    assert sizes == {"train": rows * 8 // 10, "validation": rows // 10, "test": rows // 10}
+    assert data.task.name == task

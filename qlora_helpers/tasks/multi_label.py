@@ -58,15 +58,19 @@ class MultiLabel(SingleLabel):
     def targets(self, encoded: pd.Series, space: LabelSpace) -> list:
         return lb.multi_hot(list(encoded), space.num_labels).tolist()
 
-    def strata(self, encoded: pd.Series) -> pd.Series:
+    def strata(self, encoded: pd.Series, most: int | None = None) -> pd.Series:
         """Each row's rarest label (-1: no label); labels with fewer than 3 such rows share one stratum,
-        so rare labels reach every split in proportion and the split still works."""
+        so rare labels reach every split in proportion and the split still works. Where a small split has
+        room for fewer strata (`most`), the smallest share one too."""
         counts: dict[int, int] = {}
         for ids in encoded:
             for i in ids:
                 counts[i] = counts.get(i, 0) + 1
         key = encoded.map(lambda ids: min(ids, key=lambda i: (counts[i], i)) if ids else -1)
-        return key.where(key.map(key.value_counts()) >= 3, -2)
+        sizes = key.value_counts()  # largest first
+        kept = sizes[sizes >= 3].index[: None if most is None else max(most - 1, 0)]
+        key = key.where(key.isin(kept), -2)
+        return key.replace(-2, kept[0]) if (key == -2).sum() == 1 and len(kept) else key
 
     def check_splittable(self, encoded, space, hint=""):
         return None  # rare labels share a stratum (strata)

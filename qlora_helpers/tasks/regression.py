@@ -54,10 +54,11 @@ class Regression(SingleLabel):
         """The model's outputs on the scores' own scale."""
         return logits[:, 0] * space.extras["std"] + space.extras["mean"]
 
-    def strata(self, encoded):
-        """Score quintiles, so every split covers the range."""
+    def strata(self, encoded, most=None):
+        """Score quintiles (fewer where a small split has room for fewer), so every split covers the range."""
+        bins = max(1, min(self.BINS, most or self.BINS, len(encoded) // 2))
         try:
-            return pd.qcut(encoded.rank(method="first"), self.BINS, labels=False)
+            return pd.qcut(encoded.rank(method="first"), bins, labels=False)
         except ValueError:
             return pd.Series(0, index=encoded.index)
 

@@ -57,7 +57,8 @@ class SingleLabel:
     def targets(self, encoded: pd.Series, space: LabelSpace) -> list:
         return encoded.astype(int).tolist()
 
-    def strata(self, encoded: pd.Series) -> pd.Series:
+    def strata(self, encoded: pd.Series, most: int | None = None) -> pd.Series:
+        """The class: each keeps its share in every split (`most`, the strata a split has room for, is unused)."""
         return encoded
 
     def check_splittable(self, encoded: pd.Series, space: LabelSpace, hint: str = "") -> None:
