@@ -6,6 +6,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 
 from . import encoders
+from .errors import require
 
 
 def linear_layer_names(model: torch.nn.Module, head_modules: list[str] | None = None) -> list[str]:
@@ -34,6 +35,22 @@ def make_lora_config(
         target_modules=targets,
         bias="none",  # biases stay frozen: the adapter is the only change to the base model
         modules_to_save=list(modules_to_save),  # the new head is small and must be learnt from scratch
+    )
+
+
+def check_rank(r: int, target_modules, model: torch.nn.Module, head: list[str]) -> None:
+    """A rank as large as an adapted layer's smaller side is no longer a low-rank update (it trains more weights
+    than the layer holds; `--lora-r 100000` on MiniLM asked for 4 billion): checked on the layer shapes of `model`
+    (built on the meta device, no weights read) before any weight is loaded."""
+    targets = set(encoders.resolve_targets(model, target_modules, head))
+    layers = {n: m for n, m in encoders.linear_layers(model, head).items() if n.rsplit(".", 1)[-1] in targets}
+    name, layer = min(layers.items(), key=lambda item: min(item[1].in_features, item[1].out_features))
+    side = min(layer.in_features, layer.out_features)
+    require(
+        r < side,
+        f"--lora-r {r} is not below the size of the adapted layer {name} ({layer.in_features} -> "
+        f"{layer.out_features}), so it is not a low-rank update; use at most --lora-r {side - 1} "
+        f"(8-16 is plenty for classification)",
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from . import compiled, encoders
 from .config import TrainConfig
 from .hardware import Hardware
-from .lora import add_lora_adapters, count_parameters
+from .lora import add_lora_adapters, check_rank, count_parameters
 from .quantization import find_head_modules, load_4bit_model
 
 
@@ -35,6 +35,7 @@ def build_model(
 
     set_seed(cfg.seed)  # head and LoRA initialisation
     head = find_head_modules(cfg.model, num_labels, problem_type)
+    check_rank(cfg.lora_r, cfg.target_modules, encoders.meta_classifier(cfg.model, num_labels, problem_type), head)
     model = load_4bit_model(
         cfg.model,
         num_labels,

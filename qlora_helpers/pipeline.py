@@ -22,7 +22,7 @@ from .loss import check_class_weights
 from .model_builder import BuiltModel, build_model
 from .plots import plot_dataset_stats, plot_training_curves, run_caption
 from .quantization import load_tokenizer
-from .run_files import check_output_dir, command_line, resume_point, save_run, score_fields
+from .run_files import check_output_dir, command_line, removed_on_failure, resume_point, save_run, score_fields
 from .tokens import token_lengths, tokenize_splits
 from .tracking import choose_report_to
 from .training import TrainingJob, TrainOutcome, train
@@ -242,6 +242,12 @@ def train_pipeline(
     only the main process evaluates on the test split, writes outputs and plots, and gets a RunResult
     (the others get None).
     """
+    folders = (cfg.output_dir, cfg.plots_dir) if distributed.is_main_process() else ()
+    with removed_on_failure(*folders):
+        return _train_pipeline(cfg, resume, command, callbacks)
+
+
+def _train_pipeline(cfg: TrainConfig, resume: bool, command: str, callbacks: list | None) -> RunResult | None:
     with distributed.main_process_prints():
         ready = prepare(cfg, resume)
         checkpoint = resume_point(cfg.output_dir, resume)

@@ -8,6 +8,8 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,20 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False) -> 
         f"--output-dir",
     )
     return out
+
+
+@contextmanager
+def removed_on_failure(*folders: str | Path) -> Iterator[None]:
+    """The folders a run creates are removed again if it fails before a checkpoint it could resume from is saved
+    (a bad setting found after the data plot, a loss that turned NaN): a failed run leaves no half-made folder."""
+    new = [Path(f) for f in folders if not Path(f).exists()]
+    try:
+        yield
+    except Exception:
+        for folder in new:
+            if folder.is_dir() and not any(folder.glob("checkpoints/checkpoint-*/trainer_state.json")):
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def checkpoint_step(path: Path) -> int:

@@ -140,3 +140,30 @@ def test_a_small_sample_of_many_label_sets_or_scores_still_splits(tmp_path, task
     sizes = {k: len(v) for k, v in data.splits.items()}
     assert sizes == {"train": rows * 8 // 10, "validation": rows // 10, "test": rows // 10}
     assert data.task.name == task
+
+
+# ---- settings found wrong after the run began: one line, and no folder left behind ----------------------------
+
+
+def test_a_rank_beyond_the_layer_size_stops_before_the_weights_load_and_leaves_nothing(
+    tmp_path, tiny_bert, easy_csv, capsys
+):
+    out = tmp_path / "run"
+    fails(
+        capsys,
+        train_argv(tiny_bert, easy_csv, out, "--lora-r", 100),
+        "--lora-r 100 is not below",
+        "at most --lora-r 63",
+    )
+    assert not out.exists() and not (tmp_path / "run-plots").exists()  # the data plot was drawn, then removed
+
+
+def test_a_loss_that_turns_nan_leaves_no_empty_checkpoints_folder(tmp_path, tiny_bert, easy_csv, capsys):
+    out = tmp_path / "run"
+    fails(capsys, train_argv(tiny_bert, easy_csv, out, "--lr", 1e30), "the loss became nan")
+    assert not out.exists() and not (tmp_path / "run-plots").exists()
+
+
+def test_an_infinite_class_weight_is_refused(tmp_path, tiny_bert, easy_csv, capsys):
+    fails(capsys, train_argv(tiny_bert, easy_csv, tmp_path / "run", "--class-weights", "inf,1"), "positive, finite")
+    assert list(tmp_path.iterdir()) == []
