@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from .classifier_config import FILE as CLASSIFIER_FILE
 from .classifier_config import ClassifierConfig
 from .errors import require
+from .inference import is_merged_model_dir
 from .run_files import METRICS, TRAINING_CONFIG, writable
 
 DTYPES = ("float16", "bfloat16", "float32")
@@ -26,7 +28,7 @@ def check_merge_output(output_dir: Path, overwrite: bool) -> None:
         writable(output_dir), f"cannot write to {output_dir} (read-only or no permission); choose another --output"
     )
     if output_dir.is_dir() and any(output_dir.iterdir()):
-        ours = (output_dir / "config.json").is_file() and not (output_dir / "adapter_config.json").is_file()
+        ours = is_merged_model_dir(output_dir) and (output_dir / CLASSIFIER_FILE).is_file()  # not a base model
         require(
             overwrite and ours,
             f"{output_dir} already holds files"

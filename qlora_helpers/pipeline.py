@@ -34,7 +34,7 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
 
     check_dependencies()
     cfg.validate()
-    check_output_dir(cfg.output_dir, cfg.overwrite, resume)
+    check_output_dir(cfg.output_dir, cfg.overwrite, resume, cfg.plots_dir)
     hw = detect_hardware(cfg.compute_dtype)
     set_seed(cfg.seed)
     print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")

@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -54,19 +55,33 @@ def write_json(path: Path, payload: Any) -> Path:
 
 
 def writable(path: Path) -> bool:
-    """Whether `path` (or the nearest folder above it that exists) can be written, without writing anything."""
+    """Whether `path` (or the nearest folder above it that exists) takes a new file: tried with a temporary file
+    that is gone when the check ends, since permission bits do not tell (root writes into a folder whose bits
+    say read-only; a read-only mount or a full quota refuses whatever they say)."""
     probe = Path(path).resolve()
+    if probe.is_file():  # replaced through a temporary file beside it
+        probe = probe.parent
     while not probe.exists():
         probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if not probe.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            return True
+    except OSError:
+        return False
 
 
-def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False) -> Path:
-    """Refuse to overwrite a finished run unless asked, or to write where the user cannot: checked before
-    anything is loaded or written."""
+def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False, plots_dir: str | None = None) -> Path:
+    """Refuse to overwrite a finished run unless asked, or to write where the user cannot (the plots' folder
+    too): checked before anything is loaded or written."""
     out = Path(output_dir)
     require(not out.is_file(), f"output_dir {out} is a file; pass a directory")
     require(writable(out), f"cannot write to {out} (read-only or no permission); choose another --output-dir")
+    if plots_dir is not None:
+        plots = Path(plots_dir)
+        require(not plots.is_file(), f"plots_dir {plots} is a file; pass a directory")
+        require(writable(plots), f"cannot write to {plots} (read-only or no permission); choose another --plots-dir")
     finished = (out / METRICS).exists()
     require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
     require(

@@ -5,6 +5,11 @@ inputs). One tiny run per task is trained once for the module and shared."""
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +21,7 @@ from qlora_helpers.data import DataSettings, prepare_data
 from qlora_helpers.errors import UserError
 from qlora_helpers.tables import read_local_file
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--max-length", "32", "--batch-size", "8", "--early-stopping-patience", "0"]
 TINY += ["--report-to", "none", "--eval-batch-size", "32"]
 
@@ -167,3 +173,80 @@ def test_a_loss_that_turns_nan_leaves_no_empty_checkpoints_folder(tmp_path, tiny
 def test_an_infinite_class_weight_is_refused(tmp_path, tiny_bert, easy_csv, capsys):
     fails(capsys, train_argv(tiny_bert, easy_csv, tmp_path / "run", "--class-weights", "inf,1"), "positive, finite")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- files a command writes: checked before any work, never replaced unasked ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, easy_csv, tmp_path_factory) -> Path:
+    """One tiny finished run, shared by the tests that predict, evaluate and merge."""
+    out = tmp_path_factory.mktemp("bad-inputs") / "run"
+    assert (
+        main(train_argv(tiny_bert, easy_csv, out, "--label-names", "negative", "positive", "--max-samples", 120)) == 0
+    )
+    return out
+
+
+def test_predict_replaces_an_existing_output_only_with_overwrite(trained, tmp_path, capsys):
+    target = tmp_path / "predictions.csv"
+    target.write_text("mine\n")
+    fails(capsys, ["predict", "--adapter", trained, "fine film", "--output", target], "exists", "--overwrite")
+    assert target.read_text() == "mine\n"
+    succeeds(capsys, ["predict", "--adapter", trained, "fine film", "--output", target, "--overwrite"])
+    assert pd.read_csv(target)["label"].tolist()[0] in ("negative", "positive")  # was: 'cannot write' (a file)
+    (tmp_path / "folder.csv").mkdir()
+    fails(capsys, ["predict", "--adapter", trained, "fine film", "--output", tmp_path / "folder.csv"], "is a folder")
+
+
+def test_evaluate_replaces_its_files_only_with_overwrite(trained, easy_csv, tmp_path, capsys):
+    target = tmp_path / "scores.json"
+    target.write_text("{}")
+    fails(
+        capsys, ["evaluate", "--adapter", trained, "--dataset", easy_csv, "--output", target], "exists", "--overwrite"
+    )
+    assert target.read_text() == "{}" and not (tmp_path / "misclassified_easy.csv").exists()
+    succeeds(capsys, ["evaluate", "--adapter", trained, "--dataset", easy_csv, "--output", target, "--overwrite"])
+    assert json.loads(target.read_text())["rows"] == 240 and (tmp_path / "misclassified_easy.csv").is_file()
+    file = tmp_path / "a-file"
+    file.write_text("")
+    fails(
+        capsys, ["evaluate", "--adapter", trained, "--dataset", easy_csv, "--output", file / "x.json"], "cannot write"
+    )
+
+
+def test_merge_overwrite_replaces_only_an_earlier_merge(trained, tiny_bert, tmp_path, capsys):
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_bert, base)  # a model folder (config.json, weights) that merge did not write
+    fails(capsys, ["merge", "--adapter", trained, "--output", base, "--overwrite"], "already holds files")
+    assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in Path(tiny_bert).iterdir())
+    fails(capsys, ["merge", "--adapter", trained, "--output", trained.parent], "already holds files")
+
+
+def _read_only_mount(folder: Path, *argv) -> subprocess.CompletedProcess:
+    """The command line run with `folder` bind-mounted read-only (a user namespace: root's permission bits
+    do not stop root, a read-only mount does)."""
+    script = f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" && exec "$@"'
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    command = ["unshare", "-Urm", "sh", "-c", script, "sh", sys.executable, "-m", "qlora_helpers", *map(str, argv)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_a_read_only_place_is_refused_before_anything_loads(trained, tiny_bert, easy_csv, tmp_path):
+    locked = tmp_path / "locked"
+    shutil.copytree(trained, locked / "run")
+    probe = _read_only_mount(locked, "--help")
+    if probe.returncode != 0:
+        pytest.skip(f"no user namespaces here to mount a folder read-only: {probe.stderr.strip()[:100]}")
+    cases = [
+        (train_argv(tiny_bert, easy_csv, tmp_path / "new", "--plots-dir", locked / "plots"), "--plots-dir"),
+        (train_argv(tiny_bert, easy_csv, locked / "new"), "--output-dir"),
+        (["evaluate", "--adapter", locked / "run", "--dataset", easy_csv], "choose another --output"),
+        (["merge", "--adapter", locked / "run", "--output", locked / "merged"], "choose another --output"),
+    ]
+    for argv, fix in cases:
+        r = _read_only_mount(locked, *argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and lines[-1].startswith("error: cannot write to") and fix in lines[-1], lines[-3:]
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "new").exists()

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
+from .flags import add_long_text_flags, add_shape_flags, check_new_files, check_shape, header_of
 
 
 def add_parser(sub) -> None:
@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
     add_long_text_flags(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's files")
     add_shape_flags(evaluate)
 
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         args.stride = check_window(saved.max_length, args.stride, pairs="text_pair" in frame)
     stem = Path(args.dataset).name.split(".")[0]
     output = Path(args.output) if args.output else adapter / f"evaluation_{stem}.json"
+    mistakes = output.with_name(f"misclassified_{stem}.csv")
+    check_new_files([output, mistakes], args.overwrite)
     loaded = load_for_inference(adapter, "4bit")
     cut = saved.cut()
     metrics, logits = evaluate_split(
@@ -76,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         compute_dtype=loaded.hardware.dtype_name,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    mistakes = output.with_name(f"misclassified_{stem}.csv")
     wrong = mistakes_table(frame, logits, saved, cut)
     save_table(wrong, mistakes)
     metrics["misclassified"] = len(wrong)

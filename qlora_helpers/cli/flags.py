@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config import TrainConfig
@@ -168,3 +169,16 @@ def check_shape(args: argparse.Namespace, saved) -> None:
 
 def header_of(args: argparse.Namespace) -> bool:
     return True if args.header is None else args.header
+
+
+def check_new_files(paths: list[Path], overwrite: bool) -> None:
+    """Before any work: the files a command will write are new (or `--overwrite` says replace them) and writable."""
+    from ..run_files import writable
+
+    for path in paths:
+        require(not path.is_dir(), f"{path} is a folder; name a file with --output")
+        require(
+            overwrite or not path.exists(),
+            f"{path} exists (an earlier run's?); pass --overwrite to replace it or name another --output",
+        )
+        require(writable(path), f"cannot write to {path} (read-only or no permission); choose another --output")
