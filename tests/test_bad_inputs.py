@@ -250,3 +250,20 @@ def test_a_read_only_place_is_refused_before_anything_loads(trained, tiny_bert, 
         assert r.returncode == 2 and lines[-1].startswith("error: cannot write to") and fix in lines[-1], lines[-3:]
         assert "Traceback" not in r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_the_wheel_holds_every_subpackage_and_the_sample_data_without_a_warning(tmp_path):
+    """`pip install .` installed qlora_helpers alone: no cli/ (so no `qlora-bert`), and warned about sample_data."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "qlora_helpers", source / "qlora_helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    command = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    r = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "absent from the `packages` configuration" not in r.stdout + r.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert {"qlora_helpers/cli/__init__.py", "qlora_helpers/cli/train.py"} <= set(names)
+    assert "qlora_helpers/sample_data/imdb_sample_1500.csv.gz" in names
+    assert not any(n.startswith(("tests/", "benchmarks/", "notebook/")) for n in names)
