@@ -172,6 +172,11 @@ def prepare_data_from_frames(
         else find_column(columns, settings.label_column, LABEL_CANDIDATES, "label")
     )
     needed = [*text_input.columns, *([text_input.pair_column] if text_input.pair_column else [])]
+    require(
+        label_col not in needed,
+        f"column {label_col!r} is named as both text and label; name the text with --text-column and the label "
+        f"with --label-column",
+    )
     needed += label_columns or [label_col]
     tables = {**named, **({"test file": given_test} if given_test is not None else {})}
     for name, frame in tables.items():

@@ -269,3 +269,10 @@ def looks_like_scores(cells: pd.Series) -> bool:
     """Numbers with fractions (3.8, 0.25): a score to predict rather than a class id."""
     numbers = pd.to_numeric(cells, errors="coerce")
     return bool(numbers.notna().all() and len(numbers) and not (numbers == numbers.round()).all())
+
+
+def a_fraction(cells: pd.Series) -> str:
+    """The first label with a fraction, as the file shows it (for messages)."""
+    numbers = pd.to_numeric(cells, errors="coerce")
+    found = numbers[numbers.notna() & (numbers != numbers.round())]
+    return f"{found.iloc[0]:g}" if len(found) else str(cells.iloc[0])

@@ -68,7 +68,7 @@ def fit(
     job = TrainingJob(
         built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
     )
-    return train(job, cfg, ready.hw, report_to, resume_from_checkpoint=resume_point(cfg.output_dir, resume))
+    return train(job, cfg, ready.hw, report_to, resume_from_checkpoint=resume_point(cfg.output_dir, resume, cfg))
 
 
 def read_back(cfg: TrainConfig, built: BuiltModel, ready: Prepared) -> TrainOutcome:

@@ -23,7 +23,7 @@ from .model_builder import BuiltModel, build_model
 from .plots import plot_dataset_stats, plot_training_curves, run_caption
 from .quantization import load_tokenizer
 from .run_files import check_output_dir, command_line, removed_on_failure, resume_point, save_run, score_fields
-from .tokens import token_lengths, tokenize_splits
+from .tokens import check_max_length, token_lengths, tokenize_splits
 from .tracking import choose_report_to
 from .training import TrainingJob, TrainOutcome, train
 
@@ -101,6 +101,7 @@ def prepare(cfg: TrainConfig, resume: bool = False, without_test: bool = False) 
     """
     hw = start(cfg, resume)
     tokenizer = load_tokenizer(cfg.model)
+    check_max_length(cfg.max_length, tokenizer, cfg.model)
     data = load_data(cfg, tokenizer)
     if without_test:
         data.splits.pop("test")
@@ -250,7 +251,7 @@ def train_pipeline(
 def _train_pipeline(cfg: TrainConfig, resume: bool, command: str, callbacks: list | None) -> RunResult | None:
     with distributed.main_process_prints():
         ready = prepare(cfg, resume)
-        checkpoint = resume_point(cfg.output_dir, resume)
+        checkpoint = resume_point(cfg.output_dir, resume, cfg)
         report_to, report_line = choose_report_to(cfg.report_to)
         print(report_line)
         data_plot = plot_data(cfg, ready.hw, ready.data, ready.tokenizer) if distributed.is_main_process() else None

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import require
 
 METRICS = "metrics.json"  # its presence marks a finished run
+RUN_MARKS = (METRICS, "classifier_config.json", "checkpoints")  # a folder holding one of these is a run's
 TRAINING_CONFIG = "training_config.json"  # the full TrainConfig, for the record (predict reads classifier_config)
 
 
@@ -82,6 +83,14 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False, plo
         plots = Path(plots_dir)
         require(not plots.is_file(), f"plots_dir {plots} is a file; pass a directory")
         require(writable(plots), f"cannot write to {plots} (read-only or no permission); choose another --plots-dir")
+    if out.is_dir():
+        held = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        require(
+            not held or any(name in held for name in RUN_MARKS),
+            f"{out} already holds other files ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}), not a run "
+            f"of this tool; a run writes README.md, tokenizer and adapter files there: name a new or empty "
+            f"--output-dir",
+        )
     finished = (out / METRICS).exists()
     require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
     require(
@@ -125,8 +134,9 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def resume_point(output_dir: str, resume: bool) -> str | None:
-    """The checkpoint to continue from when resuming (None for a fresh run); an error if there is none."""
+def resume_point(output_dir: str, resume: bool, cfg=None) -> str | None:
+    """The checkpoint to continue from when resuming (None for a fresh run); an error if there is none, or if
+    `cfg` changes what the checkpoint's adapter is (a rank that fails to load, an alpha that would load)."""
     if not resume:
         return None
     checkpoint = last_complete_checkpoint(output_dir)
@@ -134,6 +144,21 @@ def resume_point(output_dir: str, resume: bool) -> str | None:
         checkpoint is not None,
         f"nothing to resume in {output_dir}: no complete checkpoint; start again without --resume",
     )
+    saved = checkpoint / "adapter_config.json"
+    if cfg is not None and saved.is_file():
+        started = json.loads(saved.read_text())
+        pairs = {  # flag: (this run's value, the checkpoint's)
+            "model": (cfg.model, started.get("base_model_name_or_path")),
+            "lora-r": (cfg.lora_r, started.get("r")),
+            "lora-alpha": (cfg.lora_alpha, started.get("lora_alpha")),
+            "lora-dropout": (cfg.lora_dropout, started.get("lora_dropout")),
+        }
+        changed = [f"--{k} {now} (started with {then})" for k, (now, then) in pairs.items() if now != then]
+        require(
+            not changed,
+            f"{', '.join(changed)}: a run resumes with the settings it started with; give those, or start "
+            f"again without --resume",
+        )
     print(f"resuming from {checkpoint}")
     return str(checkpoint)
 
@@ -159,6 +184,7 @@ def save_run(out: Path, model, tokenizer, saved, config: dict[str, Any], log_his
     from .model_card import write_model_card
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)  # replacing a run (--overwrite): unfinished until all is written
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     saved.save(out)

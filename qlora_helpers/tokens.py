@@ -9,6 +9,23 @@ from .errors import require
 TRUNCATIONS = ("head", "head_tail")
 
 
+def check_max_length(max_length: int, tokenizer, model_name: str) -> None:
+    """A text longer than the model's position embeddings fails inside its first forward pass (a shape error in
+    the embeddings): checked against the tokenizer's limit, or the config's where the tokenizer names none."""
+    limit = tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else None
+    if limit is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model_name)
+        absolute = getattr(config, "position_biased_input", True)  # DeBERTa-v3's relative positions have no limit
+        limit = getattr(config, "max_position_embeddings", None) if absolute else None
+    require(
+        limit is None or max_length <= limit,
+        f"--max-length {max_length} is beyond the {limit} positions this model reads; use --max-length {limit} "
+        f"or less (and --long-text window at prediction for longer texts)",
+    )
+
+
 def encode_texts(
     tokenizer, texts: list[str], max_length: int, truncation: str = "head", pairs: list[str] | None = None
 ) -> dict[str, list]:

@@ -305,7 +305,16 @@ def _train_once(
         [guard, clock, memory, *compile_clock] + (extra_callbacks or []),
     )
     reset_peak_gpu_memory()
-    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except RuntimeError as e:  # the checkpoint's tensors do not fit this model
+        if not (resume_from_checkpoint and "loading state_dict" in str(e)):
+            raise
+        raise UserError(
+            f"the checkpoint {resume_from_checkpoint} does not fit this model (its weights have other shapes: "
+            f"another task, label count or --target-modules?); resume with the settings the run started with, or "
+            f"start again without --resume"
+        ) from None
     if guard.problem:
         raise UserError(guard.problem)
     # the Trainer left the model's forward inside its mixed-precision autocast; predictions after training must be

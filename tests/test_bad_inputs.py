@@ -267,3 +267,57 @@ def test_the_wheel_holds_every_subpackage_and_the_sample_data_without_a_warning(
     assert {"qlora_helpers/cli/__init__.py", "qlora_helpers/cli/train.py"} <= set(names)
     assert "qlora_helpers/sample_data/imdb_sample_1500.csv.gz" in names
     assert not any(n.startswith(("tests/", "benchmarks/", "notebook/")) for n in names)
+
+
+# ---- settings that do not fit the data or the model ---------------------------------------------------------------
+
+
+def _scores_csv(path: Path) -> Path:
+    path.write_text("text,label\n" + "".join(f"film {i},{i % 21 / 4}\n" for i in range(60)))
+    return path
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(task="single_label"), "holds numbers with fractions (e.g. 0.25); to predict the number, pass --task"),
+        (dict(label_names=("low", "high")), "a regression predicts a number: leave --label-names out"),
+        (dict(text_column="label"), "column 'label' is named as both text and label"),
+    ],
+)
+def test_settings_that_do_not_fit_the_labels_are_refused(tmp_path, settings, message):
+    with pytest.raises(UserError) as e:
+        prepare_data(DataSettings(str(_scores_csv(tmp_path / "scores.csv")), **settings))
+    assert message in str(e.value)
+
+
+def test_a_max_length_beyond_the_models_positions_is_refused_before_training(tmp_path, tiny_bert, easy_csv, capsys):
+    out = tmp_path / "run"
+    fails(capsys, train_argv(tiny_bert, easy_csv, out, "--max-length", 1000), "beyond the 512 positions")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_dir_that_holds_other_files_is_refused(tmp_path, tiny_bert, easy_csv, capsys):
+    """The model's own folder, or a project folder: the run's README.md and tokenizer files would replace theirs."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    fails(capsys, train_argv(model, easy_csv, model), "already holds other files", "name a new or empty --output-dir")
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "README.md").write_text("mine")
+    fails(capsys, train_argv(tiny_bert, easy_csv, tmp_path / "project"), "already holds other files (README.md)")
+    assert [p.name for p in (tmp_path / "project").iterdir()] == ["README.md"]
+
+
+def test_resume_refuses_settings_the_checkpoint_was_not_made_with(trained, tiny_bert, easy_csv, tmp_path, capsys):
+    interrupted = tmp_path / "run"
+    shutil.copytree(trained, interrupted)
+    (interrupted / "metrics.json").unlink()  # as a run killed after its checkpoints, before its end
+    names = ["--label-names", "negative", "positive", "--max-samples", 120, "--resume"]
+    fails(capsys, train_argv(tiny_bert, easy_csv, interrupted, *names, "--lora-r", 8), "--lora-r 8 (started with 16)")
+    fails(capsys, train_argv(tiny_bert, easy_csv, interrupted, *names, "--lora-alpha", 8), "--lora-alpha 8.0")
+    three = tmp_path / "three.csv"
+    pd.read_csv(easy_csv).assign(sentiment=lambda d: d.index % 3).to_csv(three, index=False)
+    fails(capsys, train_argv(tiny_bert, three, interrupted, "--resume"), "does not fit this model")
+    assert not (interrupted / "metrics.json").exists()

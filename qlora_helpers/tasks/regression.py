@@ -32,6 +32,7 @@ class Regression(SingleLabel):
         return cells.map(lb.present)
 
     def label_space(self, cells, names=None, column="label", **_):
+        require(names is None, "label names name classes; a regression predicts a number: leave --label-names out")
         scores = lb.as_scores(cells, f"label column {column!r}")
         require(scores.nunique() >= 2, f"every score in column {column!r} is {scores.iloc[0]}; nothing to learn")
         edges = np.linspace(scores.min(), scores.max(), self.BINS + 1).round(6).tolist()

@@ -34,7 +34,7 @@ class SingleLabel:
     def label_space(self, cells: pd.Series, names: list[str] | None, column: str, **_: Any) -> LabelSpace:
         require(
             not lb.looks_like_scores(cells),
-            f"label column {column!r} holds numbers with fractions (e.g. {cells.iloc[0]!r}); to predict the "
+            f"label column {column!r} holds numbers with fractions (e.g. {lb.a_fraction(cells)}); to predict the "
             f"number, pass --task regression; for classes, use whole numbers or names",
         )
         values = lb.class_values(cells, column)
