@@ -294,6 +294,11 @@ def read_labelled_file(
         trained = space.column if space.column in columns else None
         label_col = find_column(columns, label_column or trained, LABEL_CANDIDATES, "label")
     rows = _rows(df, text_input, label_col, list(space.columns) if space.columns else None, str(path))
-    frame, _ = _labelled(rows, task, space, str(path))
+    try:
+        frame, _ = _labelled(rows, task, space, str(path))
+    except UserError as e:
+        if header or not _first_row_is_header(df, label_col):
+            raise
+        raise UserError(f"{e}; the first row looks like a header: drop --no-header") from None
     require(len(frame) > 0, f"{path} has no rows with text and label")
     return frame

@@ -127,7 +127,8 @@ def encode_classes(cells: pd.Series, space: LabelSpace, where: str) -> pd.Series
     unknown = sorted({str(c).strip() for c, i in zip(cells, ids) if i is None})
     require(
         not unknown,
-        f"label(s) {unknown[:5]} in {where} are not among the classes the model knows "
+        f"{len(unknown)} label(s) {[u[:40] for u in unknown[:3]]}{' ...' if len(unknown) > 3 else ''} in {where} "
+        f"are not among the classes the model knows "
         f"({', '.join(map(str, space.values[:8]))}{' ...' if len(space.values) > 8 else ''}"
         + (f"; names {', '.join(space.names[:8])}" if list(space.names) != [str(v) for v in space.values] else "")
         + "); fix or drop those rows, or relabel the file as training was labelled",

@@ -321,3 +321,35 @@ def test_resume_refuses_settings_the_checkpoint_was_not_made_with(trained, tiny_
     pd.read_csv(easy_csv).assign(sentiment=lambda d: d.index % 3).to_csv(three, index=False)
     fails(capsys, train_argv(tiny_bert, three, interrupted, "--resume"), "does not fit this model")
     assert not (interrupted / "metrics.json").exists()
+
+
+def test_evaluate_names_unknown_labels_briefly_and_hints_at_a_header(trained, easy_csv, tmp_path, capsys):
+    evaluate = ["evaluate", "--adapter", trained, "--dataset", easy_csv, "--output", tmp_path / "e.json"]
+    line = fails(capsys, [*evaluate, "--label-column", "review"], "240 label(s) [", "not among the classes")
+    assert len(line) < 400  # three labels of at most 40 characters, not five whole reviews
+    fails(capsys, [*evaluate, "--no-header", "--text-column", "0", "--label-column", "1"], "drop --no-header")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- a regression end to end ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_scores(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("scores")
+    data = _scores_csv(folder / "scores.csv")
+    out = folder / "run"
+    assert main(train_argv(tiny_bert, data, out)) == 0  # task auto: fractions -> regression
+    return out, data
+
+
+def test_a_regression_predicts_scores_and_refuses_what_only_classes_have(trained_scores, tiny_bert, tmp_path, capsys):
+    out, data = trained_scores
+    assert json.loads((out / "classifier_config.json").read_text())["task"] == "regression"
+    row = json.loads(succeeds(capsys, ["predict", "--adapter", out, "film 3"]).strip().splitlines()[-1])
+    assert set(row) == {"text", "score"} and isinstance(row["score"], float)
+    fails(capsys, ["predict", "--adapter", out, "film 3", "--top-k", 1], "a regression predicts a score")
+    fails(capsys, ["predict", "--adapter", out, "film 3", "--thresholds", "global"], "applies to multi-label")
+    fails(capsys, train_argv(tiny_bert, data, tmp_path / "w", "--class-weights", "auto"), "a regression task has none")
+    printed = succeeds(capsys, ["evaluate", "--adapter", out, "--dataset", data, "--output", tmp_path / "e.json"])
+    assert "scores, largest error first" in printed and "misclassified texts" not in printed

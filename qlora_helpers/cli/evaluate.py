@@ -90,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
             f"note: {seen['train']} of these {len(frame)} rows are in the model's training split and "
             f"{seen['validation']} in its validation split; scores on them overstate what it does on new text"
         )
-    print(f"{metrics['misclassified']} misclassified texts, most confident first: {mistakes}")
+    print(f"{metrics['misclassified']} {saved.kind.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0

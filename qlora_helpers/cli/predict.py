@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import distributed
 from ..errors import UserError
 from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     saved = ClassifierConfig.load(args.adapter)
     check_shape(args, saved)
     saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
+    if args.top_k is not None:
+        saved.kind.rows(np.zeros((0, saved.labels.num_labels)), saved.labels, None, args.top_k)  # ... and --top-k
     texts, pairs = gather_texts(args, saved)
     out = Path(args.output) if args.output else None
     if out is not None:

@@ -26,6 +26,7 @@ class Regression(SingleLabel):
     summary_keys = ("pearson", "spearman", "mse", "mae")
     split_note = "; stratified by score quintile"
     weighable = False
+    mistakes = "scores, largest error first"
     BINS = 5  # score ranges used for stratified splits and the label-balance plot
 
     def keep(self, cells):
@@ -92,6 +93,7 @@ class Regression(SingleLabel):
         return logits[:, 0]
 
     def rows(self, logits, space, cut=None, top_k=None):
+        require(top_k is None, "--top-k lists the most probable labels; a regression predicts a score: leave it out")
         return [{"score": round(float(x), 6)} for x in self.values(logits, space)]
 
     def plot(self, encoded, logits, metrics, space, cut, directory, caption):

@@ -26,6 +26,7 @@ class SingleLabel:
     summary_keys = ("accuracy", "f1_positive", "f1_macro", "f1_weighted")
     split_note = ""  # how the split was stratified, when it needs saying
     weighable = True  # --class-weights applies
+    mistakes = "misclassified texts, most confident first"  # what evaluate's table of mistakes lists
 
     def keep(self, cells: pd.Series) -> pd.Series:
         """Rows whose label counts: a row with no label is dropped (and counted)."""
