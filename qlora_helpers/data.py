@@ -145,6 +145,12 @@ def prepare_data(settings: DataSettings) -> PreparedData:
     if settings.test_file:
         path = Path(settings.test_file).expanduser()
         require(path.is_file(), f"test file not found: {settings.test_file}; pass a labelled data file")
+        require(
+            not Path(settings.dataset).expanduser().is_file()
+            or not path.samefile(Path(settings.dataset).expanduser()),
+            f"--test-file {settings.test_file} is the --dataset itself, whose rows train the model; pass a separate "
+            f"labelled file, or leave --test-file out to split a test set off the data",
+        )
         given_test = read_local_file(path, settings.header)
     return prepare_data_from_frames(raw, settings, given_test)
 
@@ -183,7 +189,8 @@ def prepare_data_from_frames(
         lacking = [c for c in needed if c not in frame.columns]
         require(
             not lacking,
-            f"{'the ' if name == 'test file' else 'split '}{name!r} lacks column(s) {lacking}; its columns are "
+            f"{f'the test file {settings.test_file}' if name == 'test file' else f'split {name!r}'} lacks column(s) "
+            f"{lacking}; its columns are "
             f"{[str(c)[:40] for c in frame.columns[:12]]}{' ...' if len(frame.columns) > 12 else ''}",
         )
 
@@ -236,7 +243,7 @@ def prepare_data_from_frames(
         require(len(own["test"]) > 0, f"the test file {settings.test_file} has no rows with text and label")
     splits, origin = make_splits(pool, own, settings, task, space, hint)
     splits = {k: splits[k].reset_index(drop=True) for k in ("train", "validation", "test")}
-    notes += _overlap_notes(splits, text_input)
+    notes += _overlap_notes(splits, text_input, "the test file" if given_test is not None else "")
     for name, frame in splits.items():
         absent = task.absent(frame["label"], space)
         if absent:
@@ -252,7 +259,7 @@ def _first_row_is_header(frame: pd.DataFrame, label_col: str) -> bool:
     return isinstance(first, str) and first not in set(rest.astype(str))
 
 
-def _overlap_notes(splits: dict[str, pd.DataFrame], text_input: TextInput) -> list[str]:
+def _overlap_notes(splits: dict[str, pd.DataFrame], text_input: TextInput, test_from: str = "") -> list[str]:
     """Duplicated rows leak training texts into evaluation: say so, keep the split."""
 
     def key(frame: pd.DataFrame) -> pd.Series:  # a pair is a duplicate only when both of its texts are
@@ -262,10 +269,8 @@ def _overlap_notes(splits: dict[str, pd.DataFrame], text_input: TextInput) -> li
     overlap = {k: int(key(splits[k]).isin(seen).sum()) for k in ("validation", "test")}
     if not any(overlap.values()):
         return []
-    return [
-        f"texts also in train: {overlap['validation']} validation, {overlap['test']} test "
-        f"(duplicate rows in the source)"
-    ]
+    source = f"rows of {test_from} that are also in the training data" if test_from else "duplicate rows in the source"
+    return [f"texts also in train: {overlap['validation']} validation, {overlap['test']} test ({source})"]
 
 
 # ---- a labelled file read as a trained model reads it -------------------------------------------

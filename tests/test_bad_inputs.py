@@ -353,3 +353,18 @@ def test_a_regression_predicts_scores_and_refuses_what_only_classes_have(trained
     fails(capsys, train_argv(tiny_bert, data, tmp_path / "w", "--class-weights", "auto"), "a regression task has none")
     printed = succeeds(capsys, ["evaluate", "--adapter", out, "--dataset", data, "--output", tmp_path / "e.json"])
     assert "scores, largest error first" in printed and "misclassified texts" not in printed
+
+
+def test_a_test_file_is_never_the_training_data_and_its_overlap_is_named(easy_csv, tmp_path):
+    with pytest.raises(UserError) as e:
+        prepare_data(DataSettings(str(easy_csv), test_file=str(easy_csv)))
+    assert "is the --dataset itself, whose rows train the model" in str(e.value)
+    copy = tmp_path / "copy.csv"
+    shutil.copy(easy_csv, copy)
+    data = prepare_data(DataSettings(str(easy_csv), test_file=str(copy)))
+    assert len(data.splits["test"]) == 240
+    assert any("rows of the test file that are also in the training data" in n for n in data.notes), data.notes
+    pd.read_csv(easy_csv)[["review"]].to_csv(copy, index=False)
+    with pytest.raises(UserError) as e:
+        prepare_data(DataSettings(str(easy_csv), test_file=str(copy)))
+    assert f"the test file {copy} lacks column(s) ['sentiment']; its columns are ['review']" in str(e.value)
