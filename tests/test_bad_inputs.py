@@ -368,3 +368,96 @@ def test_a_test_file_is_never_the_training_data_and_its_overlap_is_named(easy_cs
     with pytest.raises(UserError) as e:
         prepare_data(DataSettings(str(easy_csv), test_file=str(copy)))
     assert f"the test file {copy} lacks column(s) ['sentiment']; its columns are ['review']" in str(e.value)
+
+
+# ---- the cases the refactor fixed, held in place -------------------------------------------------------
+
+
+def test_labels_differing_only_by_whitespace_are_one_class(easy_csv, tmp_path):
+    path = tmp_path / "spaces.csv"
+    df = pd.read_csv(easy_csv).assign(sentiment=lambda d: d["sentiment"].map({0: "neg", 1: "pos"}))
+    df.loc[::3, "sentiment"] = " " + df.loc[::3, "sentiment"] + " "
+    df.to_csv(path, index=False)
+    data = prepare_data(DataSettings(str(path)))
+    assert data.labels.names == ("neg", "pos") and data.labels.label2id == {"neg": 0, "pos": 1}
+
+
+def test_a_test_file_is_read_with_the_training_label_space_and_kept_whole(easy_csv, tmp_path):
+    names = tmp_path / "names.csv"
+    pd.read_csv(easy_csv).iloc[:60].assign(sentiment=lambda d: d["sentiment"].map({0: "neg", 1: "pos"})).to_csv(
+        names, index=False
+    )
+    with pytest.raises(UserError) as e:  # 0/1 in training, neg/pos in the test file: not 4 classes
+        prepare_data(DataSettings(str(easy_csv), test_file=str(names)))
+    assert "2 label(s) ['neg', 'pos'] in the test file" in str(e.value)
+    data = prepare_data(DataSettings(str(easy_csv), test_file=str(names), label_names=("neg", "pos"), max_samples=100))
+    assert data.labels.names == ("neg", "pos") and len(data.splits["test"]) == 60  # names read, not sampled
+    unseen = tmp_path / "unseen.csv"
+    pd.read_csv(easy_csv).iloc[:60].assign(sentiment=lambda d: d.index % 3).to_csv(unseen, index=False)
+    with pytest.raises(UserError) as e:  # was an IntCastingNaNError traceback
+        prepare_data(DataSettings(str(easy_csv), test_file=str(unseen)))
+    assert "1 label(s) ['2'] in the test file" in str(e.value)
+
+
+@pytest.mark.parametrize("names", [None, tuple(f"emotion{i}" for i in range(28))])
+def test_json_list_labels_are_label_sets(tmp_path, names):
+    path = tmp_path / "sets.jsonl"
+    rows = [{"text": f"text {i}", "labels": [i % 28, (i * 5 + 10) % 28]} for i in range(300)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = prepare_data(DataSettings(str(path), task="multi_label", label_names=names))
+    assert data.num_labels == 28 and data.labels.values == tuple(str(i) for i in range(28))
+    everything = pd.concat(data.splits.values())
+    assert sorted(map(tuple, everything["label"])) == sorted(tuple(sorted(set(r["labels"]))) for r in rows)
+
+
+def test_label_sets_mix_names_and_ids_and_an_unknown_label_is_named():
+    from qlora_helpers.labels import LabelSpace, encode_sets
+
+    space = LabelSpace(("anger", "joy", "love"), ("0", "1", "2"))
+    assert encode_sets([("joy", "2"), ("0",)], space, "f.csv") == [(1, 2), (0,)]
+    with pytest.raises(UserError, match="label 'zzz' in f.csv is not among the 3 labels"):
+        encode_sets([("joy", "zzz")], space, "f.csv")
+
+
+def test_evaluate_counts_the_rows_the_model_trained_on(trained, easy_csv, tmp_path, capsys):
+    printed = succeeds(
+        capsys, ["evaluate", "--adapter", trained, "--dataset", easy_csv, "--output", tmp_path / "e.json"]
+    )
+    seen = json.loads((tmp_path / "e.json").read_text())["rows_seen_in_training"]
+    assert (
+        seen["train"] > 0 and f"note: {seen['train']} of these 240 rows are in the model's training split" in printed
+    )
+
+
+def test_a_damaged_saved_model_and_wrong_flags_are_one_line_before_loading(trained, tmp_path, capsys):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained, damaged)
+    text = (damaged / "classifier_config.json").read_text()
+    (damaged / "classifier_config.json").write_text(text[:100])
+    fails(capsys, ["predict", "--adapter", damaged, "fine"], "classifier_config.json is damaged (JSONDecodeError")
+    record = json.loads(text)
+    cuts = {"mode": "per_label", "global": 0.5, "per_label": {"negative": 7, "positive": -1}}
+    for changes, message in [
+        (
+            dict(task="multi_label", thresholds=cuts),
+            "must lie between 0 and 1 (a probability), but negative=7, positive=-1",
+        ),
+        (dict(input={**record["input"], "text_pair_column": "second"}), "reads sentence pairs"),
+    ]:
+        (damaged / "classifier_config.json").write_text(json.dumps({**record, **changes}))
+        fails(capsys, ["predict", "--adapter", damaged, "fine"], message)
+    predict = ["predict", "--adapter", trained, "fine"]
+    fails(capsys, [*predict, "--long-text", "window", "--stride", -5], "--stride -5 must be 0 or more")
+    fails(capsys, [*predict, "--stride", 5], "add --long-text window")
+    fails(capsys, [*predict, "--thresholds", "global"], "applies to multi-label models")
+
+
+def test_a_notebook_kernel_is_not_recorded_as_the_command(monkeypatch):
+    import sys as system
+
+    from qlora_helpers.run_files import command_line
+
+    monkeypatch.setattr(system, "argv", ["/venv/lib/ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    assert command_line() == "notebook kernel (see the notebook's parameters)"
+    notebook = (ROOT / "notebook" / "QLoRA_BERT_TextClassification.py").read_text()
+    assert "command=NOTEBOOK" in notebook and "PROFILE=PROFILE" in notebook
