@@ -1,4 +1,5 @@
-"""What a training run watches from the side: a NaN loss, the time of its training steps, its memory peaks."""
+"""What a training run watches from the side: a NaN loss, the time of its training steps, its memory peaks, and
+its progress as plain lines where the Trainer would draw it as HTML."""
 
 from __future__ import annotations
 
@@ -129,3 +130,44 @@ def _time_mark(on_gpu: bool):
 
 def _seconds_between(a, b) -> float:
     return a.elapsed_time(b) / 1000 if hasattr(a, "elapsed_time") else b - a
+
+
+def html_progress() -> bool:
+    """Whether the Trainer draws its progress as HTML (it chose so when transformers.trainer was imported)."""
+    import transformers.trainer as trainer
+
+    return trainer.DEFAULT_PROGRESS_CALLBACK is not trainer.ProgressCallback
+
+
+class ProgressLines(TrainerCallback):
+    """In a notebook kernel the Trainer shows progress as an HTML table, which a notebook executed by papermill
+    (`make demo`) never writes to its log: the training cell looked stuck for its whole run. There, one line at
+    most every `every_s` seconds says the step, the loss and the time left, and each evaluation its score."""
+
+    def __init__(self, selection: str, every_s: float = 30.0):
+        self.selection, self.every_s = selection, every_s
+        self.start = self.last = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.last = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs, now = logs or {}, time.perf_counter()
+        if not state.is_world_process_zero:
+            return
+        if f"eval_{self.selection}" in logs:
+            print(f"step {state.global_step}: validation {self.selection} {logs[f'eval_{self.selection}']:.4f}")
+        elif "loss" in logs and (now - self.last >= self.every_s or state.global_step >= state.max_steps):
+            self.last, spent = now, now - self.start
+            done = state.global_step / max(state.max_steps, 1)
+            left = f", about {spent / done * (1 - done):.0f} s left" if 0 < done < 1 else ""
+            print(
+                f"step {state.global_step}/{state.max_steps} ({done:.0%}), loss {logs['loss']:.4f}, "
+                f"{spent:.0f} s{left}",
+                flush=True,
+            )
+
+
+def progress_lines(selection: str) -> list[TrainerCallback]:
+    """The callback where progress would not show in a log, else none (the text progress bar prints already)."""
+    return [ProgressLines(selection)] if html_progress() else []

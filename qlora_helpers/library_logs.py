@@ -27,6 +27,8 @@ def quiet_known_library_warnings() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # said once as the run starts, in words (hardware.cpu_notes), rather than at every optimizer creation
+    warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
     logger = logging.getLogger(BNB_CPU_LOGGER)
     if not any(isinstance(f, _DropOptionalHubKernelNotice) for f in logger.filters):
         logger.addFilter(_DropOptionalHubKernelNotice())

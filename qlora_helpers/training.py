@@ -9,7 +9,7 @@ from typing import Any
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from . import compiled, distributed
-from .callbacks import MemoryWatch, StopOnNonFiniteLoss, TrainingClock
+from .callbacks import MemoryWatch, StopOnNonFiniteLoss, TrainingClock, progress_lines
 from .collate import PaddingCollator
 from .config import TrainConfig
 from .errors import OutOfMemory, UserError
@@ -302,7 +302,7 @@ def _train_once(
         report_to,
         evaluation,
         mixed_precision,
-        [guard, clock, memory, *compile_clock] + (extra_callbacks or []),
+        [guard, clock, memory, *compile_clock, *progress_lines(job.task.selection_metric)] + (extra_callbacks or []),
     )
     reset_peak_gpu_memory()
     try:

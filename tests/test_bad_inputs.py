@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -461,3 +462,15 @@ def test_a_notebook_kernel_is_not_recorded_as_the_command(monkeypatch):
     assert command_line() == "notebook kernel (see the notebook's parameters)"
     notebook = (ROOT / "notebook" / "QLoRA_BERT_TextClassification.py").read_text()
     assert "command=NOTEBOOK" in notebook and "PROFILE=PROFILE" in notebook
+
+
+def test_training_in_a_notebook_prints_its_progress_as_lines(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
+    """Under papermill the Trainer's HTML progress never reaches the log: plain lines say how far it is."""
+    from qlora_helpers import callbacks as progress
+
+    assert not progress.html_progress()  # in a plain process the text progress bar shows already
+    monkeypatch.setattr(progress, "html_progress", lambda: True)  # as in a notebook kernel
+    printed = succeeds(capsys, train_argv(tiny_bert, easy_csv, tmp_path / "run", "--max-samples", 60))
+    last = re.search(r"^step (\d+)/\1 \(100%\), loss [0-9.]+, \d+ s$", printed, re.MULTILINE)
+    assert last is not None, printed[-2000:]
+    assert re.search(rf"^step {last.group(1)}: validation accuracy [0-9.]+$", printed, re.MULTILINE)
