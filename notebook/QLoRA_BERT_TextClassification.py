@@ -90,8 +90,9 @@ from qlora_helpers.tracking import choose_report_to
 from qlora_helpers.results import load_result
 
 NOTEBOOK = ("QLoRA_BERT_TextClassification.ipynb " + " ".join(
-    f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, MAX_SAMPLES=MAX_SAMPLES,
-                                  EPOCHS=EPOCHS, GPUS=GPUS).items() if v is not None))
+    f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, LABEL_NAMES=LABEL_NAMES,
+                                  OUTPUT_DIR=OUTPUT_DIR, MAX_SAMPLES=MAX_SAMPLES, EPOCHS=EPOCHS, RESUME=RESUME or None,
+                                  GPUS=GPUS).items() if v is not None))
 
 # %%
 cfg = qh.make_config(PROFILE, model=MODEL, dataset=DATASET, label_names=LABEL_NAMES, output_dir=OUTPUT_DIR,

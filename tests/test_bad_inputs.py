@@ -461,7 +461,7 @@ def test_a_notebook_kernel_is_not_recorded_as_the_command(monkeypatch):
     monkeypatch.setattr(system, "argv", ["/venv/lib/ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
     assert command_line() == "notebook kernel (see the notebook's parameters)"
     notebook = (ROOT / "notebook" / "QLoRA_BERT_TextClassification.py").read_text()
-    assert "command=NOTEBOOK" in notebook and "PROFILE=PROFILE" in notebook
+    assert "command=NOTEBOOK" in notebook and "PROFILE=PROFILE" in notebook and "OUTPUT_DIR=OUTPUT_DIR" in notebook
 
 
 def test_training_in_a_notebook_prints_its_progress_as_lines(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
