@@ -208,6 +208,10 @@ def prepare_data_from_frames(
     try:
         task = tasks.choose(settings.task, cells, settings.label_delimiter, label_columns)
         names = list(settings.label_names) if settings.label_names else None
+        require(
+            bool(task.keep(cells).any()) and cells.map(lb.present).any(),
+            f"no row has a label in column {label_col!r}; name the label column with --label-column",
+        )
         space = task.label_space(
             cells[task.keep(cells)], names, label_col, delimiter=settings.label_delimiter, columns=label_columns
         )

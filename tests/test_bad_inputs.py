@@ -474,3 +474,12 @@ def test_training_in_a_notebook_prints_its_progress_as_lines(tiny_bert, easy_csv
     last = re.search(r"^step (\d+)/\1 \(100%\), loss [0-9.]+, \d+ s$", printed, re.MULTILINE)
     assert last is not None, printed[-2000:]
     assert re.search(rf"^step {last.group(1)}: validation accuracy [0-9.]+$", printed, re.MULTILINE)
+
+
+@pytest.mark.parametrize("task", ["auto", "multi_label"])
+def test_a_label_column_without_any_label_is_named(easy_csv, tmp_path, task):
+    path = tmp_path / "unlabelled.csv"
+    pd.read_csv(easy_csv).assign(sentiment=None).to_csv(path, index=False)
+    with pytest.raises(UserError) as e:  # was an IndexError traceback
+        prepare_data(DataSettings(str(path), task=task))
+    assert "no row has a label in column 'sentiment'" in str(e.value)
