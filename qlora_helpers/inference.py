@@ -236,9 +236,11 @@ def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, 
 
 def texts_from_file(path: str | Path) -> list[str]:
     """One text per non-empty line of a UTF-8 file."""
+    from .tables import text_encoding
+
     path = Path(path)
     require(path.is_file(), f"text file not found: {path}")
-    texts = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    texts = [line.strip() for line in path.read_text(encoding=text_encoding(path), errors="replace").splitlines()]
     texts = [t for t in texts if t]
     if not texts:
         raise UserError(f"{path} has no non-empty lines; put one text per line")

@@ -85,7 +85,7 @@ def _not_a_table(path: Path, head: bytes, kind: str) -> None:
                 what, fix = "an Excel workbook (.xlsx)", "save the sheet as CSV UTF-8 in Excel (File > Save As)"
             else:
                 what, fix = "a zip archive", f"unzip it, or name it {path.name}.zip if it holds one {kind} file"
-        raise UserError(f"{path} is {what}, not a {kind.upper()} file: {fix}")
+        raise UserError(f"{path} is {what}, not a {kind.upper() if kind != 'text' else 'text'} file: {fix}")
 
 
 def _encoding(path: Path, head: bytes) -> tuple[str, list[str]]:
@@ -153,6 +153,14 @@ def look_at(path: Path, kind: str, header: bool = True) -> FileLook:
     if header and text.strip():
         _duplicate_columns(path, text.lstrip("\ufeff").splitlines()[0], delimiter)
     return FileLook(encoding, delimiter, tuple(notes + more))
+
+
+def text_encoding(path: Path) -> str:
+    """The encoding of a plain text file (e.g. `predict --file`): UTF-8, or UTF-16/32 by its BOM or NUL bytes;
+    a binary file (a workbook, an archive, a PDF) is one line naming what it is."""
+    head = _head(path) or b""
+    _not_a_table(path, head, "text")
+    return _encoding(path, head)[0]
 
 
 def _read_table(path: Path, kind: str, encoding_errors: str, header: bool, look: FileLook) -> pd.DataFrame:

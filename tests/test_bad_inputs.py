@@ -483,3 +483,16 @@ def test_a_label_column_without_any_label_is_named(easy_csv, tmp_path, task):
     with pytest.raises(UserError) as e:  # was an IndexError traceback
         prepare_data(DataSettings(str(path), task=task))
     assert "no row has a label in column 'sentiment'" in str(e.value)
+
+
+def test_predict_reads_a_utf16_file_of_lines_and_refuses_a_binary_one(trained, tmp_path, capsys):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a wonderful film\nan awful film\n", encoding="utf-16")
+    rows = [json.loads(r) for r in succeeds(capsys, ["predict", "--adapter", trained, "--file", lines]).splitlines()]
+    assert [r["text"] for r in rows] == ["a wonderful film", "an awful film"]  # not NUL-laced mojibake
+    sheet = tmp_path / "lines2.txt"
+    _xlsx(sheet, None)
+    fails(capsys, ["predict", "--adapter", trained, "--file", sheet], "is an Excel workbook (.xlsx), not a text file")
+    fails(
+        capsys, ["evaluate", "--adapter", trained, "--dataset", lines, "--batch-size", 0], "--batch-size must be >= 1"
+    )

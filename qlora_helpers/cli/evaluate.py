@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import require
 from .flags import add_long_text_flags, add_shape_flags, check_new_files, check_shape, header_of
 
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..run_files import write_json
     from ..windows import check_window
 
+    require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     adapter = Path(args.adapter)
     saved = ClassifierConfig.load(adapter)
     check_shape(args, saved)
