@@ -248,6 +248,7 @@ def prepare_data_from_frames(
     splits, origin = make_splits(pool, own, settings, task, space, hint)
     splits = {k: splits[k].reset_index(drop=True) for k in ("train", "validation", "test")}
     notes += _overlap_notes(splits, text_input, "the test file" if given_test is not None else "")
+    notes += [n for n in [task.fit_note(pd.concat([f["label"] for f in splits.values()]))] if n]
     for name, frame in splits.items():
         absent = task.absent(frame["label"], space)
         if absent:

@@ -23,6 +23,7 @@ from .model_builder import BuiltModel, build_model
 from .plots import plot_dataset_stats, plot_training_curves, run_caption
 from .quantization import load_tokenizer
 from .run_files import check_output_dir, command_line, removed_on_failure, resume_point, save_run, score_fields
+from .tables import check_local_files
 from .tokens import check_max_length, token_lengths, tokenize_splits
 from .tracking import choose_report_to
 from .training import TrainingJob, TrainOutcome, train
@@ -100,6 +101,7 @@ def prepare(cfg: TrainConfig, resume: bool = False, without_test: bool = False) 
     training and validation splits are those of the full run.
     """
     hw = start(cfg, resume)
+    check_local_files(cfg.dataset, cfg.test_file)
     tokenizer = load_tokenizer(cfg.model)
     check_max_length(cfg.max_length, tokenizer, cfg.model)
     data = load_data(cfg, tokenizer)

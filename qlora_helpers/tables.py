@@ -258,6 +258,16 @@ def read_hub_dataset(name: str) -> dict[str, pd.DataFrame]:
     return {split: ds.to_pandas() for split, ds in loaded.items()}
 
 
+def check_local_files(dataset: str, test_file: str | None = None) -> None:
+    """A data file named but missing is said before the tokenizer or model loads (with a Hub model, offline, the
+    tokenizer's error came first and named the wrong thing)."""
+    path = Path(dataset).expanduser()
+    if _file_kind(path) is not None:
+        require(path.is_file(), f"dataset file not found: {dataset}; check the path (relative to {Path.cwd()})")
+    if test_file is not None:
+        require(Path(test_file).expanduser().is_file(), f"test file not found: {test_file}; pass a labelled data file")
+
+
 def read_source(source: str, header: bool = True) -> dict[str, pd.DataFrame]:
     """A local file becomes one unsplit table (`all`); a Hub dataset keeps its own splits."""
     path = Path(source).expanduser()

@@ -496,3 +496,22 @@ def test_predict_reads_a_utf16_file_of_lines_and_refuses_a_binary_one(trained, t
     fails(
         capsys, ["evaluate", "--adapter", trained, "--dataset", lines, "--batch-size", 0], "--batch-size must be >= 1"
     )
+
+
+def test_a_missing_dataset_is_named_before_the_tokenizer_loads(tmp_path, capsys):
+    argv = ["train", "--dataset", "missing.csv", "--model", "nobody/no-such-bert", "--output-dir", tmp_path / "run"]
+    fails(capsys, argv, "dataset file not found: missing.csv")  # was: could not load the tokenizer (offline)
+
+
+def test_text_columns_given_to_predict_must_match_the_model_even_for_texts_as_arguments(trained, capsys):
+    fails(capsys, ["predict", "--adapter", trained, "fine", "--text-columns", "a", "b"], "trained on 1 text column(s)")
+
+
+def test_multi_label_on_one_label_per_row_says_a_single_label_run_fits(tmp_path):
+    path = tmp_path / "plain.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": ["a", "b", "c"] * 10}).to_csv(path, index=False)
+    data = prepare_data(DataSettings(str(path), task="multi_label"))
+    assert any("each text has at most one label; a single-label run" in n for n in data.notes), data.notes
+    sets = tmp_path / "sets.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": ["a,b", "b", "c"] * 10}).to_csv(sets, index=False)
+    assert not any("at most one label" in n for n in prepare_data(DataSettings(str(sets), task="multi_label")).notes)

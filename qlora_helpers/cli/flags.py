@@ -148,6 +148,12 @@ def check_shape(args: argparse.Namespace, saved) -> None:
         task in (None, "auto", saved.task),
         f"--task {task} given, but this model was trained as {saved.task}; leave the flag out or use its own model",
     )
+    trained = list(saved.text_input.columns)
+    require(
+        not (args.text_columns and len(args.text_columns) != len(trained)),
+        f"the model was trained on {len(trained)} text column(s) {trained}; --text-columns names "
+        f"{len(args.text_columns or [])}: name the same number of columns, in the same order",
+    )
     if args.label_columns:
         require(
             saved.labels.columns and len(args.label_columns) == len(saved.labels.columns),

@@ -72,6 +72,14 @@ class MultiLabel(SingleLabel):
         key = key.where(key.isin(kept), -2)
         return key.replace(-2, kept[0]) if (key == -2).sum() == 1 and len(kept) else key
 
+    def fit_note(self, encoded: pd.Series) -> str | None:
+        if any(len(ids) > 1 for ids in encoded):
+            return None
+        return (
+            "multi-label, but no row has more than one label: each text has at most one label; a single-label run "
+            "(one class per text, softmax) fits such data better: leave out --multi-label"
+        )
+
     def check_splittable(self, encoded, space, hint=""):
         return None  # rare labels share a stratum (strata)
 

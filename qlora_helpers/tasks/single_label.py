@@ -77,6 +77,10 @@ class SingleLabel:
         counts = self.counts(encoded, space)
         return [n for n in space.names if counts.get(n, 0) == 0]
 
+    def fit_note(self, encoded: pd.Series) -> str | None:
+        """A note when the labels look like another task's (none for one class per text)."""
+        return None
+
     def counts(self, encoded: pd.Series, space: LabelSpace) -> dict[str, int]:
         return {space.names[i]: int(n) for i, n in sorted(encoded.value_counts().items())}
 
