@@ -515,3 +515,14 @@ def test_multi_label_on_one_label_per_row_says_a_single_label_run_fits(tmp_path)
     sets = tmp_path / "sets.csv"
     pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": ["a,b", "b", "c"] * 10}).to_csv(sets, index=False)
     assert not any("at most one label" in n for n in prepare_data(DataSettings(str(sets), task="multi_label")).notes)
+
+
+def test_make_demo_records_its_run_in_an_ignored_folder():
+    """`make demo` rewrote the tracked benchmarks/results/runs/demo.json: a newcomer's checkout was dirty."""
+    from benchmarks import timed
+
+    timing = (ROOT / "Makefile").read_text().split("\ndemo:")[1].split(" -- ")[0]  # the timer's own flags
+    assert "benchmarks.timed demo" in timing and "--output" not in timing
+    assert timed.RUNS == ROOT / "outputs" / "runs"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "outputs/runs/demo.json"], cwd=ROOT)
+    assert ignored.returncode == 0
