@@ -15,6 +15,7 @@ import torch
 from .classifier_config import FILE as CLASSIFIER_FILE
 from .classifier_config import ClassifierConfig
 from .errors import require
+from .evaluation import SEEN_ROWS
 from .inference import is_merged_model_dir
 from .run_files import METRICS, TRAINING_CONFIG, writable
 
@@ -63,7 +64,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
         model.save_pretrained(str(staging))
         loaded.tokenizer.save_pretrained(str(staging))
         loaded.saved.save(staging)
-        for name in (TRAINING_CONFIG, METRICS):
+        for name in (TRAINING_CONFIG, METRICS, SEEN_ROWS):  # SEEN_ROWS: evaluate still counts training rows
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)
         write_model_card(staging, merged_from=str(adapter_dir), dtype=dtype)

@@ -526,3 +526,16 @@ def test_make_demo_records_its_run_in_an_ignored_folder():
     assert timed.RUNS == ROOT / "outputs" / "runs"
     ignored = subprocess.run(["git", "check-ignore", "-q", "outputs/runs/demo.json"], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def test_a_merged_model_predicts_evaluates_with_its_seen_rows_and_is_not_merged_again(
+    trained, easy_csv, tmp_path, capsys
+):
+    merged = tmp_path / "merged"
+    succeeds(capsys, ["merge", "--adapter", trained, "--output", merged])
+    row = json.loads(succeeds(capsys, ["predict", "--adapter", merged, "a wonderful film"]).strip().splitlines()[-1])
+    assert row["label"] in ("negative", "positive")
+    evaluate = ["evaluate", "--adapter", merged, "--dataset", easy_csv, "--output", tmp_path / "e.json"]
+    assert "rows are in the model's training split" in succeeds(capsys, evaluate)  # the merge keeps the hashes
+    fails(capsys, ["merge", "--adapter", merged, "--output", tmp_path / "again"], "holds no adapter to merge")
+    assert not (tmp_path / "again").exists()
