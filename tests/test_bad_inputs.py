@@ -62,6 +62,7 @@ def reviews(easy_csv) -> pd.DataFrame:
     "name, write, note",
     [
         ("semicolon.csv", lambda df, p: df.to_csv(p, sep=";", index=False), "delimiter ';'"),
+        ("pipes.csv", lambda df, p: df.to_csv(p, sep="|", index=False), "delimiter '|'"),
         ("tabs.csv", lambda df, p: df.to_csv(p, sep="\t", index=False), "delimiter '\\t'"),
         ("commas.tsv", lambda df, p: df.to_csv(p, index=False), "delimiter ','"),
         ("utf16.csv", lambda df, p: df.to_csv(p, index=False, encoding="utf-16"), "UTF-16 (its byte-order mark)"),
@@ -221,7 +222,24 @@ def test_merge_overwrite_replaces_only_an_earlier_merge(trained, tiny_bert, tmp_
     shutil.copytree(tiny_bert, base)  # a model folder (config.json, weights) that merge did not write
     fails(capsys, ["merge", "--adapter", trained, "--output", base, "--overwrite"], "already holds files")
     assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in Path(tiny_bert).iterdir())
-    fails(capsys, ["merge", "--adapter", trained, "--output", trained.parent], "already holds files")
+    finished = tmp_path / "finished"
+    shutil.copytree(trained, finished)
+    before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
+    for flags in ([], ["--overwrite"]):  # a training run is never an earlier merge
+        fails(
+            capsys,
+            ["merge", "--adapter", trained, "--output", finished, *flags],
+            "already holds files (a training run)",
+        )
+    assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
+    file = tmp_path / "model.bin"
+    file.write_text("mine")
+    fails(capsys, ["merge", "--adapter", trained, "--output", file], "is a file; name a new folder")
+    assert file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "base-model",
+        "finished",
+        "model.bin",
+    ]
 
 
 def _read_only_mount(folder: Path, *argv) -> subprocess.CompletedProcess:
@@ -539,3 +557,39 @@ def test_a_merged_model_predicts_evaluates_with_its_seen_rows_and_is_not_merged_
     assert "rows are in the model's training split" in succeeds(capsys, evaluate)  # the merge keeps the hashes
     fails(capsys, ["merge", "--adapter", merged, "--output", tmp_path / "again"], "holds no adapter to merge")
     assert not (tmp_path / "again").exists()
+
+
+def test_loading_a_trained_model_prints_no_false_newly_initialized_report(trained, tmp_path, capfd):
+    """transformers' 'newly initialized ... you should TRAIN this model' report is false for a trained head."""
+    assert main(["predict", "--adapter", str(trained), "fine", "--mode", "16bit"]) == 0
+    assert main(["merge", "--adapter", str(trained), "--output", str(tmp_path / "merged")]) == 0
+    captured = capfd.readouterr()
+    assert "newly initialized" not in captured.out + captured.err and "MISSING" not in captured.err
+
+
+def test_known_misleading_library_warnings_are_dropped_and_others_kept():
+    import warnings
+
+    from qlora_helpers.library_logs import quiet_known_library_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_known_library_warnings()
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", stacklevel=1)
+        warnings.warn("Paged optimizers are not supported on CPU. Falling back to non-paged.", stacklevel=1)
+        warnings.warn("something else", stacklevel=1)
+    assert [str(w.message) for w in seen] == ["something else"]
+
+
+def test_a_run_being_replaced_is_unfinished_until_its_files_are_written(trained, tmp_path):
+    from qlora_helpers.run_files import METRICS, save_run
+
+    class Failing:
+        def save_pretrained(self, directory):
+            raise OSError("disk full")
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    with pytest.raises(OSError, match="disk full"):
+        save_run(out, Failing(), None, None, {}, [], {})
+    assert not (out / METRICS).exists()  # not the old run's marker over a half-replaced folder
