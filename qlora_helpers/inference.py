@@ -11,11 +11,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .classifier_config import ClassifierConfig
-from .collate import PaddingCollator, as_rows
+from .collate import PaddingCollator
 from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
-from .tokens import encode_texts
-from .windows import LONG_TEXT, check_window, combine, encode_windows
+from .text_input import texts_from_file  # noqa: F401  (where callers have found it)
+from .tokens import encode_rows
+from .windows import combine
 
 
 @torch.no_grad()
@@ -38,25 +39,10 @@ def predict_logits(
     `truncation` must be the one the model was trained with (it is recorded in training_config.json).
     `long_text="window"` reads every token of a long text through overlapping windows (windows.py).
     """
-    require(long_text in LONG_TEXT, f"--long-text must be one of {LONG_TEXT}, got {long_text!r}")
-    require(pairs is None or len(pairs) == len(texts), f"{len(texts)} texts but {len(pairs or [])} second texts")
     model.eval()
-    if long_text == "window":
-        stride = check_window(max_length, stride, tokenizer, pairs is not None)
-        encoded, owner = encode_windows(tokenizer, texts, max_length, stride)
-        rows = as_rows(encoded)
-        return combine(_logits_of_rows(model, tokenizer, rows, batch_size, device, progress), owner, len(texts))
-    sizes = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
-    order = np.argsort(sizes, kind="stable")
-    rows: list[dict[str, Any]] = [{}] * len(texts)
-    for start in range(0, len(texts), 1024):  # tokenized in slices: one call per text would be slow
-        idx = order[start : start + 1024]
-        encoded = encode_texts(
-            tokenizer, [texts[i] for i in idx], max_length, truncation, [pairs[i] for i in idx] if pairs else None
-        )
-        for i, row in zip(idx, as_rows(encoded)):
-            rows[i] = row
-    return _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    rows, owner = encode_rows(tokenizer, texts, max_length, truncation, pairs, long_text, stride)
+    logits = _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    return logits if owner is None else combine(logits, owner, len(texts))
 
 
 def _logits_of_rows(model, tokenizer, rows: list[dict[str, Any]], batch_size, device, progress) -> np.ndarray:
@@ -99,7 +85,7 @@ class LoadedModel:
         stride: int | None = None,
     ) -> np.ndarray:
         self.check_pairs(texts, pairs)
-        return predict_logits(
+        logits = predict_logits(
             self.model,
             self.tokenizer,
             texts,
@@ -111,6 +97,7 @@ class LoadedModel:
             long_text=long_text,
             stride=stride,
         )
+        return self.saved.calibrated(logits)  # calibrated: what predict prints and the thresholds were tuned on
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model needs a second text for every text; a single-text model takes none."""
@@ -232,14 +219,3 @@ def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, 
         }
         for m, v in logits.items()
     }
-
-
-def texts_from_file(path: str | Path) -> list[str]:
-    """One text per non-empty line of a UTF-8 file."""
-    path = Path(path)
-    require(path.is_file(), f"text file not found: {path}")
-    texts = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise UserError(f"{path} has no non-empty lines; put one text per line")
-    return texts

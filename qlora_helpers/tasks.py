@@ -4,16 +4,17 @@ A task turns label cells into targets, names the model's `problem_type` and loss
 picks the checkpoint by its own metric, turns logits into decisions (argmax, per-label thresholds, the
 number itself), and writes prediction rows and tables. Nothing outside this module asks which task it is.
 A new kind of task is one new class here (and its entry in TASKS).
+
+torch is imported only where a loss or a weight tensor is made: predicting from an ONNX export reads the task
+without it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from . import labels as lb
 from .errors import UserError, require
@@ -28,6 +29,9 @@ from .metrics import (
     softmax,
     trainer_metrics,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 TASK_CHOICES = ("auto", "single_label", "multi_label", "regression")
 
@@ -98,10 +102,14 @@ class SingleLabel:
         return trainer_metrics(eval_pred)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.cross_entropy(logits.float(), targets.long(), weight=weights.to(logits.device))
 
     def class_weights(self, setting: str | list[float] | None, targets: list, space: LabelSpace):
         """auto: N / (K * n_c), so a balanced set gets 1 everywhere (scikit-learn's "balanced")."""
+        import torch
+
         if setting is None or setting != "auto":
             return None if setting is None else torch.tensor(setting, dtype=torch.float32)
         counts = np.bincount(np.asarray(targets, dtype=int), minlength=space.num_labels)
@@ -229,6 +237,8 @@ class MultiLabel(SingleLabel):
         return multi_label_trainer_metrics(eval_pred)
 
     def loss(self, logits, targets, weights):
+        import torch.nn.functional as F
+
         return F.binary_cross_entropy_with_logits(
             logits.float(), targets.float(), pos_weight=weights.to(logits.device)
         )
@@ -236,6 +246,8 @@ class MultiLabel(SingleLabel):
     def class_weights(self, setting, targets, space):
         """auto: each label's positives weighed by sqrt(negatives / positives), which lifts rare labels
         without letting one with a few dozen examples swamp the rest."""
+        import torch
+
         if setting is None or setting != "auto":
             return None if setting is None else torch.tensor(setting, dtype=torch.float32)
         y = np.asarray(targets)
@@ -376,6 +388,8 @@ class Regression(SingleLabel):
         return {k: v for k, v in regression_trainer_metrics(eval_pred).items() if k in ("spearman", "pearson")}
 
     def loss(self, logits, targets, weights):
+        import torch.nn.functional as F
+
         return F.mse_loss(logits.float().squeeze(-1), targets.float())
 
     def class_weights(self, setting, targets, space):

@@ -8,6 +8,7 @@ trained run records its `TextInput` in label_mapping.json, so a model is always 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -143,3 +144,14 @@ def check_pairs(frame: pd.DataFrame, pair_column: str, where: str) -> None:
             f"{int(empty.sum()):,} of {len(frame):,} rows of {where} have no second text in column {pair_column!r} "
             f"(first: data row {first}); a pair model reads both texts, so fill or drop those rows"
         )
+
+
+def texts_from_file(path: str | Path) -> list[str]:
+    """One text per non-empty line of a UTF-8 file."""
+    path = Path(path)
+    require(path.is_file(), f"text file not found: {path}")
+    texts = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise UserError(f"{path} has no non-empty lines; put one text per line")
+    return texts

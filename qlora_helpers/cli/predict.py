@@ -65,7 +65,7 @@ def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list
 
 def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
     """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
-    from ..inference import texts_from_file
+    from ..text_input import texts_from_file
 
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     pairs = list(args.text_pair) if args.text_pair else None
