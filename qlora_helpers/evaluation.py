@@ -1,5 +1,7 @@
 """Scoring a labelled table with a model: logits, the task's metrics, the decision rule tuned on validation,
-and the tables written back to the user (every prediction; the mistakes, most confident first)."""
+and the tables written back to the user (every prediction; the mistakes, most confident first).
+
+torch is imported where a PyTorch model runs: the tables and seen-row checks serve `evaluate --onnx` too."""
 
 from __future__ import annotations
 
@@ -8,16 +10,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import UserError
-from .hardware import peak_gpu_memory_mb
-from .inference import predict_logits
 
 
 def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, long_text="truncate", stride=None):
     """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts), divided
     by the saved temperature (calibration.py)."""
+    import torch
+
+    from .hardware import peak_gpu_memory_mb
+    from .inference import predict_logits
+
     try:
         logits = predict_logits(
             model,

@@ -12,9 +12,12 @@ from tqdm.auto import tqdm
 
 from .classifier_config import ClassifierConfig
 from .collate import PaddingCollator
-from .errors import UserError, require
+from .errors import require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
-from .text_input import texts_from_file  # noqa: F401  (where callers have found it)
+from .text_input import (
+    check_pair_texts,
+    texts_from_file,  # noqa: F401  (where callers have found it)
+)
 from .tokens import encode_rows
 from .windows import combine
 
@@ -75,7 +78,7 @@ class LoadedModel:
     def cut(self, mode: str | None = None):
         return self.saved.cut(mode)
 
-    def logits(
+    def raw_logits(
         self,
         texts: list[str],
         batch_size: int = 64,
@@ -84,8 +87,9 @@ class LoadedModel:
         long_text: str = "truncate",
         stride: int | None = None,
     ) -> np.ndarray:
+        """The model's own logits, before the saved temperature."""
         self.check_pairs(texts, pairs)
-        logits = predict_logits(
+        return predict_logits(
             self.model,
             self.tokenizer,
             texts,
@@ -97,24 +101,15 @@ class LoadedModel:
             long_text=long_text,
             stride=stride,
         )
-        return self.saved.calibrated(logits)  # calibrated: what predict prints and the thresholds were tuned on
+
+    def logits(self, texts: list[str], batch_size=64, progress=True, pairs=None, long_text="truncate", stride=None):
+        """Calibrated logits (divided by the saved temperature): what predict prints and the thresholds were tuned
+        on."""
+        return self.saved.calibrated(self.raw_logits(texts, batch_size, progress, pairs, long_text, stride))
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model needs a second text for every text; a single-text model takes none."""
-        pair_column = self.saved.text_input.pair_column
-        if pair_column and pairs is None:
-            raise UserError(
-                f"this model reads sentence pairs (second texts from {pair_column!r} in training); give a "
-                f"second text for each: --text-pair on the command line, or --dataset with both columns"
-            )
-        require(
-            pairs is None or pair_column,
-            "this model was trained on single texts; leave out the second texts (--text-pair)",
-        )
-        require(
-            pairs is None or len(pairs) == len(texts),
-            f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
-        )
+        check_pair_texts(self.saved.text_input.pair_column, texts, pairs)
 
     def predict(
         self,
@@ -207,13 +202,16 @@ def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> Loaded
 
 
 def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, ...] = MODES) -> dict[str, Any]:
-    """Decision agreement and max |logit difference| of each mode against `4bit`, on `texts` (in this process)."""
+    """Decision agreement and max |logit difference| (raw logits) of each mode against `4bit`, on `texts` (in this
+    process)."""
     saved = ClassifierConfig.load(adapter_dir)
-    logits = {m: load_for_inference(adapter_dir, m).logits(texts, progress=False) for m in modes}
+    logits = {m: load_for_inference(adapter_dir, m).raw_logits(texts, progress=False) for m in modes}
     ref = logits["4bit"]
     return {
         m: {
-            "label_agreement": saved.kind.agreement(v, ref, saved.labels, saved.cut()),
+            "label_agreement": saved.kind.agreement(
+                saved.calibrated(v), saved.calibrated(ref), saved.labels, saved.cut()
+            ),
             "max_abs_logit_diff": float(np.abs(v - ref).max()),
             "texts": len(texts),
         }

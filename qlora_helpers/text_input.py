@@ -155,3 +155,21 @@ def texts_from_file(path: str | Path) -> list[str]:
     if not texts:
         raise UserError(f"{path} has no non-empty lines; put one text per line")
     return texts
+
+
+def check_pair_texts(pair_column: str | None, texts: list[str], pairs: list[str] | None) -> None:
+    """A pair model (trained with second texts from `pair_column`) needs a second text for every text; a
+    single-text model takes none."""
+    if pair_column and pairs is None:
+        raise UserError(
+            f"this model reads sentence pairs (second texts from {pair_column!r} in training); give a "
+            f"second text for each: --text-pair on the command line, or --dataset with both columns"
+        )
+    require(
+        pairs is None or pair_column,
+        "this model was trained on single texts; leave out the second texts (--text-pair)",
+    )
+    require(
+        pairs is None or len(pairs) == len(texts),
+        f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
+    )

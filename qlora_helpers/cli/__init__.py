@@ -1,4 +1,4 @@
-"""Command line: `qlora-bert {train,predict,evaluate,merge} ...` (or `python -m qlora_helpers ...`).
+"""Command line: `qlora-bert {train,predict,evaluate,merge,export} ...` (or `python -m qlora_helpers ...`).
 
 Every `train` flag is generated from `TrainConfig`, so the flags, their defaults and their help (the
 recipe's reasons) cannot drift from the configuration the notebook and the tests use. Each command is a
@@ -11,10 +11,10 @@ import sys
 
 from ..dependencies import INSTALL, check_dependencies
 from ..errors import UserError
-from . import evaluate, merge, predict, train
+from . import evaluate, export, merge, predict, train
 from .flags import EXIT_BAD_INPUT, Parser, config_from_args
 
-COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "merge": merge}
+COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "merge": merge, "export": export}
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "config_from_args", "main", "run"]
 
 

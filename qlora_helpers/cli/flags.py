@@ -143,3 +143,39 @@ def check_shape(args: argparse.Namespace, saved) -> None:
 
 def header_of(args: argparse.Namespace) -> bool:
     return True if args.header is None else args.header
+
+
+def add_model_source(parser: argparse.ArgumentParser, adapter_help: str) -> None:
+    """--adapter (a `train` or `merge` output, on PyTorch) or --onnx (an export, on onnxruntime): one of them."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--adapter", help=adapter_help)
+    source.add_argument(
+        "--onnx", help="an ONNX export (`qlora-bert export`): runs on onnxruntime, without torch; int8 where it has it"
+    )
+
+
+def model_dir(args: argparse.Namespace) -> str:
+    """The folder the model comes from; an ONNX folder lacking its model, configuration or tokenizer is named so."""
+    if getattr(args, "onnx", None):
+        from pathlib import Path
+
+        from ..onnx_model import check_export_folder
+
+        check_export_folder(Path(args.onnx), None)
+        require(
+            getattr(args, "mode", "4bit") == "4bit",
+            "--mode chooses a PyTorch form of an adapter; leave it out with --onnx",
+        )
+        return args.onnx
+    return args.adapter
+
+
+def load_model(args: argparse.Namespace, mode: str = "4bit"):
+    """The model to predict with: an OnnxClassifier for --onnx, else the adapter loaded in `mode` (PyTorch)."""
+    if getattr(args, "onnx", None):
+        from ..onnx_model import OnnxClassifier
+
+        return OnnxClassifier.load(args.onnx)
+    from ..inference import load_for_inference
+
+    return load_for_inference(args.adapter, mode)

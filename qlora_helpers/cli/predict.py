@@ -8,12 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
+from .flags import (
+    add_long_text_flags,
+    add_model_source,
+    add_shape_flags,
+    check_shape,
+    header_of,
+    load_model,
+    model_dir,
+)
 
 
 def add_parser(sub) -> None:
     predict = sub.add_parser("predict", help="classify texts with a trained adapter or merged model")
-    predict.add_argument("--adapter", required=True, help="output directory of a `train` run, or a `merge` output")
+    add_model_source(predict, "output directory of a `train` run, or a `merge` output")
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="a UTF-8 file with one text per line")
     predict.add_argument("--dataset", help="a .csv/.tsv/.json/.jsonl/.parquet file: classify its text column")
@@ -98,14 +106,13 @@ def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] 
 
 def run(args: argparse.Namespace) -> int:
     from ..classifier_config import ClassifierConfig
-    from ..inference import load_for_inference
     from ..windows import check_window
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
-    saved = ClassifierConfig.load(args.adapter)
+    saved = ClassifierConfig.load(model_dir(args))
     check_shape(args, saved)
     saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
     texts, pairs = gather_texts(args, saved)
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         require_output_file(out, args.overwrite)
     if args.long_text == "window":
         args.stride = check_window(saved.max_length, args.stride, pairs=pairs is not None)
-    loaded = load_for_inference(args.adapter, args.mode)
+    loaded = load_model(args, args.mode)
     rows = loaded.predict(
         texts,
         args.batch_size,
