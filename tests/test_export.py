@@ -195,3 +195,64 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     )
     with pytest.raises(UserError, match=r"pip install 'qlora-bert\[export\]'"):
         require_extra("onnx", "onnxruntime")
+
+
+def task_data(kind: str, path: Path) -> dict:
+    """A tiny labelled file of one task and the settings that train on it."""
+    from conftest import easy_reviews
+    from test_calibration import easy_topics
+
+    if kind == "multi_label":
+        easy_topics(120).to_csv(path, index=False)
+        return {"task": "multi_label", "label_names": None}
+    frame = easy_reviews(120)
+    if kind == "pairs":
+        second = frame["review"][::-1].to_numpy()
+        frame = pd.DataFrame({"text": frame["review"], "text_pair": second, "label": frame["sentiment"]})
+        frame.to_csv(path, index=False)
+        return {"text_column": "text", "text_pair_column": "text_pair", "label_column": "label", "label_names": None}
+    frame["sentiment"] = frame["sentiment"] * 3 + np.linspace(0.1, 0.9, len(frame))  # scores with fractions
+    frame.to_csv(path, index=False)
+    return {"task": "regression", "label_names": None}
+
+
+@pytest.mark.parametrize("kind", ["multi_label", "pairs", "regression"])
+def test_every_task_exports_verified_and_predicts_as_pytorch(tiny_bert, tmp_path, kind):
+    from conftest import tiny_run_config
+
+    from qlora_helpers.inference import load_for_inference
+    from qlora_helpers.pipeline import train_pipeline
+
+    settings = task_data(kind, tmp_path / "data.csv")
+    data, out = tmp_path / "data.csv", tmp_path / "run"
+    cfg = tiny_run_config(tiny_bert, data, out, epochs=2.0, save_checkpoints=False, **settings)
+    run = train_pipeline(cfg).output_dir
+    result = export_onnx(run, tmp_path / "onnx")
+    (fp32,) = result.report["verification"]
+    assert result.verified and fp32["label_agreement"] == 1.0 and fp32["max_abs_diff"] < 1e-4, fp32
+    assert fp32["metric"].startswith({"multi_label": "f1_macro", "pairs": "accuracy", "regression": "spearman"}[kind])
+    texts, pairs = ["goal match and song today", "the worst film"], None
+    if kind == "pairs":
+        pairs = ["a wonderful story", "boring and bad"]
+    expected = load_for_inference(run, "merged").predict(texts, progress=False, pairs=pairs)
+    got = OnnxClassifier.load(result.output_dir).predict(texts, pairs=pairs)
+    for e, g in zip(expected, got):
+        assert e.keys() == g.keys() and e.get("label") == g.get("label") and e.get("labels") == g.get("labels")
+        shown = [e["score"]] if kind == "regression" else list(e["probabilities"].values())
+        onnx_shown = [g["score"]] if kind == "regression" else list(g["probabilities"].values())
+        assert np.allclose(shown, onnx_shown, atol=1e-4)
+
+
+def test_the_serving_summary_compares_int8_with_pytorch():
+    from benchmarks.onnx_serving import summarize
+
+    def record(form, tps, mb):
+        latency = {"median": 10.0, "p90": 12.0}
+        speed = {"texts_per_second_batch32": tps}
+        return {"form": form, "latency_ms_batch1": latency, **speed, "file_mb": mb, "peak_rss_mb": 100.0}
+
+    int8 = [record("onnx_int8", t, 20.0) for t in (25.0, 30.0, 35.0)]
+    rounds = [[record("pytorch_fp32", 10.0, 80.0), record("onnx_fp32", 12.0, 80.0), i] for i in int8]
+    summary = summarize(rounds, 32)
+    assert summary["onnx_int8"]["texts_per_second_batch32"] == 30.0 and summary["onnx_int8"]["rounds"] == 3
+    assert summary["int8_vs_pytorch"]["throughput_ratio"] == 3.0 and summary["int8_vs_pytorch"]["size_ratio"] == 0.25
