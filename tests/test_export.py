@@ -142,6 +142,8 @@ def test_a_broken_export_is_caught_marked_unverified_and_accepted_only_with_forc
     assert "**Unverified**" in (target / "README.md").read_text()
     assert main(["export", "--adapter", str(adapter), "--output", str(target), "--overwrite", "--force"]) == 0
     assert "accepted with --force" in (target / "README.md").read_text()
+    assert main(["predict", "--onnx", str(target), "a wonderful film"]) == 0
+    assert "is marked unverified" in capsys.readouterr().err
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

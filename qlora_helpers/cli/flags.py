@@ -173,9 +173,17 @@ def model_dir(args: argparse.Namespace) -> str:
 def load_model(args: argparse.Namespace, mode: str = "4bit"):
     """The model to predict with: an OnnxClassifier for --onnx, else the adapter loaded in `mode` (PyTorch)."""
     if getattr(args, "onnx", None):
+        import sys
+
         from ..onnx_model import OnnxClassifier
 
-        return OnnxClassifier.load(args.onnx)
+        loaded = OnnxClassifier.load(args.onnx)
+        if loaded.verified() is False:
+            print(
+                f"note: {args.onnx} is marked unverified: it missed its export targets (its README.md)",
+                file=sys.stderr,
+            )
+        return loaded
     from ..inference import load_for_inference
 
     return load_for_inference(args.adapter, mode)
