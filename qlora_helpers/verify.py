@@ -79,6 +79,10 @@ def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndar
         "metric_drop_points": round(100 * (ref_score - out_score), 4),
         "targets": targets,
     }
+    if task.name == "multi_label":  # a set agrees only if all its labels do; each label's decision, for scale
+        record["per_label_decision_agreement"] = round(
+            float((task.decide(out, cut) == task.decide(ref, cut)).mean()), 6
+        )
     checks = [record["label_agreement"] >= targets["min_agreement"]]
     if "max_abs_diff" in targets:
         checks.append(diff < targets["max_abs_diff"])
