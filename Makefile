@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint figures notebook clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-tune.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-tune.txt requirements-export.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt

@@ -43,6 +43,11 @@ LOCATIONS = {
         str(HERE.parent.parent / "shared" / "data"),
         "folder holding goemotions/ and mrpc/ as ../shared/data has them",
     ),
+    "ADAPTERS": (
+        "QLORA_ADAPTERS",
+        str(HERE.parent.parent / "adapters"),
+        "folder of trained adapters (imdb/, goemotions/: `train` outputs, not committed) for the serving experiments",
+    ),
 }
 
 
@@ -340,7 +345,23 @@ def run_tune(spec, settings, output):
     return study_then_retrain(spec, settings, output)
 
 
+def run_onnx(spec, settings, output):
+    """Export an adapter to ONNX (+ int8) with its verification, then time it against PyTorch fp32 on the CPU."""
+    from .onnx_serving import run_onnx as measure
+
+    return measure(spec, output, expand)
+
+
+def run_calibration(spec, settings, output):
+    """The temperature `train` would fit to trained adapters, and ECE / Brier before and after (CPU)."""
+    from .calibration_check import run_calibration as measure
+
+    return measure(spec, output, expand)
+
+
 KINDS = {
+    "onnx": run_onnx,
+    "calibration": run_calibration,
     "arms": run_arms,
     "ranks": run_ranks,
     "recipes": run_recipes,
@@ -520,8 +541,8 @@ def run_experiment(name: str, output: str | None, overrides: dict[str, Any]) -> 
 
 def child(argv: list[str]) -> int:
     """One measurement in this process, started by the runner in a fresh one; its record on the last line."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run _arm|_infer_mode")
-    parser.add_argument("what", choices=["_arm", "_infer_mode"])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run _arm|_infer_mode|_serve_form")
+    parser.add_argument("what", choices=["_arm", "_infer_mode", "_serve_form"])
     parser.add_argument("--arm")
     parser.add_argument("--profile", default="full")
     parser.add_argument("--settings")
@@ -532,7 +553,15 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--mode")
     parser.add_argument("--texts")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--form")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.what == "_serve_form":
+        from .onnx_serving import child as serve_form
+
+        print("SERVE_RECORD " + json.dumps(serve_form(args)))
+        return 0
     if args.what == "_arm":
         from qlora_helpers.config import make_config
 
@@ -553,7 +582,7 @@ def child(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("_arm", "_infer_mode"):
+    if argv and argv[0] in ("_arm", "_infer_mode", "_serve_form"):
         return child(argv)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",

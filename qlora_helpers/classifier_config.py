@@ -36,6 +36,7 @@ class ClassifierConfig:
     double_quant: bool = True
     cudnn_attention: bool = False
     thresholds: dict[str, Any] | None = None  # multi-label: thresholds.tune's record, tuned on validation
+    temperature: float | None = None  # classifiers: fitted on validation after training (calibration.py)
 
     @property
     def kind(self):
@@ -54,6 +55,14 @@ class ClassifierConfig:
     def with_thresholds(self, record: dict[str, Any] | None) -> ClassifierConfig:
         return replace(self, thresholds=record)
 
+    def with_temperature(self, temperature: float | None) -> ClassifierConfig:
+        return replace(self, temperature=temperature)
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """The model's logits divided by the saved temperature, so every probability shown (and every threshold
+        tuned on them) is calibrated; unchanged for a model saved without one and for regression."""
+        return logits if not self.temperature else (logits / self.temperature).astype(np.float32)
+
     def record(self) -> dict[str, Any]:
         return {
             "task": self.task,
@@ -66,6 +75,7 @@ class ClassifierConfig:
             "double_quant": self.double_quant,
             "cudnn_attention": self.cudnn_attention,
             "thresholds": self.thresholds,
+            "temperature": self.temperature,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -86,6 +96,11 @@ class ClassifierConfig:
             bool(r.get("double_quant", True)),
             bool(r.get("cudnn_attention", False)),
             r.get("thresholds"),
+            r.get("temperature"),
+        )
+        require(
+            saved.temperature is None or (saved.task != "regression" and float(saved.temperature) > 0),
+            f"temperature {saved.temperature!r} must be a positive number, and only for a classifier",
         )
         saved.cut()  # thresholds in range, one per label: checked at load, not at the first prediction
         return saved

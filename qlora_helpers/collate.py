@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding
 
+from .tokens import as_rows  # noqa: F401  (where callers have found it)
+
 LABEL_KEYS = ("label", "label_ids", "labels")  # the stock collator renames the first two to "labels"
 
 
@@ -45,12 +47,6 @@ def pad_rows(rows: list, value: int, length: int, left: bool) -> torch.Tensor:
         else:
             out[i, : len(row)] = row
     return torch.from_numpy(out)
-
-
-def as_rows(encoded: dict[str, list]) -> list[dict[str, Any]]:
-    """Tokenizer output (one list per key) as one example per text, the form a collator takes."""
-    keys = list(encoded)
-    return [dict(zip(keys, values)) for values in zip(*(encoded[k] for k in keys))]
 
 
 @dataclass

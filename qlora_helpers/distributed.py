@@ -77,7 +77,10 @@ def gather(items: list) -> list | None:
 
 
 def finish() -> None:
-    """Tear the process group down at the end of a distributed run (torch warns at exit otherwise)."""
+    """Tear the process group down at the end of a distributed run (torch warns at exit otherwise); a process
+    that never imported torch (prediction from an ONNX export) has none."""
+    if "torch" not in sys.modules:
+        return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -1,5 +1,7 @@
 """Scoring a labelled table with a model: logits, the task's metrics, the decision rule tuned on validation,
-and the tables written back to the user (every prediction; the mistakes, most confident first)."""
+and the tables written back to the user (every prediction; the mistakes, most confident first).
+
+torch is imported where a PyTorch model runs: the tables and seen-row checks serve `evaluate --onnx` too."""
 
 from __future__ import annotations
 
@@ -8,17 +10,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import UserError
-from .hardware import peak_gpu_memory_mb
-from .inference import predict_logits
 
 
 def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, long_text="truncate", stride=None):
-    """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts)."""
+    """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts), divided
+    by the saved temperature (calibration.py)."""
+    import torch
+
+    from .hardware import peak_gpu_memory_mb
+    from .inference import predict_logits
+
     try:
-        return predict_logits(
+        logits = predict_logits(
             model,
             tokenizer,
             frame["text"].tolist(),
@@ -35,6 +40,7 @@ def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, lon
             f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
             f"--batch-size in evaluate and predict)"
         ) from None
+    return saved.calibrated(logits)
 
 
 def evaluate_split(
@@ -45,10 +51,12 @@ def evaluate_split(
     return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
 
 
-def tune_decision(model, tokenizer, validation: pd.DataFrame, saved, batch_size: int) -> dict[str, Any] | None:
+def tune_decision(
+    model, tokenizer, validation: pd.DataFrame, saved, batch_size: int, logits: np.ndarray | None = None
+) -> dict[str, Any] | None:
     """The task's decision rule fitted on the validation split (never on test): per-label thresholds for label
-    sets, nothing for the other tasks."""
-    logits = logits_of(model, tokenizer, validation, saved, batch_size)
+    sets, nothing for the other tasks. `logits`: the split's (calibrated) logits, when already computed."""
+    logits = logits_of(model, tokenizer, validation, saved, batch_size) if logits is None else logits
     record = saved.kind.tune(validation["label"], logits, saved.labels)
     if record is not None:
         scores = record["validation_f1_macro"]

@@ -11,11 +11,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .classifier_config import ClassifierConfig
-from .collate import PaddingCollator, as_rows
-from .errors import UserError, require
+from .collate import PaddingCollator
+from .errors import require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
-from .tokens import encode_texts
-from .windows import LONG_TEXT, check_window, combine, encode_windows
+from .text_input import (
+    check_pair_texts,
+    texts_from_file,  # noqa: F401  (where callers have found it)
+)
+from .tokens import encode_rows
+from .windows import combine
 
 
 @torch.no_grad()
@@ -38,25 +42,10 @@ def predict_logits(
     `truncation` must be the one the model was trained with (it is recorded in training_config.json).
     `long_text="window"` reads every token of a long text through overlapping windows (windows.py).
     """
-    require(long_text in LONG_TEXT, f"--long-text must be one of {LONG_TEXT}, got {long_text!r}")
-    require(pairs is None or len(pairs) == len(texts), f"{len(texts)} texts but {len(pairs or [])} second texts")
     model.eval()
-    if long_text == "window":
-        stride = check_window(max_length, stride, tokenizer, pairs is not None)
-        encoded, owner = encode_windows(tokenizer, texts, max_length, stride)
-        rows = as_rows(encoded)
-        return combine(_logits_of_rows(model, tokenizer, rows, batch_size, device, progress), owner, len(texts))
-    sizes = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
-    order = np.argsort(sizes, kind="stable")
-    rows: list[dict[str, Any]] = [{}] * len(texts)
-    for start in range(0, len(texts), 1024):  # tokenized in slices: one call per text would be slow
-        idx = order[start : start + 1024]
-        encoded = encode_texts(
-            tokenizer, [texts[i] for i in idx], max_length, truncation, [pairs[i] for i in idx] if pairs else None
-        )
-        for i, row in zip(idx, as_rows(encoded)):
-            rows[i] = row
-    return _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    rows, owner = encode_rows(tokenizer, texts, max_length, truncation, pairs, long_text, stride)
+    logits = _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    return logits if owner is None else combine(logits, owner, len(texts))
 
 
 def _logits_of_rows(model, tokenizer, rows: list[dict[str, Any]], batch_size, device, progress) -> np.ndarray:
@@ -89,7 +78,7 @@ class LoadedModel:
     def cut(self, mode: str | None = None):
         return self.saved.cut(mode)
 
-    def logits(
+    def raw_logits(
         self,
         texts: list[str],
         batch_size: int = 64,
@@ -98,6 +87,7 @@ class LoadedModel:
         long_text: str = "truncate",
         stride: int | None = None,
     ) -> np.ndarray:
+        """The model's own logits, before the saved temperature."""
         self.check_pairs(texts, pairs)
         return predict_logits(
             self.model,
@@ -112,22 +102,14 @@ class LoadedModel:
             stride=stride,
         )
 
+    def logits(self, texts: list[str], batch_size=64, progress=True, pairs=None, long_text="truncate", stride=None):
+        """Calibrated logits (divided by the saved temperature): what predict prints and the thresholds were tuned
+        on."""
+        return self.saved.calibrated(self.raw_logits(texts, batch_size, progress, pairs, long_text, stride))
+
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model needs a second text for every text; a single-text model takes none."""
-        pair_column = self.saved.text_input.pair_column
-        if pair_column and pairs is None:
-            raise UserError(
-                f"this model reads sentence pairs (second texts from {pair_column!r} in training); give a "
-                f"second text for each: --text-pair on the command line, or --dataset with both columns"
-            )
-        require(
-            pairs is None or pair_column,
-            "this model was trained on single texts; leave out the second texts (--text-pair)",
-        )
-        require(
-            pairs is None or len(pairs) == len(texts),
-            f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
-        )
+        check_pair_texts(self.saved.text_input.pair_column, texts, pairs)
 
     def predict(
         self,
@@ -220,28 +202,18 @@ def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> Loaded
 
 
 def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, ...] = MODES) -> dict[str, Any]:
-    """Decision agreement and max |logit difference| of each mode against `4bit`, on `texts` (in this process)."""
+    """Decision agreement and max |logit difference| (raw logits) of each mode against `4bit`, on `texts` (in this
+    process)."""
     saved = ClassifierConfig.load(adapter_dir)
-    logits = {m: load_for_inference(adapter_dir, m).logits(texts, progress=False) for m in modes}
+    logits = {m: load_for_inference(adapter_dir, m).raw_logits(texts, progress=False) for m in modes}
     ref = logits["4bit"]
     return {
         m: {
-            "label_agreement": saved.kind.agreement(v, ref, saved.labels, saved.cut()),
+            "label_agreement": saved.kind.agreement(
+                saved.calibrated(v), saved.calibrated(ref), saved.labels, saved.cut()
+            ),
             "max_abs_logit_diff": float(np.abs(v - ref).max()),
             "texts": len(texts),
         }
         for m, v in logits.items()
     }
-
-
-def texts_from_file(path: str | Path) -> list[str]:
-    """One text per non-empty line of a UTF-8 file."""
-    from .tables import text_encoding
-
-    path = Path(path)
-    require(path.is_file(), f"text file not found: {path}")
-    texts = [line.strip() for line in path.read_text(encoding=text_encoding(path), errors="replace").splitlines()]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise UserError(f"{path} has no non-empty lines; put one text per line")
-    return texts

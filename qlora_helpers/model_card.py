@@ -42,6 +42,7 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
             f" Label sets at the thresholds tuned on validation (saved in `classifier_config.json`); at 0.5: "
             f"macro-F1 {m['test_at_threshold_0.5']['f1_macro']:.4f}."
         )
+    headline += calibration_note(m)
     text = f"""# {Path(c["model"]).name} fine-tuned with QLoRA for text classification
 
 {form}
@@ -77,3 +78,20 @@ do not use it for decisions about people without a review of those.
     path = directory / "README.md"
     path.write_text(text)
     return path
+
+
+def calibration_note(m: dict) -> str:
+    """One paragraph on the probabilities: the temperature and what it did to ECE and Brier score on test."""
+    record = m.get("calibration")
+    if m.get("task") == "regression":
+        return "\n\nA regression outputs a score, not a probability: nothing to calibrate."
+    if not record:
+        return ""
+    t = record.get("test") or record["validation"]
+    split = "test" if record.get("test") else "validation"
+    return (
+        f"\n\nProbabilities are calibrated: logits divided by a temperature of {record['temperature']:.3f} fitted on "
+        f"validation (saved in `classifier_config.json`). On the {split} split ({record['judged']}, "
+        f"{record['bins']} bins): ECE {t['ece_before']:.4f} -> {t['ece_after']:.4f}, Brier score "
+        f"{t['brier_before']:.4f} -> {t['brier_after']:.4f}."
+    )

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed
+from . import calibration, distributed
 from .classifier_config import ClassifierConfig
 from .config import TrainConfig
 from .data import PreparedData, prepare_data
 from .dependencies import check_dependencies
-from .evaluation import evaluate_split, predictions_table, save_seen_rows, save_table, tune_decision
+from .evaluation import evaluate_split, logits_of, predictions_table, save_seen_rows, save_table, tune_decision
 from .hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware
 from .labels import read_label_names_file
 from .loss import check_class_weights
@@ -137,6 +137,11 @@ def plot_results(cfg, hw, data: PreparedData, outcome: TrainOutcome, test_metric
     )
     test = data.splits["test"]["label"]
     pictures = data.task.plot(test, test_logits, test_metrics, data.labels, saved.cut(), cfg.plots_dir, caption)
+    if saved.temperature:  # the test logits are calibrated: the diagram shows them and the raw ones behind them
+        raw = test_logits * saved.temperature
+        pictures["reliability"] = calibration.plot(
+            data.task, test, raw, data.labels, saved.temperature, cfg.plots_dir, caption
+        )
     return {"training_curves": curves, **pictures}
 
 
@@ -159,17 +164,27 @@ def finish(
     hw, data, model, tokenizer = ready.hw, ready.data, built.model, ready.tokenizer
     if outcome.trainer is None:  # trained and saved by the processes `fit` launched: read, score, show
         return already_saved(cfg, ready, built, outcome)
-    saved = classifier_config(outcome.config, data)
-    saved = saved.with_thresholds(
-        tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
+    saved, validation = classifier_config(outcome.config, data), data.splits["validation"]
+    val_logits = logits_of(model, tokenizer, validation, saved, cfg.eval_batch_size)  # raw: no temperature yet
+    calibrated = calibration.calibrate(data.task, validation["label"], val_logits, data.labels)
+    if calibrated:
+        saved = saved.with_temperature(calibrated["temperature"])
+        print(calibration.describe(calibrated))
+    saved = saved.with_thresholds(  # tuned on the calibrated probabilities that predict prints
+        tune_decision(model, tokenizer, validation, saved, cfg.eval_batch_size, saved.calibrated(val_logits))
     )
     test = data.splits["test"]
     test_metrics, test_logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
+    if calibrated:
+        raw = test_logits * saved.temperature
+        calibrated["test"] = calibration.measure(data.task, test["label"], raw, data.labels, saved.temperature)
     out = Path(outcome.config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_table(predictions_table(test, test_logits, saved, saved.cut()), out / "test_predictions.csv")
     save_seen_rows(out, data.splits)
     metrics = {"task": data.task.name, **score_fields(test_metrics, "test")}
+    if calibrated:
+        metrics["calibration"] = calibrated
     if saved.thresholds:
         at_half = data.task.scores(test["label"], test_logits, data.labels, 0.5)
         metrics["thresholds"] = {k: saved.thresholds[k] for k in ("mode", "global", "validation_f1_macro")}

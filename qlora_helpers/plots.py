@@ -285,3 +285,32 @@ def plot_study(
     if caption:
         fig.suptitle(caption, fontsize=9, color="gray")
     return save_figure(fig, directory, "tune_study.png")
+
+
+def plot_reliability(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], directory: str | Path, caption: str = "", judged: str = ""
+) -> Path:
+    """Reliability diagram: observed frequency against stated probability (15 equal-width bins, scikit-learn's
+    `calibration_curve`), one line per set of probabilities (e.g. before and after temperature scaling), and how
+    many predictions each bin holds."""
+    from sklearn.calibration import calibration_curve
+
+    from .calibration import BINS, expected_calibration_error
+
+    fig = Figure(figsize=(10, 4.2))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
+    ax1.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    edges = np.linspace(0, 1, BINS + 1)
+    for k, (name, (confidence, hit)) in enumerate(curves.items()):
+        observed, stated = calibration_curve(hit, confidence, n_bins=BINS, strategy="uniform")
+        ece = expected_calibration_error(confidence, hit)
+        ax1.plot(stated, observed, marker="o", color=COLORS[k], label=f"{name} (ECE {ece:.3f})")
+        ax2.hist(confidence, bins=edges, color=COLORS[k], alpha=0.5, label=name)
+    ax1.set(xlabel="stated probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    ax1.set_title(f"Reliability on the test split ({judged})" if judged else "Reliability on the test split")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax2.set(xlabel="stated probability", ylabel="predictions", yscale="log", title="Predictions per bin")
+    ax2.legend(fontsize=8)
+    if caption:
+        fig.suptitle(caption, fontsize=9, color="gray")
+    return save_figure(fig, directory, "reliability_diagram.png")

@@ -8,6 +8,7 @@ trained run records its `TextInput` in label_mapping.json, so a model is always 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -143,3 +144,34 @@ def check_pairs(frame: pd.DataFrame, pair_column: str, where: str) -> None:
             f"{int(empty.sum()):,} of {len(frame):,} rows of {where} have no second text in column {pair_column!r} "
             f"(first: data row {first}); a pair model reads both texts, so fill or drop those rows"
         )
+
+
+def texts_from_file(path: str | Path) -> list[str]:
+    """One text per non-empty line of a text file (UTF-8, or UTF-16 by its byte-order mark)."""
+    from .tables import text_encoding
+
+    path = Path(path)
+    require(path.is_file(), f"text file not found: {path}")
+    texts = [line.strip() for line in path.read_text(encoding=text_encoding(path), errors="replace").splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise UserError(f"{path} has no non-empty lines; put one text per line")
+    return texts
+
+
+def check_pair_texts(pair_column: str | None, texts: list[str], pairs: list[str] | None) -> None:
+    """A pair model (trained with second texts from `pair_column`) needs a second text for every text; a
+    single-text model takes none."""
+    if pair_column and pairs is None:
+        raise UserError(
+            f"this model reads sentence pairs (second texts from {pair_column!r} in training); give a "
+            f"second text for each: --text-pair on the command line, or --dataset with both columns"
+        )
+    require(
+        pairs is None or pair_column,
+        "this model was trained on single texts; leave out the second texts (--text-pair)",
+    )
+    require(
+        pairs is None or len(pairs) == len(texts),
+        f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import require
+from .windows import LONG_TEXT, check_window, encode_windows
 
 TRUNCATIONS = ("head", "head_tail")
 
@@ -54,6 +57,44 @@ def encode_texts(
             for key in encoded:
                 encoded[key][i] = encoded[key][i][:head] + encoded[key][i][-tail:]
     return encoded
+
+
+def as_rows(encoded: dict[str, list]) -> list[dict[str, Any]]:
+    """Tokenizer output (one list per key) as one example per text, the form a collator takes."""
+    keys = list(encoded)
+    return [dict(zip(keys, values)) for values in zip(*(encoded[k] for k in keys))]
+
+
+def encode_rows(
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    truncation: str = "head",
+    pairs: list[str] | None = None,
+    long_text: str = "truncate",
+    stride: int | None = None,
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Token ids of each text (with its pair) as the model reads it at prediction: one row per text in order,
+    or with `long_text="window"` one row per window and, for each, the index of its text (windows.py).
+
+    Shared by every runtime (PyTorch, ONNX Runtime), so a text is cut the same way whichever one reads it."""
+    require(long_text in LONG_TEXT, f"--long-text must be one of {LONG_TEXT}, got {long_text!r}")
+    require(pairs is None or len(pairs) == len(texts), f"{len(texts)} texts but {len(pairs or [])} second texts")
+    if long_text == "window":
+        stride = check_window(max_length, stride, tokenizer, pairs is not None)
+        encoded, owner = encode_windows(tokenizer, texts, max_length, stride)
+        return as_rows(encoded), owner
+    sizes = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
+    order = np.argsort(sizes, kind="stable")
+    rows: list[dict[str, Any]] = [{}] * len(texts)
+    for start in range(0, len(texts), 1024):  # tokenized in slices: one call per text would be slow
+        idx = order[start : start + 1024]
+        encoded = encode_texts(
+            tokenizer, [texts[i] for i in idx], max_length, truncation, [pairs[i] for i in idx] if pairs else None
+        )
+        for i, row in zip(idx, as_rows(encoded)):
+            rows[i] = row
+    return rows, None
 
 
 def tokenize_splits(data, tokenizer, max_length: int, truncation: str = "head"):

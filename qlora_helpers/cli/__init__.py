@@ -1,4 +1,4 @@
-"""Command line: `qlora-bert {train,predict,evaluate,merge,tune} ...` (or `python -m qlora_helpers ...`).
+"""Command line: `qlora-bert {train,predict,evaluate,merge,export,tune} ...` (or `python -m qlora_helpers ...`).
 
 Every `train` flag is generated from `TrainConfig`, so the flags, their defaults and their help (the
 recipe's reasons) cannot drift from the configuration the notebook and the tests use. Each command is a
@@ -11,10 +11,17 @@ import sys
 
 from ..dependencies import INSTALL, check_dependencies
 from ..errors import UserError
-from . import evaluate, merge, predict, train, tune
+from . import evaluate, export, merge, predict, train, tune
 from .flags import EXIT_BAD_INPUT, Parser, config_from_args
 
-COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "merge": merge, "tune": tune}
+COMMANDS = {
+    "train": train,
+    "predict": predict,
+    "evaluate": evaluate,
+    "merge": merge,
+    "export": export,
+    "tune": tune,
+}
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "config_from_args", "main", "run"]
 
 

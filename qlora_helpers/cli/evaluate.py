@@ -7,12 +7,21 @@ import json
 from pathlib import Path
 
 from ..errors import require
-from .flags import add_long_text_flags, add_shape_flags, check_new_files, check_shape, header_of
+from .flags import (
+    add_long_text_flags,
+    add_model_source,
+    add_shape_flags,
+    check_new_files,
+    check_shape,
+    header_of,
+    load_model,
+    model_dir,
+)
 
 
 def add_parser(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
-    evaluate.add_argument("--adapter", required=True, help="output directory of a `train` run")
+    add_model_source(evaluate, "output directory of a `train` run")
     evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
     add_long_text_flags(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=64)
@@ -24,13 +33,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..classifier_config import ClassifierConfig
     from ..data import read_labelled_file
-    from ..evaluation import evaluate_split, mistakes_table, save_table, seen_rows
-    from ..inference import load_for_inference
+    from ..evaluation import mistakes_table, save_table, seen_rows
     from ..run_files import write_json
     from ..windows import check_window
 
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
-    adapter = Path(args.adapter)
+    adapter = Path(model_dir(args))
     saved = ClassifierConfig.load(adapter)
     check_shape(args, saved)
     if args.label_delimiter is not None:
@@ -52,11 +60,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else adapter / f"evaluation_{stem}.json"
     mistakes = output.with_name(f"misclassified_{stem}.csv")
     check_new_files([output, mistakes], args.overwrite)
-    loaded = load_for_inference(adapter, "4bit")
+    loaded = load_model(args)
     cut = saved.cut()
-    metrics, logits = evaluate_split(
-        loaded.model, loaded.tokenizer, frame, saved, args.batch_size, cut, args.long_text, args.stride
-    )
+    metrics, logits = scores_of(loaded, frame, saved, args.batch_size, cut, args.long_text, args.stride)
     summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
     if saved.thresholds:
         others = {
@@ -95,3 +101,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{metrics['misclassified']} {saved.kind.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
+
+
+def scores_of(loaded, frame, saved, batch_size: int, cut, long_text: str, stride):
+    """The task's scores of the table and the (calibrated) logits behind them, from PyTorch or ONNX Runtime."""
+    if hasattr(loaded, "session"):  # an ONNX export: no PyTorch on this path
+        pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
+        logits = loaded.logits(frame["text"].tolist(), batch_size, False, pairs, long_text, stride)
+        return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
+    from ..evaluation import evaluate_split
+
+    return evaluate_split(loaded.model, loaded.tokenizer, frame, saved, batch_size, cut, long_text, stride)

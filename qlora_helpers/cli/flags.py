@@ -188,3 +188,47 @@ def check_new_files(paths: list[Path], overwrite: bool) -> None:
             f"{path} exists (an earlier run's?); pass --overwrite to replace it or name another --output",
         )
         require(writable(path), f"cannot write to {path} (read-only or no permission); choose another --output")
+
+
+def add_model_source(parser: argparse.ArgumentParser, adapter_help: str) -> None:
+    """--adapter (a `train` or `merge` output, on PyTorch) or --onnx (an export, on onnxruntime): one of them."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--adapter", help=adapter_help)
+    source.add_argument(
+        "--onnx", help="an ONNX export (`qlora-bert export`): runs on onnxruntime, without torch; int8 where it has it"
+    )
+
+
+def model_dir(args: argparse.Namespace) -> str:
+    """The folder the model comes from; an ONNX folder lacking its model, configuration or tokenizer is named so."""
+    if getattr(args, "onnx", None):
+        from pathlib import Path
+
+        from ..onnx_model import check_export_folder
+
+        check_export_folder(Path(args.onnx), None)
+        require(
+            getattr(args, "mode", "4bit") == "4bit",
+            "--mode chooses a PyTorch form of an adapter; leave it out with --onnx",
+        )
+        return args.onnx
+    return args.adapter
+
+
+def load_model(args: argparse.Namespace, mode: str = "4bit"):
+    """The model to predict with: an OnnxClassifier for --onnx, else the adapter loaded in `mode` (PyTorch)."""
+    if getattr(args, "onnx", None):
+        import sys
+
+        from ..onnx_model import OnnxClassifier
+
+        loaded = OnnxClassifier.load(args.onnx)
+        if loaded.verified() is False:
+            print(
+                f"note: {args.onnx} is marked unverified: it missed its export targets (its README.md)",
+                file=sys.stderr,
+            )
+        return loaded
+    from ..inference import load_for_inference
+
+    return load_for_inference(args.adapter, mode)

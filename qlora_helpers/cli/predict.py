@@ -11,12 +11,20 @@ import numpy as np
 
 from .. import distributed
 from ..errors import UserError
-from .flags import add_long_text_flags, add_shape_flags, check_shape, header_of
+from .flags import (
+    add_long_text_flags,
+    add_model_source,
+    add_shape_flags,
+    check_shape,
+    header_of,
+    load_model,
+    model_dir,
+)
 
 
 def add_parser(sub) -> None:
     predict = sub.add_parser("predict", help="classify texts with a trained adapter or merged model")
-    predict.add_argument("--adapter", required=True, help="output directory of a `train` run, or a `merge` output")
+    add_model_source(predict, "output directory of a `train` run, or a `merge` output")
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="a UTF-8 file with one text per line")
     predict.add_argument("--dataset", help="a .csv/.tsv/.json/.jsonl/.parquet file: classify its text column")
@@ -68,7 +76,7 @@ def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list
 
 def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
     """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
-    from ..inference import texts_from_file
+    from ..text_input import texts_from_file
 
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     pairs = list(args.text_pair) if args.text_pair else None
@@ -101,14 +109,13 @@ def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] 
 
 def run(args: argparse.Namespace) -> int:
     from ..classifier_config import ClassifierConfig
-    from ..inference import load_for_inference
     from ..windows import check_window
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
-    saved = ClassifierConfig.load(args.adapter)
+    saved = ClassifierConfig.load(model_dir(args))
     check_shape(args, saved)
     saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
     if args.top_k is not None:
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         require_output_file(out, args.overwrite)
     if args.long_text == "window":
         args.stride = check_window(saved.max_length, args.stride, pairs=pairs is not None)
-    loaded = load_for_inference(args.adapter, args.mode)
+    loaded = load_model(args, args.mode)
     share = distributed.my_share(len(texts))  # under torchrun: each process predicts its part, the main one writes
     rows = loaded.predict(
         texts[share],

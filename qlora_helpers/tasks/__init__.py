@@ -3,7 +3,8 @@
 A task turns label cells into targets, names the model's `problem_type` and loss, scores predictions,
 picks the checkpoint by its own metric, turns logits into decisions (argmax, per-label thresholds, the
 number itself), and writes prediction rows and tables. Nothing outside this module asks which task it is.
-A new kind of task is one new module here with its class, and its entry in TASKS.
+A new kind of task is one new module here with its class, and its entry in TASKS. torch is imported only where
+a loss or a weight tensor is made: predicting from an ONNX export reads the task without it.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from .. import labels as lb
 from ..errors import require
@@ -92,6 +90,8 @@ class MultiLabel(SingleLabel):
         return multi_label_trainer_metrics(eval_pred)
 
     def loss(self, logits, targets, weights):
+        import torch.nn.functional as F
+
         return F.binary_cross_entropy_with_logits(
             logits.float(), targets.float(), pos_weight=weights.to(logits.device)
         )
@@ -99,6 +99,8 @@ class MultiLabel(SingleLabel):
     def class_weights(self, setting, targets, space):
         """auto: each label's positives weighed by sqrt(negatives / positives), which lifts rare labels
         without letting one with a few dozen examples swamp the rest."""
+        import torch
+
         if setting is None or setting != "auto":
             return None if setting is None else torch.tensor(setting, dtype=torch.float32)
         y = np.asarray(targets)

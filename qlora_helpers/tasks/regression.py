@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch.nn.functional as F
 
 from .. import labels as lb
 from ..errors import require
@@ -80,6 +79,8 @@ class Regression(SingleLabel):
         return {k: v for k, v in regression_trainer_metrics(eval_pred).items() if k in ("spearman", "pearson")}
 
     def loss(self, logits, targets, weights):
+        import torch.nn.functional as F
+
         return F.mse_loss(logits.float().squeeze(-1), targets.float())
 
     def class_weights(self, setting, targets, space):

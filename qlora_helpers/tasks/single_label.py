@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from .. import labels as lb
 from ..errors import UserError, require
 from ..labels import LabelSpace
 from ..metrics import classification_metrics, softmax, trainer_metrics
 from .common import class_table, ranked
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SingleLabel:
@@ -88,10 +89,14 @@ class SingleLabel:
         return trainer_metrics(eval_pred)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.cross_entropy(logits.float(), targets.long(), weight=weights.to(logits.device))
 
     def class_weights(self, setting: str | list[float] | None, targets: list, space: LabelSpace):
         """auto: N / (K * n_c), so a balanced set gets 1 everywhere (scikit-learn's "balanced")."""
+        import torch
+
         if setting is None or setting != "auto":
             return None if setting is None else torch.tensor(setting, dtype=torch.float32)
         counts = np.bincount(np.asarray(targets, dtype=int), minlength=space.num_labels)

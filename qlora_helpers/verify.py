@@ -1,0 +1,101 @@
+"""Does an exported model decide as the PyTorch model it came from? Measured at export on labelled texts.
+
+The same texts go through the merged model (PyTorch, fp32, CPU) and through each ONNX file. A form passes when
+it meets its targets: fp32 must be the same model (agreement >= 99.9%, probabilities within 1e-3), int8 may
+round but must keep the decisions and the score (agreement >= 99%, a task metric at most 0.5 points lower;
+multi-label: macro-F1 at the saved thresholds). Probabilities are compared as `predict` prints them: calibrated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import require
+from .metrics import sigmoid, softmax
+
+TARGETS = {
+    "fp32": {"min_agreement": 0.999, "max_abs_diff": 1e-3},
+    "int8": {"min_agreement": 0.99, "max_metric_drop_points": 0.5},
+}
+TEST_TABLE = "test_predictions.csv"  # what `train` wrote: every test row's text(s) and true label
+
+
+def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The labelled rows to verify on, and where they came from: `verify_file` (a labelled file with training's
+    columns, or a `test_predictions.csv`), else the run's own test split."""
+    from .data import read_labelled_file
+    from .tables import read_local_file
+
+    path = Path(verify_file).expanduser() if verify_file else adapter_dir / TEST_TABLE
+    require(
+        path.is_file(),
+        f"--verify-file {path} not found"
+        if verify_file
+        else f"{adapter_dir} has no {TEST_TABLE} (the test split "
+        f"`train` writes) to verify the export on; pass a labelled file with --verify-file FILE",
+    )
+    columns = set(read_local_file(path, True).columns)
+    if {"text", "true"} <= columns:  # the test table `train` wrote: label names in `true`
+        pair = "text_pair" if "text_pair" in columns else None
+        frame = read_labelled_file(str(path), saved, "text", "true", True, pair)
+    else:
+        frame = read_labelled_file(str(path), saved)
+    return frame, str(path)
+
+
+def probabilities(task, logits: np.ndarray, space) -> np.ndarray:
+    """What a user reads: class probabilities, label probabilities, or the score on its own scale."""
+    if task.name == "regression":
+        return task.values(logits, space)
+    return sigmoid(logits) if task.name == "multi_label" else softmax(logits)
+
+
+def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndarray, precision: str) -> dict:
+    """Agreement, largest probability difference and the task metric of both, against the precision's targets.
+
+    Both sets of logits are the models' raw ones; the saved temperature is applied to both."""
+    task, space, cut = saved.kind, saved.labels, saved.cut()
+    ref, out = saved.calibrated(reference), saved.calibrated(exported)
+    metric = task.selection_metric
+    ref_score = float(task.scores(frame["label"], ref, space, cut)[metric])
+    out_score = float(task.scores(frame["label"], out, space, cut)[metric])
+    diff = float(np.abs(probabilities(task, out, space) - probabilities(task, ref, space)).max())
+    targets = dict(TARGETS[precision])
+    if task.name == "regression":  # a score, not a probability: the tolerance scales with the scores' range
+        targets["max_abs_diff"] = round(1e-3 * (space.extras["max"] - space.extras["min"]), 6)
+    record: dict[str, Any] = {
+        "precision": precision,
+        "rows": int(len(frame)),
+        "label_agreement": round(task.agreement(out, ref, space, cut), 6),
+        "compared": "score" if task.name == "regression" else "probability",
+        "max_abs_diff": diff,
+        "metric": metric + (" at the saved thresholds" if saved.thresholds else ""),
+        "pytorch": round(ref_score, 6),
+        "onnx": round(out_score, 6),
+        "metric_drop_points": round(100 * (ref_score - out_score), 4),
+        "targets": targets,
+    }
+    if task.name == "multi_label":  # a set agrees only if all its labels do; each label's decision, for scale
+        record["per_label_decision_agreement"] = round(
+            float((task.decide(out, cut) == task.decide(ref, cut)).mean()), 6
+        )
+    checks = [record["label_agreement"] >= targets["min_agreement"]]
+    if "max_abs_diff" in targets:
+        checks.append(diff < targets["max_abs_diff"])
+    if "max_metric_drop_points" in targets:
+        checks.append(record["metric_drop_points"] <= targets["max_metric_drop_points"])
+    record["passed"] = all(checks)
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    verdict = "meets its targets" if record["passed"] else "MISSES its targets"
+    return (
+        f"{record['precision']}: {record['label_agreement']:.2%} of {record['rows']} decisions agree with PyTorch, "
+        f"largest {record['compared']} difference {record['max_abs_diff']:.2e}, {record['metric']} "
+        f"{record['pytorch']:.4f} (PyTorch) vs {record['onnx']:.4f} (ONNX): {verdict} {record['targets']}"
+    )
