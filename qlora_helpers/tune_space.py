@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import encoders
 from .config import ALL_LINEAR, TrainConfig
 from .errors import UserError, require
 
@@ -144,6 +143,8 @@ def parse(name: str, text: str, integer: bool = False) -> Param | Any:
 def layer_groups(model_name: str, num_labels: int, problem_type: str) -> dict[str, list[str]]:
     """The model's adaptable layers, named: all-linear, and attention (its projections: linear layers inside an
     attention block whose short name occurs nowhere else, e.g. BERT's query/key/value), found on the meta device."""
+    from . import encoders  # torch: only when a study starts, never for the other commands' start-up
+
     model = encoders.meta_classifier(model_name, num_labels, problem_type)
     head = encoders.head_modules(model_name, num_labels, problem_type)
     layers = encoders.linear_layers(model, head)
