@@ -47,11 +47,22 @@ def _nll(task, truth: np.ndarray, logits: np.ndarray) -> float:
     return float(-log_softmax(logits, axis=1)[np.arange(len(truth)), truth].mean())
 
 
+def separated(task, truth: np.ndarray, logits: np.ndarray) -> bool:
+    """Every validation decision right (each label's sign, or the top class): the log-likelihood then only falls as
+    T shrinks, so a fit would land on BOUNDS' floor and print probabilities of 1.0 with nothing learnt."""
+    if task.name == "multi_label":
+        return bool(((logits > 0) == (truth > 0.5)).all())
+    return bool((logits.argmax(axis=1) == truth).all())
+
+
 def fit_temperature(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
-    """The T in BOUNDS that minimises the negative log-likelihood of `logits / T` (searched on log T)."""
+    """The T in BOUNDS that minimises the negative log-likelihood of `logits / T` (searched on log T); 1 where the
+    validation split has no wrong decision to calibrate on."""
     from scipy.optimize import minimize_scalar
 
     truth, logits = _truth(task, encoded, space), np.asarray(logits, dtype=np.float64)
+    if separated(task, truth, logits):
+        return 1.0
     found = minimize_scalar(
         lambda log_t: _nll(task, truth, logits / np.exp(log_t)), bounds=np.log(BOUNDS), method="bounded"
     )
@@ -104,7 +115,8 @@ def calibrate(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -
     temperature = fit_temperature(task, encoded, logits, space)
     return {
         "temperature": temperature,
-        "method": "temperature scaling: one T minimising the validation negative log-likelihood",
+        "method": "temperature scaling: one T minimising the validation negative log-likelihood"
+        + ("; every validation decision was right, so T stays 1" if temperature == 1.0 else ""),
         "bins": BINS,
         "judged": "every (text, label) probability" if task.name == "multi_label" else "each text's top label",
         "validation": measure(task, encoded, logits, space, temperature),
