@@ -7,33 +7,20 @@ python tests/ddp_shard_probe.py MODEL_DIR CSV OUT_DIR   writes OUT_DIR/rank<N>.j
 
 import json
 import sys
+from pathlib import Path
+
+from conftest import tiny_run_config  # tests/ is this script's folder, so the tiny run's one definition is found
 
 from qlora_helpers import distributed
-from qlora_helpers.config import make_config
-from qlora_helpers.data import tokenize_splits
-from qlora_helpers.pipeline import build_model, load_data, start
-from qlora_helpers.quantization import load_tokenizer
-from qlora_helpers.training import build_trainer
+from qlora_helpers.pipeline import model_for, prepare
+from qlora_helpers.training import TrainingJob, build_trainer
 
 model_dir, csv, out = sys.argv[1:4]
-cfg = make_config(
-    "full",
-    model=model_dir,
-    dataset=csv,
-    max_length=32,
-    batch_size=8,
-    grad_accum=1,
-    epochs=2,
-    output_dir=f"{out}/run",
-    report_to="none",
-    label_names=["negative", "positive"],
-)
-hw = start(cfg)
-data = load_data(cfg)
-tokenizer = load_tokenizer(cfg.model)
-tokenized = tokenize_splits(data, tokenizer, cfg.max_length, cfg.truncation)
-model, _ = build_model(cfg, data, hw)
-trainer, _ = build_trainer(model, tokenized, tokenizer, cfg, hw, evaluation=False)
+cfg = tiny_run_config(model_dir, csv, Path(out) / "run", grad_accum=1, epochs=2.0)
+ready = prepare(cfg)
+model = model_for(cfg, ready).model
+job = TrainingJob(model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels)
+trainer, _ = build_trainer(job, cfg, ready.hw, evaluation=False)
 loader = trainer.get_train_dataloader()
 rows = []
 for epoch in range(2):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_RUN, tiny_settings
 
 from benchmarks.draw import draw_all
 from benchmarks.harness import ARMS, run_arm, run_arms, weight_arithmetic_mb
@@ -12,20 +13,9 @@ from qlora_helpers.config import make_config
 
 @pytest.fixture
 def bench_settings(tiny_bert, easy_csv, tmp_path):
-    return dict(
-        model=str(tiny_bert),
-        dataset=str(easy_csv),
-        max_length=32,
-        batch_size=4,
-        grad_accum=1,
-        max_steps=6,
-        gradient_checkpointing=True,
-        output_dir=str(tmp_path / "run"),
-        plots_dir=str(tmp_path / "plots"),
-        report_to="none",
-        overwrite=True,
-        label_names=["negative", "positive"],
-    )
+    """The tiny run as a speed run: 6 steps of 4 texts, checkpointing on."""
+    changes = dict(batch_size=4, grad_accum=1, max_steps=6, gradient_checkpointing=True, overwrite=True)
+    return tiny_settings(tiny_bert, easy_csv, tmp_path / "run", **changes)
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -50,15 +40,8 @@ def test_each_arm_trains_only_what_it_should(arm, bench_settings):
 
 
 def test_run_to_completion_records_test_accuracy(bench_settings):
-    settings = {
-        **bench_settings,
-        "max_steps": None,
-        "epochs": 6.0,
-        "lr": 5e-3,
-        "batch_size": 8,
-        "grad_accum": 2,
-        "early_stopping_patience": 0,
-    }  # the tiny model plateaus at 50% for a few evaluations first
+    settings = {**bench_settings, **TINY_RUN}  # the whole tiny run: it plateaus at 50% for a few evaluations first
+    del settings["max_steps"]
     record = run_arm("qlora", make_config("full", **settings), warmup_steps=2, evaluate_test=True)
     assert record["test_accuracy"] >= 0.9 and 0 < record["test_f1_weighted"] <= 1
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import train_args
+
+from qlora_helpers.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,38 +30,7 @@ def cli(*args, cwd=None):
 @pytest.fixture(scope="module")
 def trained(tiny_bert, easy_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "adapter"
-    r = cli(
-        "train",
-        "--model",
-        tiny_bert,
-        "--dataset",
-        easy_csv,
-        "--output-dir",
-        out,
-        "--plots-dir",
-        out.parent / "plots",
-        "--max-length",
-        32,
-        "--epochs",
-        6,
-        "--batch-size",
-        8,
-        "--grad-accum",
-        2,
-        "--lr",
-        5e-3,
-        "--lora-dropout",
-        0.05,
-        "--eval-batch-size",
-        16,
-        "--early-stopping-patience",
-        0,
-        "--label-names",
-        "negative",
-        "positive",
-        "--report-to",
-        "none",
-    )
+    r = cli(*train_args(tiny_bert, easy_csv, out, lora_dropout=0.05, eval_batch_size=16))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -69,15 +41,12 @@ def test_train_writes_outputs_and_prints_metrics(trained):
     assert summary["test_accuracy"] >= 0.85 and summary["device"] == "cpu"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["lora_dropout"] == 0.05 and metrics["config"]["eval_batch_size"] == 16
-    assert metrics["config"]["lr"] == 5e-3 and metrics["config"]["target_modules"] == [
-        "query",
-        "key",
-        "value",
-        "dense",
-    ]
+    assert metrics["config"]["lr"] == 5e-3 and metrics["config"]["target_modules"] == ["all-linear"]
+    adapter = json.loads((out / "adapter_config.json").read_text())  # all-linear: every linear layer, by name
+    assert set(adapter["target_modules"]) == {"query", "key", "value", "dense"}
     assert metrics["config"]["truncation"] == "head_tail" and metrics["world_size"] == 1
     assert sum(metrics["data"]["sizes"].values()) == 240
-    assert (out.parent / "plots" / "training_curves.png").is_file()
+    assert (out.parent / "adapter-plots" / "training_curves.png").is_file()
     assert "logging: local only" in r.stdout
 
 
@@ -117,6 +86,9 @@ def test_evaluate_prints_and_writes_metrics(trained, easy_csv, tmp_path):
     assert len(mistakes) == written["misclassified"] == round(240 * (1 - written["accuracy"]))
     assert (mistakes["true"] != mistakes["predicted"]).all()
     assert mistakes["probability"].is_monotonic_decreasing
+    # the training file holds the run's own training and validation rows: counted, and said
+    assert written["rows_seen_in_training"] == {"train": 192, "validation": 24}
+    assert "note: 192 of these 240 rows are in the model's training split and 24 in its validation split" in r.stdout
 
 
 def test_evaluate_reads_long_texts_through_windows(trained, easy_csv, tmp_path):
@@ -132,6 +104,7 @@ def test_evaluate_reads_long_texts_through_windows(trained, easy_csv, tmp_path):
     written = json.loads(target.read_text())
     assert written["long_text"] == "window" and written["stride"] == 8 and written["rows"] == 240
     assert written["accuracy"] >= 0.85  # three copies of a review, each window sees its sentiment words
+    assert written["rows_seen_in_training"] == {"train": 0, "validation": 0} and "note:" not in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -145,7 +118,8 @@ def test_evaluate_reads_long_texts_through_windows(trained, easy_csv, tmp_path):
         (["train", "--optim", "adam_magic"], "unknown optimizer 'adam_magic'"),
         (["train", "--epochs", "three"], "argument --epochs: invalid float value"),
         (["train", "--model", "{tmp}", "--dataset", "{easy}"], "could not load the tokenizer from"),
-        (["predict", "--adapter", "{tmp}", "hello"], "has no adapter_config.json"),
+        (["predict", "--adapter", "{tmp}", "hello"], "has no classifier_config.json"),
+        (["train", "--dataset", "{scores}", "--task", "single_label"], "pass --task regression"),
         (["predict", "--adapter", "{adapter}"], "no texts given"),
         (["evaluate", "--adapter", "{adapter}", "--dataset", "missing.parquet"], "dataset file not found"),
         (
@@ -155,19 +129,28 @@ def test_evaluate_reads_long_texts_through_windows(trained, easy_csv, tmp_path):
         (["predict", "--adapter", "{adapter}", "fine", "--text-pair", "a"], "trained on single texts"),
     ],
 )
-def test_bad_input_is_one_error_line_and_exit_2(args, message, trained, easy_csv, tmp_path):
+def test_bad_input_is_one_error_line_and_exit_2(args, message, trained, tiny_bert, easy_csv, tmp_path):
     single = tmp_path / "single.csv"
     single.write_text("text,label\n" + "fine film,1\n" * 20)
-    fill = {"{easy}": easy_csv, "{single}": single, "{tmp}": tmp_path, "{adapter}": trained[0]}
+    scores = tmp_path / "scores.csv"
+    scores.write_text("text,label\n" + "".join(f"film {i},{i / 4}\n" for i in range(40)))
+    fill = {"{easy}": easy_csv, "{single}": single, "{scores}": scores, "{tmp}": tmp_path, "{adapter}": trained[0]}
     args = [str(fill.get(a, a)) for a in args]
     if args[0] == "train":
         args += ["--output-dir", str(tmp_path / "never")]
+        args += [] if "--model" in args else ["--model", str(tiny_bert)]  # the data's errors, not the Hub's
     r = cli(*args)
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_a_missing_dataset_is_named_before_the_model_is_loaded(tmp_path, capsys):
+    """A mistyped --dataset is said first, not hidden behind the default model's download (or offline error)."""
+    code = main(["train", "--dataset", "missing.csv", "--model", "nobody/no-such-bert", "--output-dir", str(tmp_path)])
+    assert code == 2 and "dataset file not found: missing.csv" in capsys.readouterr().err
 
 
 def test_a_finished_run_is_not_overwritten(trained):
@@ -190,6 +173,60 @@ def test_cudnn_attention_is_a_switch_that_stays_off_by_default():
 def test_list_flags_take_several_values():
     from qlora_helpers.cli import build_parser, config_from_args
 
-    args = build_parser().parse_args(["train", "--target-modules", "query", "value", "--label-columns", "a", "b"])
-    cfg = config_from_args(args.__class__(**{**vars(args), "multi_label": True}))
-    assert cfg.target_modules == ["query", "value"] and cfg.label_columns == ["a", "b"]
+    args = build_parser().parse_args(
+        ["train", "--target-modules", "query", "value", "--label-columns", "a", "b", "--multi-label"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.target_modules == ["query", "value"] and cfg.label_columns == ["a", "b"] and cfg.task == "multi_label"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "--multi-label", "fine"], "--task multi_label given, but this model was trained as single_label"),
+        (["evaluate", "--dataset", "{easy}", "--task", "regression"], "this model was trained as single_label"),
+        (["predict", "--dataset", "{easy}", "--text-columns", "a", "b"], "trained on 1 text column(s) ['review']"),
+        (["predict", "fine", "--text-columns", "a", "b"], "trained on 1 text column(s) ['review']"),
+        (
+            ["evaluate", "--dataset", "{easy}", "--label-columns", "a", "b"],
+            "the model was trained on one label column",
+        ),
+        (["predict", "--text-pair-column", "b", "--dataset", "{easy}"], "trained on single texts; leave it out"),
+        (["predict", "--thresholds", "global", "fine"], "--thresholds applies to multi-label models"),
+        (["predict", "--stride", "8", "fine"], "--stride sets the overlap of --long-text window"),
+        (["evaluate", "--dataset", "{easy}", "--stride", "8"], "add --long-text window or leave --stride out"),
+        (["predict", "--output", "{existing}", "fine"], "exists; pass --overwrite to replace it"),
+    ],
+)
+def test_predict_and_evaluate_check_their_flags_against_the_model(args, message, trained, easy_csv, tmp_path, capsys):
+    """Refused in one line, exit 2, before the model loads (in this process: nothing is imported twice)."""
+    existing = tmp_path / "earlier.jsonl"
+    existing.write_text("kept\n")
+    fill = {"{easy}": str(easy_csv), "{existing}": str(existing)}
+    code = main([args[0], "--adapter", str(trained[0]), *[fill.get(a, a) for a in args[1:]]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert existing.read_text() == "kept\n"
+
+
+def test_predict_and_evaluate_take_the_train_commands_shape_flags(trained, easy_csv, tmp_path, capsys):
+    """The flags that described the data to `train` describe it again to predict and evaluate."""
+    out, _ = trained
+    shape = ["--text-column", "review", "--label-column", "sentiment", "--task", "single_label", "--header"]
+    target = tmp_path / "eval.json"
+    assert main(["evaluate", "--adapter", str(out), "--dataset", str(easy_csv), *shape, "--output", str(target)]) == 0
+    assert json.loads(target.read_text())["rows"] == 240
+    renamed = tmp_path / "renamed.csv"
+    pd.read_csv(easy_csv).rename(columns={"review": "body"}).to_csv(renamed, index=False)
+    predictions = tmp_path / "p.jsonl"
+    args = ["predict", "--adapter", str(out), "--dataset", str(renamed), "--text-column", "body", "--task", "auto"]
+    assert main([*args, "--output", str(predictions)]) == 0
+    rows = pd.read_json(predictions, lines=True)
+    assert len(rows) == 240 and set(rows["label"]) <= {"negative", "positive"}
+
+
+def test_predict_overwrite_replaces_an_earlier_output(trained, tmp_path, capsys):
+    earlier = tmp_path / "p.csv"
+    earlier.write_text("an earlier run's\n")
+    assert main(["predict", "--adapter", str(trained[0]), "great film", "--output", str(earlier), "--overwrite"]) == 0
+    assert pd.read_csv(earlier)["text"].tolist() == ["great film"]

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from qlora_helpers.collate import PaddingCollator, as_rows, padded_length
-from qlora_helpers.data import encode_texts
+from qlora_helpers.tokens import encode_texts
 
 SAMPLE = "qlora_helpers/sample_data/imdb_sample_1500.csv.gz"
 
@@ -102,17 +102,15 @@ def test_padded_length():
 
 
 def test_training_and_prediction_use_it(tiny_config):
-    from qlora_helpers.data import tokenize_splits
-    from qlora_helpers.hardware import detect_hardware
-    from qlora_helpers.pipeline import build_model, load_data
-    from qlora_helpers.quantization import load_tokenizer
-    from qlora_helpers.training import build_trainer
+    from qlora_helpers.pipeline import model_for, prepare
+    from qlora_helpers.training import TrainingJob, build_trainer
 
     cfg = tiny_config()
-    data, tok = load_data(cfg), load_tokenizer(cfg.model)
-    tokenized = tokenize_splits(data, tok, cfg.max_length, cfg.truncation)
-    model, _ = build_model(cfg, data, detect_hardware())
-    trainer, _ = build_trainer(model, tokenized, tok, cfg, detect_hardware(), evaluation=False)
+    ready = prepare(cfg)
+    job = TrainingJob(
+        model_for(cfg, ready).model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels
+    )
+    trainer, _ = build_trainer(job, cfg, ready.hw, evaluation=False)
     assert isinstance(trainer.data_collator, PaddingCollator)
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["labels"].shape[0] == cfg.batch_size

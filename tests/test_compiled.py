@@ -79,9 +79,13 @@ def test_when_and_how_the_step_is_compiled(tiny_config):
     cfg = tiny_config()
     assert (cfg.compile, compiled.active(cfg, CPU), compiled.active(cfg, GPU)) == ("auto", False, True)
     assert compiled.active(cfg.replace(compile="on"), CPU) and not compiled.active(cfg.replace(compile="off"), GPU)
-    assert compiled.pad_multiple(cfg, GPU) == cfg.max_length  # one shape
-    assert compiled.pad_multiple(cfg.replace(compile="off"), GPU) == 8
-    assert compiled.pad_multiple(cfg, CPU) is None
+
+    def multiple(c, hw):
+        return compiled.pad_multiple(compiled.active(c, hw), c.max_length, hw.device)
+
+    assert multiple(cfg, GPU) == cfg.max_length  # one shape
+    assert multiple(cfg.replace(compile="off"), GPU) == 8
+    assert multiple(cfg, CPU) is None
     one_step = cfg.replace(grad_accum=1)
     assert compiled.mode(one_step, GPU) == "reduce-overhead"  # CUDA graphs, on one GPU or each GPU under DDP
     # crashed or not measured with CUDA graphs: accumulation, checkpointing, an OOM retry
@@ -97,29 +101,31 @@ def test_when_and_how_the_step_is_compiled(tiny_config):
 
 def test_an_unpadded_batch_reaches_the_compiled_layer_with_an_all_true_mask():
     hidden = torch.zeros(3, 5, 8)
-    filled = compiled.with_mask((hidden, None, "rest"))
+    filled, kwargs = compiled.with_mask((hidden, None, "rest"))  # the mask second, positionally (BERT)
     assert filled[1].dtype == torch.bool and filled[1].shape == (3, 1, 5, 5) and bool(filled[1].all())
-    assert filled[0] is hidden and filled[2] == "rest"
+    assert filled[0] is hidden and filled[2] == "rest" and kwargs == {}
+    args, by_name = compiled.with_mask((hidden,), {"attention_mask": None, "other": 1})  # by keyword (ModernBERT)
+    assert args == (hidden,) and by_name["other"] == 1 and by_name["attention_mask"].shape == (3, 1, 5, 5)
     mask = torch.zeros(3, 1, 5, 5, dtype=torch.bool)
-    assert compiled.with_mask((hidden, mask))[1] is mask  # a padded batch's own mask is kept
+    assert compiled.with_mask((hidden, mask))[0][1] is mask  # a padded batch's own mask is kept
     with pytest.raises(UserError, match="--compile off"):
         compiled.encoder_layers(torch.nn.Linear(2, 2))
 
 
 def test_padding_to_max_length_and_full_training_batches(tiny_config):
-    from qlora_helpers.data import tokenize_splits
-    from qlora_helpers.pipeline import build_model, load_data
-    from qlora_helpers.quantization import load_tokenizer
-    from qlora_helpers.training import build_trainer
+    from qlora_helpers.pipeline import model_for, prepare
+    from qlora_helpers.training import TrainingJob, build_trainer
 
     assert [padded_length(n, 32, 32) for n in (5, 31, 32)] == [32, 32, 32]
     assert padded_length(70, 64, 100) == 100  # rounded up, but never past the truncation length
     assert padded_length(13, 8, 100) == 16
     cfg = tiny_config(compile="on", batch_size=7, grad_accum=1)  # 192 training rows: 27 full batches, 3 left
-    data, tok = load_data(cfg), load_tokenizer(cfg.model)
-    tokenized = tokenize_splits(data, tok, cfg.max_length, cfg.truncation)
-    model, _ = build_model(cfg, data, CPU)
-    trainer, schedule = build_trainer(model, tokenized, tok, cfg, CPU)
+    ready = prepare(cfg)
+    built = model_for(cfg, ready)
+    assert built.compiled and not built.graphs  # --compile on: compiled on the CPU too, never as CUDA graphs
+    tokenized = ready.tokenized
+    job = TrainingJob(built.model, tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled)
+    trainer, schedule = build_trainer(job, cfg, ready.hw)
     train = list(trainer.get_train_dataloader())
     assert len(train) == len(tokenized["train"]) // 7 == schedule.steps_per_epoch  # the schedule counts them too
     assert {tuple(b["input_ids"].shape) for b in train} == {(7, cfg.max_length)}
@@ -127,15 +133,47 @@ def test_padding_to_max_length_and_full_training_batches(tiny_config):
     assert sum(len(b["labels"]) for b in evaluation) == len(tokenized["validation"])  # evaluation drops nothing
 
 
-def test_a_failed_compile_names_the_way_out(tiny_config, monkeypatch):
+def test_a_failed_compile_trains_on_eager_from_the_same_start(tiny_config, monkeypatch, capsys):
+    """When compiling fails on the platform, training restarts with eager layers and the initial adapter and
+    head; any other error is raised as it is."""
     import torch._dynamo
 
     from qlora_helpers import training
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.pipeline import model_for, prepare
 
-    def fails(*args, **kwargs):
-        raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C compiler"), None)
+    cfg = tiny_config(compile="on")
+    ready = prepare(cfg)
+    built = model_for(cfg, ready)
+    layers = compiled.encoder_layers(built.model)
+    assert all("forward" in layer.__dict__ for layer in layers)  # wrapped for compiled training steps
+    trainable = [p for p in built.model.parameters() if p.requires_grad]
+    initial = [p.detach().clone() for p in trainable]
+    jobs = []
 
-    monkeypatch.setattr(training, "_train_once", fails)
-    with pytest.raises(UserError, match="compiling the encoder layers failed .*--compile off"):
-        train_pipeline(tiny_config(compile="on"))
+    def fails_once_compiled(job, *args):
+        jobs.append(job)
+        with torch.no_grad():
+            trainable[0].add_(1.0)  # the failed attempt had already changed a weight
+        if job.compiled:
+            raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C compiler"), None)
+        return "trained"
+
+    monkeypatch.setattr(training, "_train_once", fails_once_compiled)
+    job = training.TrainingJob(
+        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
+    )
+    assert training.train(job, cfg, ready.hw) == "trained"
+    assert [j.compiled for j in jobs] == [True, False]
+    assert not any("forward" in layer.__dict__ for layer in layers)  # the eager forward is back
+    printed = capsys.readouterr().out
+    assert "compiling the encoder layers failed on this platform (BackendCompilerFailed" in printed
+    assert "training on with eager layers from the start" in printed and "--compile off skips the attempt" in printed
+    torch.testing.assert_close(trainable[0], initial[0] + 1.0)  # the eager run's own change, from the start
+    assert all(torch.equal(p, q) for p, q in zip(trainable[1:], initial[1:]))
+
+    def breaks(job, *args):
+        raise RuntimeError("a bug in the data")
+
+    monkeypatch.setattr(training, "_train_once", breaks)
+    with pytest.raises(RuntimeError, match="a bug in the data"):
+        training.train(job, cfg, ready.hw)

@@ -7,49 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import train_args
+
 from qlora_helpers.training import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
 
 
 def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_path):
     out, plots = tmp_path / "run", tmp_path / "plots"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "qlora_helpers",
-        "train",
-        "--model",
-        str(tiny_bert),
-        "--dataset",
-        str(easy_csv),
-        "--output-dir",
-        str(out),
-        "--plots-dir",
-        str(plots),
-        "--max-length",
-        "32",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "8",
-        "--grad-accum",
-        "1",
-        "--lr",
-        "5e-3",
-        "--early-stopping-patience",
-        "0",
-        "--report-to",
-        "none",
-        "--label-names",
-        "negative",
-        "positive",
-        "--gradient-checkpointing",
-    ]  # off in the recipe; on here to show DDP and (non-reentrant) checkpointing cooperate
+    # checkpointing is off in the recipe; on here to show DDP and (non-reentrant) checkpointing cooperate
+    settings = dict(grad_accum=1, gradient_checkpointing=True, plots_dir=str(plots))
+    cmd = [*TORCHRUN, "-m", "qlora_helpers", *train_args(tiny_bert, easy_csv, out, **settings)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -77,6 +47,7 @@ def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_pa
     assert sorted(p.name for p in plots.iterdir()) == [
         "confusion_matrix.png",
         "dataset_stats.png",
+        "reliability_diagram.png",
         "training_curves.png",
     ]
     written = sorted(p.name for p in out.iterdir() if p.name != "checkpoints")
@@ -85,8 +56,9 @@ def test_two_processes_train_together_and_write_once(tiny_bert, easy_csv, tmp_pa
             "README.md",
             "adapter_config.json",
             "adapter_model.safetensors",
-            "label_mapping.json",
+            "classifier_config.json",
             "metrics.json",
+            "seen_rows.npz",
             "test_predictions.csv",
             "tokenizer.json",
             "tokenizer_config.json",
@@ -110,11 +82,7 @@ def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_pat
     training split, and the order changes between epochs. The model is wrapped without the per-forward
     buffer broadcast and without the unused-parameter search."""
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
+        *TORCHRUN,
         str(ROOT / "tests" / "ddp_shard_probe.py"),
         str(tiny_bert),
         str(easy_csv),
@@ -143,37 +111,8 @@ def test_each_rank_gets_its_own_half_of_every_epoch(tiny_bert, easy_csv, tmp_pat
 def test_weights_and_biases_logs_once(tiny_bert, easy_csv, tmp_path):
     """Under torchrun only the main process logs to W&B (offline files here): one run, with the training
     and evaluation metrics in it."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "qlora_helpers",
-        "train",
-        "--model",
-        str(tiny_bert),
-        "--dataset",
-        str(easy_csv),
-        "--output-dir",
-        str(tmp_path / "run"),
-        "--plots-dir",
-        str(tmp_path / "plots"),
-        "--max-length",
-        "32",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--early-stopping-patience",
-        "0",
-        "--report-to",
-        "wandb",
-        "--label-names",
-        "negative",
-        "positive",
-    ]
+    settings = dict(epochs=2.0, report_to="wandb")
+    cmd = [*TORCHRUN, "-m", "qlora_helpers", *train_args(tiny_bert, easy_csv, tmp_path / "run", **settings)]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

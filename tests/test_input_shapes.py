@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import flags, tiny_settings
 
-from qlora_helpers.data import encode_texts, prepare_data, read_local_file
-from qlora_helpers.loss import weighted_loss
+from qlora_helpers import tasks
+from qlora_helpers.data import DataSettings, prepare_data
 from qlora_helpers.quantization import load_tokenizer
+from qlora_helpers.tables import read_local_file
 from qlora_helpers.text_input import separator_text
+from qlora_helpers.tokens import encode_texts
 from qlora_helpers.windows import combine, encode_windows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,13 +64,13 @@ def test_text_columns_join_with_the_separator_token_or_text(tiny_bert, tmp_path)
     tok = load_tokenizer(str(tiny_bert))
     sep = separator_text("sep", tok)
     assert sep == " [SEP] "
-    data = prepare_data(str(path), text_columns=["title", "description"], text_separator=sep)
+    data = prepare_data(DataSettings(str(path), text_columns=("title", "description"), text_separator=sep))
     texts = set(pd.concat(data.splits.values())["text"])
     assert "title 3 [SEP] words 3" in texts and "title 0" in texts  # an empty part is skipped, not joined
     assert data.summary()["text_columns"] == ["title", "description"]
     ids = encode_texts(tok, ["title 3 [SEP] words 3"], 32)["input_ids"][0]
     assert ids.count(tok.sep_token_id) == 2  # the joining [SEP] is the special token, not the letters
-    plain = prepare_data(str(path), text_columns=["title", "description"], text_separator=" | ")
+    plain = prepare_data(DataSettings(str(path), text_columns=("title", "description"), text_separator=" | "))
     assert "title 3 | words 3" in set(pd.concat(plain.splits.values())["text"])
 
 
@@ -75,9 +78,14 @@ def test_class_weights_scale_each_class_in_the_loss():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
     per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-    weighted = weighted_loss(logits, labels, torch.tensor([1.0, 3.0]), multi_label=False)
+    weighted = tasks.get("single_label").loss(logits, labels, torch.tensor([1.0, 3.0]))
     assert weighted.item() == pytest.approx(((1 * per_row[0] + 3 * per_row[1]) / 4).item())
     assert weighted.item() > torch.nn.functional.cross_entropy(logits, labels).item()  # the harder row weighs more
+    # label sets: each label's positives weighed by its own weight (BCE's pos_weight)
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    positives = tasks.get("multi_label").loss(logits, targets, torch.tensor([1.0, 3.0]))
+    assert positives.item() == pytest.approx((bce[0, 0] + bce[0, 1] + bce[1, 0] + 3 * bce[1, 1]).item() / 4)
 
 
 def test_windows_cover_a_long_text_and_their_logits_are_averaged(tiny_bert):
@@ -108,29 +116,64 @@ def test_windows_cover_a_long_text_and_their_logits_are_averaged(tiny_bert):
     assert np.allclose(window[0], each.mean(axis=0), atol=1e-5)  # the long text: the mean of its windows
 
 
+class SecondTextReader(torch.nn.Module):
+    """A stand-in classifier that reads only the second segment of a pair: label `great` when the token "great"
+    is among the tokens of type 1, else `other`. Fed first texts alone, it can only ever say `other`."""
+
+    def __init__(self, token_id: int):
+        super().__init__()
+        self.token_id, self.config = token_id, type("Config", (), {"num_labels": 2})
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # where the batches go (the model's device)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_):
+        hit = ((input_ids == self.token_id) & (token_type_ids == 1)).any(-1).float() * 8 - 4
+        return type("Output", (), {"logits": torch.stack([hit, -hit], dim=-1)})
+
+
+def test_thresholds_of_a_multi_label_pair_task_are_tuned_on_both_texts(tiny_bert, monkeypatch):
+    """tune_decision reads validation as the model was trained to read it, pairs included (the old
+    tune_thresholds dropped the second texts, so a label carried by them was tuned on noise)."""
+    from qlora_helpers import evaluation
+    from qlora_helpers.classifier_config import ClassifierConfig
+    from qlora_helpers.labels import LabelSpace
+    from qlora_helpers.text_input import TextInput
+
+    tok = load_tokenizer(str(tiny_bert))
+    great = tok.convert_tokens_to_ids("great")
+    assert great != tok.unk_token_id
+    rows = 40  # the first text says nothing (or misleads); the second carries the label
+    validation = pd.DataFrame(
+        {
+            "text": ["was the film great ?" if i % 3 else "what did you think ?" for i in range(rows)],
+            "text_pair": ["a great film" if i % 2 else "a dull film" for i in range(rows)],
+            "label": [(0,) if i % 2 else (1,) for i in range(rows)],
+        }
+    )
+    space = LabelSpace(("great", "other"), ("great", "other"), "label")
+    saved = ClassifierConfig("multi_label", space, TextInput(("question",), "answer"), 32, "head", "tiny")
+    from qlora_helpers import inference
+
+    seen, real = [], inference.predict_logits
+    monkeypatch.setattr(inference, "predict_logits", lambda *a, **kw: seen.append(kw["pairs"]) or real(*a, **kw))
+    record = evaluation.tune_decision(SecondTextReader(great), tok, validation, saved, batch_size=16)
+    assert seen == [validation["text_pair"].tolist()]
+    assert record["validation_rows"] == rows and record["tuned_labels"] == ["great", "other"]
+    assert record["validation_f1_macro"]["per_label"] == record["validation_f1_macro"]["0.5"] == 1.0
+    # fed the first texts alone, the same model can only say `other`: macro-F1 of chance or below
+    alone = evaluation.evaluate_split(SecondTextReader(great), tok, validation.drop(columns="text_pair"), saved, 16)[0]
+    assert alone["f1_macro"] <= 0.5
+
+
 @pytest.mark.slow
 def test_pairs_train_predict_and_evaluate_on_real_mrpc_rows(tiny_bert, tmp_path):
     out = tmp_path / "pairs"
-    common = ["--max-length", 64, "--batch-size", 16, "--max-steps", 12, "--eval-batch-size", 64]
-    r = cli(
-        "train",
-        "--model",
-        tiny_bert,
-        "--dataset",
-        MRPC,
-        *PAIR_FLAGS,
-        "--output-dir",
-        out,
-        "--plots-dir",
-        tmp_path / "plots",
-        "--report-to",
-        "none",
-        *common,
-    )
+    pairs = dict(max_length=64, batch_size=16, grad_accum=1, max_steps=12, eval_batch_size=64, label_names=None)
+    r = cli("train", *flags(tiny_settings(tiny_bert, MRPC, out, **pairs)), *PAIR_FLAGS)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["text_pair_column"] == "#2 String" and metrics["data"]["sizes"]["test"] == 30
     assert 0 <= metrics["test_f1_positive"] <= 1 and metrics["labels"] == ["0", "1"]
+    assert json.loads((out / "classifier_config.json").read_text())["input"]["text_pair_column"] == "#2 String"
     predictions = pd.read_csv(out / "test_predictions.csv")
     assert list(predictions.columns[:2]) == ["text", "text_pair"]
 
@@ -145,7 +188,8 @@ def test_pairs_train_predict_and_evaluate_on_real_mrpc_rows(tiny_bert, tmp_path)
     written = json.loads(target.read_text())
     printed = json.loads(r.stdout.strip().splitlines()[-1])
     assert printed["f1_positive"] == written["f1_positive"] and written["positive_label"] == "1"
-    assert written["rows"] == 300
+    assert written["rows"] == 300  # every row was in the run's splits: a pair counts as seen when both texts were
+    assert written["rows_seen_in_training"] == {k: metrics["data"]["sizes"][k] for k in ("train", "validation")}
     mistakes = pd.read_csv(written["misclassified_file"])
     assert "text_pair" in mistakes.columns and len(mistakes) == written["misclassified"]
 

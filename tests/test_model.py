@@ -86,6 +86,16 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert):
         add_lora_adapters(model, target_modules=["q_proj", "value"])
 
 
+def test_the_problem_type_picks_the_loss(tiny_bert):
+    assert load(tiny_bert).config.problem_type == "single_label_classification"
+    multi = load(tiny_bert, problem_type="multi_label_classification")
+    assert multi.config.problem_type == "multi_label_classification"
+    regression = load_4bit_model(str(tiny_bert), 1, {0: "score"}, torch.float32, "cpu", problem_type="regression")
+    assert regression.config.problem_type == "regression" and regression.classifier.out_features == 1
+    with pytest.raises(UserError, match="unknown problem_type 'multi_label'"):
+        load(tiny_bert, problem_type="multi_label")
+
+
 def test_missing_local_model_names_the_fix(tmp_path):
     with pytest.raises(UserError, match="could not load the model from .*config.json"):
         load(tmp_path)

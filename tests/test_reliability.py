@@ -10,46 +10,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import train_args as tiny_train_args
 
 from qlora_helpers import cli, pipeline
-from qlora_helpers.data import prepare_data, tokenize_splits, truncation_report
+from qlora_helpers.data import DataSettings, prepare_data
 from qlora_helpers.dependencies import check_dependencies
 from qlora_helpers.errors import UserError
 from qlora_helpers.quantization import load_tokenizer
+from qlora_helpers.tokens import tokenize_splits, truncation_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_args(tiny_bert, easy_csv, out, *extra):
-    return [
-        "train",
-        "--model",
-        str(tiny_bert),
-        "--dataset",
-        str(easy_csv),
-        "--output-dir",
-        str(out),
-        "--plots-dir",
-        str(out.parent / "plots"),
-        "--max-length",
-        "32",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--grad-accum",
-        "2",
-        "--lr",
-        "5e-3",
-        "--early-stopping-patience",
-        "0",
-        "--report-to",
-        "none",
-        "--label-names",
-        "negative",
-        "positive",
-        *extra,
-    ]
+def train_args(tiny_bert, easy_csv, out, *extra, **changes):
+    """The tiny run for two epochs (enough to show it fails or trains), plus `extra` flags."""
+    return [*tiny_train_args(tiny_bert, easy_csv, out, **{"epochs": 2.0, **changes}), *extra]
 
 
 def errors(capsys) -> list[str]:
@@ -74,9 +49,9 @@ def memory_limit(monkeypatch):
                 raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB for {rows} rows")
 
     def build_with_limit(*a, **kw):
-        model, counts = build(*a, **kw)
-        model.register_forward_pre_hook(too_small_gpu, with_kwargs=True)
-        return model, counts
+        built = build(*a, **kw)
+        built.model.register_forward_pre_hook(too_small_gpu, with_kwargs=True)
+        return built
 
     monkeypatch.setattr(pipeline, "build_model", build_with_limit)
     return seen
@@ -108,7 +83,7 @@ def test_oom_retry_halves_the_micro_batch_and_keeps_the_effective_batch(
     tiny_bert, easy_csv, tmp_path, memory_limit, capsys
 ):
     out = tmp_path / "run"
-    code = cli.main(train_args(tiny_bert, easy_csv, out, "--oom-retry", "--epochs", "6"))
+    code = cli.main(train_args(tiny_bert, easy_csv, out, "--oom-retry", epochs=6.0))
     printed = capsys.readouterr().out
     assert code == 0
     assert "retrying from the start with micro-batch 4 x accumulation 4 (effective batch 16)" in printed
@@ -190,7 +165,7 @@ def test_non_utf8_bytes_are_replaced_counted_and_reported(tmp_path):
     rows[7] = '"\xff\xfe broken bytes",0'
     path = tmp_path / "latin1.csv"
     path.write_bytes(("review,sentiment\n" + "\n".join(rows) + "\n").encode("latin-1"))
-    data = prepare_data(str(path))
+    data = prepare_data(DataSettings(str(path)))
     assert sum(len(v) for v in data.splits.values()) == 30  # nothing dropped
     assert any(note.startswith("2 row(s) of latin1.csv held bytes that are not UTF-8") for note in data.notes)
     assert "held bytes that are not UTF-8" in data.describe()
@@ -208,7 +183,7 @@ def test_very_long_texts_are_truncated_and_counted(tiny_bert, tmp_path, capsys):
     )
     path = tmp_path / "long.parquet"
     frame.to_parquet(path)
-    data = prepare_data(str(path))
+    data = prepare_data(DataSettings(str(path)))
     tokenized = tokenize_splits(data, load_tokenizer(str(tiny_bert)), 32)
     assert max(len(ids) for split in tokenized.values() for ids in split["input_ids"]) == 32
     cut = sum(len(ids) == 32 for split in tokenized.values() for ids in split["input_ids"])

@@ -9,45 +9,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from conftest import train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_cmd(tiny_bert, easy_csv, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "qlora_helpers",
-        "train",
-        "--model",
-        str(tiny_bert),
-        "--dataset",
-        str(easy_csv),
-        "--output-dir",
-        str(out),
-        "--plots-dir",
-        str(out.parent / f"{out.name}-plots"),
-        "--max-length",
-        "32",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "8",
-        "--grad-accum",
-        "2",
-        "--lr",
-        "5e-3",
-        "--early-stopping-patience",
-        "0",
-        "--evals-per-epoch",
-        "2",
-        "--label-names",
-        "negative",
-        "positive",
-        "--report-to",
-        "none",
-        *extra,
-    ]
+    """The tiny run as a command, two evaluations (and checkpoints) an epoch."""
+    return [sys.executable, "-m", "qlora_helpers", *train_args(tiny_bert, easy_csv, out, evals_per_epoch=2), *extra]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_run_config
 
 from qlora_helpers.inference import load_adapter
 from qlora_helpers.pipeline import train_pipeline
@@ -13,26 +14,7 @@ from qlora_helpers.pipeline import train_pipeline
 def finished_run(tiny_bert, easy_csv, tmp_path_factory):
     """Six epochs, two evaluations an epoch, no checkpoints: the AVX512-BF16 in-place repack would
     crash the first training step after an evaluation if it were not disabled."""
-    from qlora_helpers.config import make_config
-
-    out = tmp_path_factory.mktemp("finished")
-    cfg = make_config(
-        "full",
-        model=str(tiny_bert),
-        dataset=str(easy_csv),
-        max_length=32,
-        epochs=6.0,
-        lr=5e-3,
-        batch_size=8,
-        grad_accum=2,
-        eval_batch_size=32,
-        output_dir=str(out / "run"),
-        plots_dir=str(out / "plots"),
-        report_to="none",
-        save_checkpoints=False,
-        early_stopping_patience=0,
-        label_names=["negative", "positive"],
-    )
+    cfg = tiny_run_config(tiny_bert, easy_csv, tmp_path_factory.mktemp("finished") / "run", save_checkpoints=False)
     return cfg, train_pipeline(cfg)
 
 
@@ -54,7 +36,8 @@ def test_outputs_and_metrics_json(finished_run):
     for name in (
         "adapter_config.json",
         "adapter_model.safetensors",
-        "label_mapping.json",
+        "classifier_config.json",
+        "seen_rows.npz",
         "tokenizer.json",
         "training_config.json",
         "training_log.json",
@@ -81,6 +64,16 @@ def test_outputs_and_metrics_json(finished_run):
     assert m["peak_gpu_memory_mb"] is None and m["device"] == "cpu" and m["compute_dtype"] == "float32"
     assert set(m["versions"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
     assert m["config"]["lora_r"] == 16 and m["config"]["optim"] == "paged_adamw_8bit"
+    assert m["task"] == m["data"]["task"] == "single_label" and m["selection_metric"] == "accuracy"
+    saved = json.loads((out / "classifier_config.json").read_text())
+    assert (saved["task"], saved["labels"]["names"], saved["labels"]["values"]) == (
+        "single_label",
+        ["negative", "positive"],
+        [0, 1],
+    )
+    assert saved["input"]["text_columns"] == ["review"] and saved["labels"]["column"] == "sentiment"
+    assert (saved["max_length"], saved["truncation"], saved["base_model"]) == (32, "head_tail", cfg.model)
+    assert saved["thresholds"] is None and result.saved.cut() is None  # one class per text: argmax decides
     assert m["trainable_percent"] == pytest.approx(100 * m["trainable_params"] / m["total_params"], abs=1e-3)
     assert m["data"]["sizes"] == {"train": 192, "validation": 24, "test": 24}
     assert m["test_confusion_matrix"] == result.metrics["test_confusion_matrix"]
@@ -140,19 +133,19 @@ def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
     from qlora_helpers import pipeline
     from qlora_helpers.errors import UserError
 
-    cfg = tiny_config(epochs=2.0, save_checkpoints=False, early_stopping_patience=0)
+    cfg = tiny_config(epochs=2.0, save_checkpoints=False)
     original = pipeline.build_model
 
     def poisoned(*args, **kwargs):
-        model, counts = original(*args, **kwargs)
+        built = original(*args, **kwargs)
         calls = {"n": 0}
 
         def hook(module, inputs, output):
             calls["n"] += 1
             return output * float("nan") if calls["n"] > 8 and module.training else output
 
-        model.base_model.model.classifier.register_forward_hook(hook)
-        return model, counts
+        built.model.base_model.model.classifier.register_forward_hook(hook)
+        return built
 
     monkeypatch.setattr(pipeline, "build_model", poisoned)
     with pytest.raises(

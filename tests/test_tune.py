@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY_RUN, flags
 
 from qlora_helpers import cli, tune
 from qlora_helpers.errors import UserError
@@ -19,10 +20,12 @@ from qlora_helpers.tune_space import Param, parse
 optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-# every trial: 8 x 2 rows a step, 32 tokens, lr 5e-3 (the tiny run's); searched: epochs, rank, warm-up
-FAST = ["--batch-size", "8", "--grad-accum", "2", "--eval-batch-size", "32", "--max-length", "32", "--lr", "5e-3"]
+# every trial: the tiny run's batches, tokens and lr (8 x 2 rows a step, 32 tokens, 5e-3); searched: epochs, rank,
+# warm-up
+TRIAL = ("batch_size", "grad_accum", "eval_batch_size", "max_length", "lr", "report_to")
+FAST = flags({k: TINY_RUN[k] for k in TRIAL})
 FAST += ["--epochs", "1:2", "--lora-r", "4,8", "--lora-alpha-ratio", "2", "--target-modules", "all-linear"]
-FAST += ["--warmup", "0:0.1", "--report-to", "none"]
+FAST += ["--warmup", "0:0.1"]
 
 
 def args_for(model, dataset, out, *extra):
