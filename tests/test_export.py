@@ -311,3 +311,21 @@ def test_the_serving_summary_compares_int8_with_pytorch():
     summary = summarize(rounds, 32)
     assert summary["onnx_int8"]["texts_per_second_batch32"] == 30.0 and summary["onnx_int8"]["rounds"] == 3
     assert summary["int8_vs_pytorch"]["throughput_ratio"] == 3.0 and summary["int8_vs_pytorch"]["size_ratio"] == 0.25
+
+
+def test_a_verify_file_of_the_other_input_shape_names_the_file_not_a_flag_export_lacks(adapter, tmp_path, capsys):
+    table = pd.read_csv(adapter / "test_predictions.csv")
+    table["text_pair"] = table["text"]  # the test table a sentence-pair run writes
+    table.to_csv(tmp_path / "pairs_test.csv", index=False)
+    argv = [
+        "export",
+        "--adapter",
+        adapter,
+        "--output",
+        tmp_path / "onnx",
+        "--verify-file",
+        tmp_path / "pairs_test.csv",
+    ]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and "test table of a sentence-pair model" in err and "--text-pair-column" not in err, err
+    assert not (tmp_path / "onnx").exists() and not leftovers(tmp_path)
