@@ -29,7 +29,7 @@ from typing import Any
 from .config import TrainConfig
 from .errors import UserError, require
 from .run_files import writable, write_json
-from .tune_space import SearchSpace, build_space, layer_groups
+from .tune_space import SearchSpace, build_space, check_same_space, layer_groups
 
 STUDY_NAME = "qlora-bert"
 INSTALL_TUNE = "pip install 'qlora-bert[tune]'"
@@ -382,8 +382,9 @@ def run_study(
     print(space.describe())
     now = fingerprint(base, data)
     if resume:
-        stored = optuna.load_study(study_name=STUDY_NAME, storage=files.storage).user_attrs.get(FINGERPRINT)
-        check_same_data(stored, now, files.root)
+        stored = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
+        check_same_data(stored.user_attrs.get(FINGERPRINT), now, files.root)
+        check_same_space(stored, space, files.root)
     elif files.db.exists():  # --overwrite: a new study in place of the old one and its files
         for path in (files.db, files.best_json, files.best_command):
             path.unlink(missing_ok=True)
