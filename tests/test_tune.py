@@ -74,6 +74,10 @@ def test_ranges_choices_and_fixed_values():
         (["--target-modules", "attention,wq"], "'wq' is neither a group"),
         (["--resume"], "no study to resume"),
         (["--lora-alpha-ratio", "-2"], "--lora-alpha-ratio: alpha/r must be above 0, got -2.0"),
+        (
+            ["--trials", "1", "--plots-dir", str(ROOT / "README.md")],
+            "README.md is a file; pass a directory",
+        ),  # before any trial
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(extra, message, tiny_bert, easy_csv, tmp_path, capsys):
