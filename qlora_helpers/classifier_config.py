@@ -9,6 +9,7 @@ multi-label model. `predict`, `evaluate`, `merge` and the export all read it; no
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,11 @@ class ClassifierConfig:
             r.get("thresholds"),
             r.get("temperature"),
         )
+        t = saved.temperature
+        number = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
         require(
-            saved.temperature is None or (saved.task != "regression" and float(saved.temperature) > 0),
-            f"temperature {saved.temperature!r} must be a positive number, and only for a classifier",
+            t is None or (saved.task != "regression" and number),
+            f"temperature {t!r} must be a positive finite number, and only for a classifier",
         )
         saved.cut()  # thresholds in range, one per label: checked at load, not at the first prediction
         return saved

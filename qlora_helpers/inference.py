@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .classifier_config import ClassifierConfig
 from .collate import PaddingCollator
-from .errors import require
+from .errors import UserError, require
 from .hardware import Hardware, choose_attention_kernels, detect_hardware
 from .text_input import (
     check_pair_texts,
@@ -141,6 +141,29 @@ def is_merged_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
 
 
+def check_model_files(path: Path) -> None:
+    """The adapter's (or merged model's) own files can be read: a truncated config or weights file is one line
+    naming it, said before the base model loads."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    merged = is_merged_model_dir(path)
+    config = path / ("config.json" if merged else "adapter_config.json")
+    weights = path / ("model.safetensors" if merged else "adapter_model.safetensors")
+    fix = "copy the folder again from the training run (or run `train` again)"
+    try:
+        json.loads(config.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{config} is damaged ({str(e)[:80]}); {fix}") from None
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), "np"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{weights} is damaged ({str(e)[:80]}); {fix}") from None
+
+
 def _inference_dtype(hw: Hardware) -> torch.dtype:
     """16-bit on a GPU (bf16, or fp16 without bf16); fp32 on the CPU, where 16-bit maths is slow."""
     return hw.compute_dtype if hw.device == "cuda" else torch.float32
@@ -168,6 +191,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     # length, and cuDNN's kernel would plan anew for each (config.TrainConfig.cudnn_attention)
     choose_attention_kernels(saved.cudnn_attention)
     if is_merged_model_dir(path):
+        check_model_files(path)
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
         model.eval()
         return LoadedModel(model, load_tokenizer(str(path)), saved, hw, "merged")
@@ -175,6 +199,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         (path / "adapter_config.json").is_file(),
         f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model",
     )
+    check_model_files(path)
     model = load_4bit_model(
         saved.base_model,
         saved.labels.num_labels,

@@ -158,7 +158,19 @@ class OnnxClassifier:
             session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a damaged file
             raise UserError(f"{model} cannot be loaded by onnxruntime ({str(e)[:120]}); export it again") from None
-        return cls(session, TokenizerFile(directory), saved, model)
+        outputs = session.get_outputs()[0].shape[-1]
+        require(
+            not isinstance(outputs, int) or outputs == saved.labels.num_labels,
+            f"{model.name} gives {outputs} outputs but {directory / CONFIG_FILE} names {saved.labels.num_labels} "
+            f"labels: the two come from different models; export it again",
+        )
+        try:
+            tokenizer = TokenizerFile(directory)
+        except Exception as e:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+            raise UserError(
+                f"the tokenizer files of {directory} are damaged ({str(e)[:100]}); export it again"
+            ) from None
+        return cls(session, tokenizer, saved, model)
 
     @property
     def names(self) -> list[str]:
@@ -227,4 +239,9 @@ class OnnxClassifier:
         path = self.file.parent / REPORT
         if not path.is_file():
             return None
-        return bool(json.loads(path.read_text()).get("verified"))
+        try:
+            return bool(json.loads(path.read_text()).get("verified"))
+        except (ValueError, AttributeError) as e:
+            raise UserError(
+                f"{path} is damaged ({str(e)[:80]}): whether the export was verified is unknown; export it again"
+            ) from None

@@ -29,7 +29,7 @@ from typing import Any
 from .config import TrainConfig
 from .errors import UserError, require
 from .run_files import writable, write_json
-from .tune_space import SearchSpace, build_space, layer_groups
+from .tune_space import SearchSpace, build_space, check_same_space, layer_groups
 
 STUDY_NAME = "qlora-bert"
 INSTALL_TUNE = "pip install 'qlora-bert[tune]'"
@@ -84,9 +84,12 @@ class StudyResult:
 # ---- checks before anything is written -----------------------------------------------------------
 
 
-def check_files(files: StudyFiles, resume: bool, overwrite: bool) -> None:
+def check_files(files: StudyFiles, resume: bool, overwrite: bool, plots_dir: str) -> None:
     require(not files.root.is_file(), f"output_dir {files.root} is a file; pass a directory for the study")
     require(writable(files.root), f"cannot write to {files.root}; choose another --output-dir")
+    plots = Path(plots_dir)  # the study's plot is drawn at its end: a place it cannot go is said before the trials
+    require(not plots.is_file(), f"plots_dir {plots} is a file; pass a directory")
+    require(writable(plots), f"cannot write to {plots} (read-only or no permission); choose another --plots-dir")
     if resume:
         require(files.db.is_file(), f"no study to resume in {files.root} (no study.db); leave out --resume")
         require(not overwrite, "--resume continues the study and --overwrite starts a new one: pass one of them")
@@ -364,7 +367,7 @@ def run_study(
     require(timeout is None or timeout > 0, f"--timeout is seconds > 0, got {timeout}")
     base.validate()
     files = StudyFiles(Path(base.output_dir))
-    check_files(files, resume, base.overwrite)
+    check_files(files, resume, base.overwrite, base.plots_dir)
     data = load_data(base)
     task = data.task
     targets = task.targets(data.splits["train"]["label"], data.labels)
@@ -382,8 +385,9 @@ def run_study(
     print(space.describe())
     now = fingerprint(base, data)
     if resume:
-        stored = optuna.load_study(study_name=STUDY_NAME, storage=files.storage).user_attrs.get(FINGERPRINT)
-        check_same_data(stored, now, files.root)
+        stored = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
+        check_same_data(stored.user_attrs.get(FINGERPRINT), now, files.root)
+        check_same_space(stored, space, files.root)
     elif files.db.exists():  # --overwrite: a new study in place of the old one and its files
         for path in (files.db, files.best_json, files.best_command):
             path.unlink(missing_ok=True)

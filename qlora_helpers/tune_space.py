@@ -50,13 +50,26 @@ class Param:
     integer: bool = False
     log: bool = False
 
+    @property
+    def step(self) -> float | None:
+        return 0.01 if self.name == "warmup" and not self.log else None
+
     def suggest(self, trial) -> Any:
         if self.choices:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.integer:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        step = None if self.log else 0.01 if self.name == "warmup" else None
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=step)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def distribution(self):
+        """The Optuna distribution `suggest` draws from (what a study's storage records for the setting)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices:
+            return CategoricalDistribution(list(self.choices))
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def describe(self) -> str:
         if self.choices:
@@ -207,6 +220,7 @@ def _check_ends(space: SearchSpace, base: TrainConfig, max_positions: int | None
     values += [(n, v) for n, p in space.params.items() for v in (p.choices or (p.low, p.high))]
     for name, value in values:
         flag = "--" + name.replace("_", "-")
+        require(name != "lora_alpha_ratio" or value > 0, f"{flag}: alpha/r must be above 0, got {value}")
         changes = space.changes({name: value}, base, with_fixed=False)
         try:
             base.replace(**changes)
@@ -217,3 +231,29 @@ def _check_ends(space: SearchSpace, base: TrainConfig, max_positions: int | None
             max_positions is None or length <= max_positions,
             f"--max-length: {length} tokens is beyond this model's {max_positions} positions; lower the range's top",
         )
+
+
+def check_same_space(study, space: SearchSpace, root) -> None:
+    """A resumed study keeps each searched setting's kind (range or choices, whole or not, log or not) and its
+    choices, as Optuna requires; a change is one line before any trial starts, not Optuna's error mid-study."""
+    from optuna.distributions import CategoricalDistribution, check_distribution_compatibility
+
+    recorded: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.distributions)
+    for name, param in space.params.items():
+        if name not in recorded:
+            continue
+        try:
+            check_distribution_compatibility(recorded[name], param.distribution())
+        except ValueError:
+            old = recorded[name]
+            was = (
+                "choices " + ",".join(map(str, old.choices))
+                if isinstance(old, CategoricalDistribution)
+                else f"the range {old.low:g}:{old.high:g}" + (" (log)" if old.log else "")
+            )
+            raise UserError(
+                f"--{name.replace('_', '-')}: the study in {root} searched {was}; --resume keeps a setting's "
+                f"choices and kind of range: give the same, or --overwrite to start a new study"
+            ) from None

@@ -41,6 +41,16 @@ def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None)
     columns = set(read_local_file(path, True).columns)
     if {"text", "true"} <= columns:  # the test table `train` wrote: label names in `true`
         pair = "text_pair" if "text_pair" in columns else None
+        require(
+            (pair is None) == (saved.text_input.pair_column is None),
+            f"{path} is the test table of a "
+            + (
+                "sentence-pair model, and this model reads single texts"
+                if pair
+                else "single-text model, and this model reads sentence pairs"
+            )
+            + "; pass this model's own test_predictions.csv or a labelled file of its columns with --verify-file",
+        )
         frame = read_labelled_file(str(path), saved, "text", "true", True, pair)
     else:
         frame = read_labelled_file(str(path), saved)

@@ -188,6 +188,59 @@ def test_an_onnx_folder_missing_a_part_is_named_at_load(exported, tmp_path, caps
         OnnxClassifier.load(copy_dir)
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _config_change(**changes):
+    def change(path: Path) -> None:
+        record = json.loads(path.read_text())
+        for key, value in changes.items():
+            record["labels" if key == "names" else key] = (
+                {**record["labels"], "names": value, "values": list(range(len(value)))} if key == "names" else value
+            )
+        path.write_text(json.dumps(record))
+
+    return change
+
+
+DAMAGED = [
+    ("tokenizer.json", _truncate, "tokenizer files of"),
+    ("tokenizer_config.json", _truncate, "tokenizer files of"),
+    ("export_report.json", _truncate, "export_report.json is damaged"),
+    ("classifier_config.json", _config_change(names=["negative", "positive", "neutral"]), "gives 2 outputs but"),
+    ("classifier_config.json", _config_change(temperature=float("inf")), "temperature inf must be a positive finite"),
+    ("classifier_config.json", _config_change(temperature="2"), "temperature '2' must be a positive finite"),
+]
+
+
+@pytest.mark.parametrize("part, damage, named", DAMAGED)
+def test_an_onnx_folder_with_a_damaged_part_is_one_line_not_a_traceback_or_a_wrong_answer(
+    exported, tmp_path, capsys, part, damage, named
+):
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(exported.output_dir, copy_dir)
+    damage(copy_dir / part)
+    code, err = run_cli(["predict", "--onnx", copy_dir, "a wonderful film"], capsys)
+    assert code == 2 and named in err and err.count("\n") == 0, err
+
+
+@pytest.mark.parametrize(
+    "part, damage", [("adapter_config.json", _truncate), ("adapter_model.safetensors", lambda p: p.write_bytes(b""))]
+)
+def test_a_damaged_adapter_file_is_named_before_the_base_model_loads(adapter, tmp_path, capsys, part, damage):
+    copy_dir = tmp_path / "run"
+    shutil.copytree(adapter, copy_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    damage(copy_dir / part)
+    for argv in (
+        ["export", "--adapter", copy_dir, "--output", tmp_path / "onnx"],
+        ["predict", "--adapter", copy_dir, "x"],
+    ):
+        code, err = run_cli(argv, capsys)
+        assert code == 2 and f"{part} is damaged" in err and err.count("\n") == 0, err
+    assert not (tmp_path / "onnx").exists() and not leftovers(tmp_path)
+
+
 def test_a_missing_extra_names_the_install_command(monkeypatch):
     import importlib.util
 
@@ -258,3 +311,21 @@ def test_the_serving_summary_compares_int8_with_pytorch():
     summary = summarize(rounds, 32)
     assert summary["onnx_int8"]["texts_per_second_batch32"] == 30.0 and summary["onnx_int8"]["rounds"] == 3
     assert summary["int8_vs_pytorch"]["throughput_ratio"] == 3.0 and summary["int8_vs_pytorch"]["size_ratio"] == 0.25
+
+
+def test_a_verify_file_of_the_other_input_shape_names_the_file_not_a_flag_export_lacks(adapter, tmp_path, capsys):
+    table = pd.read_csv(adapter / "test_predictions.csv")
+    table["text_pair"] = table["text"]  # the test table a sentence-pair run writes
+    table.to_csv(tmp_path / "pairs_test.csv", index=False)
+    argv = [
+        "export",
+        "--adapter",
+        adapter,
+        "--output",
+        tmp_path / "onnx",
+        "--verify-file",
+        tmp_path / "pairs_test.csv",
+    ]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and "test table of a sentence-pair model" in err and "--text-pair-column" not in err, err
+    assert not (tmp_path / "onnx").exists() and not leftovers(tmp_path)

@@ -76,6 +76,11 @@ def test_ranges_choices_and_fixed_values():
         (["--max-length", "64:1024"], "beyond this model's 512 positions"),
         (["--target-modules", "attention,wq"], "'wq' is neither a group"),
         (["--resume"], "no study to resume"),
+        (["--lora-alpha-ratio", "-2"], "--lora-alpha-ratio: alpha/r must be above 0, got -2.0"),
+        (
+            ["--trials", "1", "--plots-dir", str(ROOT / "README.md")],
+            "README.md is a file; pass a directory",
+        ),  # before any trial
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(extra, message, tiny_bert, easy_csv, tmp_path, capsys):
@@ -221,3 +226,23 @@ def test_a_killed_study_resumes_without_counting_a_trial_twice(tiny_bert, easy_c
     assert (after[0].state, after[0].value, after[0].params) == (before[0].state, before[0].value, before[0].params)
     assert len(tune.counted(load(out))) == 3  # trials 0, 2 and 3: the interrupted one is not counted
     assert cli.main([*args, "--resume"]) == 0 and len(load(out).trials) == 4  # nothing left to add
+
+
+@pytest.mark.parametrize("changed", ["4,16", "4:16"])
+def test_resuming_with_other_choices_is_one_line_and_leaves_the_study_as_it_was(
+    tiny_bert, easy_csv, tmp_path, capsys, changed
+):
+    """Optuna cannot change a searched setting's choices (or make them a range) in a study; said before a trial."""
+    from optuna.distributions import CategoricalDistribution
+
+    out = tmp_path / "study"
+    out.mkdir()
+    study = optuna.create_study(study_name=tune.STUDY_NAME, storage=tune.StudyFiles(out).storage, direction="maximize")
+    recorded = {"lora_r": CategoricalDistribution([4, 8])}
+    study.add_trial(optuna.trial.create_trial(params={"lora_r": 4}, distributions=recorded, value=0.5))
+    before = (out / "study.db").read_bytes()
+    args = [a if a != "4,8" else changed for a in args_for(tiny_bert, easy_csv, out, "--resume")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lora-r: the study in" in err[0] and "searched choices 4,8" in err[0], err
+    assert (out / "study.db").read_bytes() == before and len(load(out).trials) == 1
