@@ -329,3 +329,24 @@ def test_a_verify_file_of_the_other_input_shape_names_the_file_not_a_flag_export
     code, err = run_cli(argv, capsys)
     assert code == 2 and "test table of a sentence-pair model" in err and "--text-pair-column" not in err, err
     assert not (tmp_path / "onnx").exists() and not leftovers(tmp_path)
+
+
+def test_int8_regression_is_judged_as_int8_classifiers_are_not_by_the_fp32_tolerance():
+    """int8 answers to agreement (scores within 1% of the range) and the metric's drop, as a classifier's int8 does;
+    only fp32 is held to a probability-sized difference (1e-3 of the range)."""
+    from qlora_helpers import tasks, verify
+    from qlora_helpers.text_input import TextInput
+
+    regression = tasks.get("regression")
+    scores = pd.Series(np.linspace(0.0, 5.0, 200))
+    space = regression.label_space(scores)
+    saved = ClassifierConfig("regression", space, TextInput(("text",), None), 32, "head", "tiny")
+    reference = ((scores.to_numpy() - space.extras["mean"]) / space.extras["std"])[:, None]
+    nudged = reference + 0.004  # 0.0115 on the 0-5 scale: inside 1% of the range, beyond 1e-3 of it
+    frame = pd.DataFrame({"text": ["x"] * len(scores), "label": scores})
+    int8 = verify.compare(saved, frame, reference, nudged, "int8")
+    fp32 = verify.compare(saved, frame, reference, nudged, "fp32")
+    assert int8["passed"] and "max_abs_diff" not in int8["targets"] and int8["label_agreement"] == 1.0
+    assert not fp32["passed"] and fp32["targets"]["max_abs_diff"] == 0.005 and fp32["max_abs_diff"] > 0.005
+    scrambled = reference[::-1] * 0.2  # far off: agreement and Spearman both fall
+    assert not verify.compare(saved, frame, reference, scrambled, "int8")["passed"]
