@@ -127,10 +127,8 @@ def to_onnx(model, tokenizer, path: Path) -> list[str]:
 
 def quantize_int8(source: Path, target: Path) -> None:
     """onnxruntime's dynamic quantization: int8 weights for MatMul/Gemm/Gather, one scale per output channel,
-    activations quantized per batch. Per channel, not per tensor: on the GoEmotions MiniLM adapter it kept 86.2% of
-    1,500 texts' 28-label decision sets as fp32 made them, against 74.2% (largest probability change 0.17, not
-    0.49), at the same size (benchmarks/results/int8_variants_minilm_goemotions.json, which also holds the
-    weight-only and static variants measured against it)."""
+    activations quantized per batch. Per channel keeps more decisions than per tensor at the same size; weight-only
+    and static int8 were slower or less faithful (recipe_notes.md, "int8 settings")."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
