@@ -21,27 +21,15 @@ def space_flags(space: dict[str, str]) -> list[str]:
 
 
 def study_summary(study_dir: Path) -> list[dict[str, Any]]:
-    """Every trial of the study: number, state, score (pruned ones: best before they stopped), settings, note."""
+    """Every trial of the study, as `qlora-bert tune` summarises it (none when no study was written)."""
     import optuna
 
-    from qlora_helpers.tune import STUDY_NAME, StudyFiles
+    from qlora_helpers.tune import STUDY_NAME, StudyFiles, trial_rows
 
     files = StudyFiles(study_dir)
     if not files.db.is_file():
         return []
-    study = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
-    return [
-        {
-            "number": t.number,
-            "state": t.state.name.lower(),
-            "value": t.value if t.value is not None else t.user_attrs.get("best_value"),
-            "params": t.params,
-            "note": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
-            "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
-            "interrupted": t.number in study.user_attrs.get("interrupted", []),
-        }
-        for t in study.trials
-    ]
+    return trial_rows(optuna.load_study(study_name=STUDY_NAME, storage=files.storage))
 
 
 def run_study(spec: dict[str, Any], settings: dict[str, Any], target: Path) -> dict[str, Any]:

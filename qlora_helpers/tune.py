@@ -311,19 +311,6 @@ class Study:
             tmp.write_text(best["command"] + "\n")
             os.replace(tmp, self.files.best_command)
 
-    def summary(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "number": t.number,
-                "state": t.state.name.lower(),
-                "value": t.value if t.value is not None else t.user_attrs.get("best_value"),
-                "params": t.params,
-                "message": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
-                "interrupted": t.number in self.study.user_attrs.get("interrupted", []),
-            }
-            for t in self.study.get_trials(deepcopy=False)
-        ]
-
     def importances(self) -> dict[str, float]:
         import warnings
 
@@ -339,6 +326,24 @@ class Study:
                 return dict(self.optuna.importance.get_param_importances(self.study, evaluator=fanova))
         except (RuntimeError, ValueError, ZeroDivisionError):  # too few finished trials, or nothing varied
             return {}
+
+
+def trial_rows(study) -> list[dict[str, Any]]:
+    """Every trial: number, state, score (a pruned one: its best before it stopped), settings, why it ended,
+    seconds, and whether a stop cut it off."""
+    interrupted = study.user_attrs.get("interrupted", [])
+    return [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "value": t.value if t.value is not None else t.user_attrs.get("best_value"),
+            "params": t.params,
+            "message": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
+            "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
+            "interrupted": t.number in interrupted,
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
 
 
 def _last_line(path: Path) -> str:
@@ -414,7 +419,7 @@ def run_study(
     deadline = time.time() + timeout if timeout else None
     runner.run(trials, deadline, launcher or child_launcher)
     runner.save_best()
-    best, rows = runner.best(), runner.summary()
+    best, rows = runner.best(), trial_rows(study)
     plot = plot_study(
         rows,
         runner.importances(),
