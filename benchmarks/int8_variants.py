@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -244,15 +243,13 @@ def provenance(argv: list[str]) -> dict[str, Any]:
 
     from qlora_helpers.run_files import library_versions
 
-    here = Path(__file__).parent
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    from .timed import commit, machine
+
     return {
         "command": "python -m benchmarks.int8_variants " + " ".join(argv),
-        "commit": commit.stdout.strip() or None,
+        "commit": commit(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hardware": {"cpu": cpu, "cores": os.cpu_count()},
+        "hardware": machine(),
         "versions": {**library_versions(), "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
     }
 

@@ -90,13 +90,13 @@ def provenance(spec: dict[str, Any]) -> dict[str, Any]:
 
     from qlora_helpers.run_files import library_versions
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    from .timed import commit
+
     return {
         "experiment": spec["name"],
         "label": spec.get("about", spec["name"]),
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
-        # a copy of the tree sent to another machine may carry a stale .git: the sender names its commit
-        "commit": os.environ.get("BENCH_COMMIT") or commit.stdout.strip() or None,
+        "commit": commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": library_versions(),

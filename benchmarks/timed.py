@@ -38,6 +38,15 @@ METRICS_KEPT = (
 )
 
 
+def commit() -> str | None:
+    """The commit a record describes: the sender's where one is named (a copy of the tree sent to another machine
+    may carry a stale .git), else this checkout's HEAD."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    return os.environ.get("BENCH_COMMIT") or head.stdout.strip() or None
+
+
 def machine() -> dict[str, object]:
     """What the durations depend on: cores, memory, CPU model (and its AVX512-BF16 support), GPU."""
     info: dict[str, object] = {"cores": os.cpu_count(), "platform": platform.platform()}
@@ -86,15 +95,13 @@ def record(
 ):
     from qlora_helpers.run_files import library_versions, write_json
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     payload = {
         "name": name,
         "command": " ".join(command),
         "exit_code": exit_code,
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        # a copy of the tree sent to another machine may carry a stale .git: the sender names its commit
-        "commit": os.environ.get("BENCH_COMMIT") or commit.stdout.strip() or None,
+        "commit": commit(),
         "machine": machine(),
         "versions": library_versions(),
     }
