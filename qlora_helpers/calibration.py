@@ -113,10 +113,11 @@ def calibrate(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -
     if not calibratable(task):
         return None
     temperature = fit_temperature(task, encoded, logits, space)
+    kept = separated(task, _truth(task, encoded, space), np.asarray(logits))  # not T == 1: a fit may land there
     return {
         "temperature": temperature,
         "method": "temperature scaling: one T minimising the validation negative log-likelihood"
-        + ("; every validation decision was right, so T stays 1" if temperature == 1.0 else ""),
+        + ("; every validation decision was right, so T stays 1" if kept else ""),
         "bins": BINS,
         "judged": "every (text, label) probability" if task.name == "multi_label" else "each text's top label",
         "validation": measure(task, encoded, logits, space, temperature),
