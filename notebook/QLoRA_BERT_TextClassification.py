@@ -47,6 +47,7 @@ OUTPUT_DIR = None       # None: the profile's default (outputs/...)
 PLOTS_DIR = "Data"      # where the PNG plots go
 MAX_SAMPLES = None      # e.g. 2000 for a quick full-profile run
 EPOCHS = None           # None: the profile's default
+COMPUTE_DTYPE = "auto"  # "auto": bf16 where the GPU has it, fp16 on a T4; "float16" tries a T4's path on any GPU
 OVERWRITE = True        # re-running the notebook replaces its own earlier outputs
 RESUME = False          # True: continue an interrupted training from its last complete checkpoint
 GPUS = "all"            # "all": every visible GPU (Kaggle's 2 x T4: one process each); 1: this process only
@@ -79,7 +80,6 @@ print("hosted notebook" if ON_HOSTED else "local notebook", "- working directory
 
 # %%
 from IPython.display import Image, display
-import numpy as np
 import pandas as pd
 import qlora_helpers as qh
 from qlora_helpers import launch, pipeline
@@ -87,16 +87,17 @@ from qlora_helpers.evaluation import mistakes_table
 from qlora_helpers.encoders import first_4bit_layer
 from qlora_helpers.quantization import describe_4bit_layer
 from qlora_helpers.tracking import choose_report_to
-from qlora_helpers.results import load_result
+from qlora_helpers.results import optional_result
 
 NOTEBOOK = ("QLoRA_BERT_TextClassification.ipynb " + " ".join(
     f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, LABEL_NAMES=LABEL_NAMES,
                                   OUTPUT_DIR=OUTPUT_DIR, MAX_SAMPLES=MAX_SAMPLES, EPOCHS=EPOCHS, RESUME=RESUME or None,
-                                  GPUS=GPUS).items() if v is not None))
+                                  GPUS=GPUS, COMPUTE_DTYPE=COMPUTE_DTYPE).items() if v is not None))
 
 # %%
 cfg = qh.make_config(PROFILE, model=MODEL, dataset=DATASET, label_names=LABEL_NAMES, output_dir=OUTPUT_DIR,
-                     plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES, epochs=EPOCHS, overwrite=OVERWRITE)
+                     plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES, epochs=EPOCHS, overwrite=OVERWRITE,
+                     compute_dtype=COMPUTE_DTYPE)
 print(f"PROFILE RUNNING: {cfg.profile}")
 report_to, line = choose_report_to(cfg.report_to)
 print(line)
@@ -268,21 +269,20 @@ pd.DataFrame({k: calibrated[k] for k in ("validation", "test")}).T if calibrated
 #
 # The output directory holds the adapter (`adapter_config.json`, `adapter_model.safetensors` - LoRA
 # matrices and the classifier head, a few MB), the tokenizer, `classifier_config.json` and `metrics.json`.
-# Reloading puts the adapter back on a freshly quantized base model; the check below asserts that the
-# reloaded model makes the same decisions on the test split. On a GPU its logits differ in the last digits:
-# the compiled training step stored the frozen 4-bit layers' biases in bf16 (so the compiled graph has one
-# dtype), and a reloaded model keeps them in fp32 until it runs.
+# Reloading puts the adapter back on a freshly quantized base model. The check below compares the reloaded
+# model with the trained one on what a reload guarantees: the prediction settings (labels in their order,
+# thresholds, temperature, ...) and every trained tensor (LoRA matrices, head) come back exactly, and the
+# test logits agree within the rounding of the dtype the 4-bit layers compute in (bf16 or fp16 on a GPU, fp32
+# on the CPU), so a decision can differ only on a review that sits on a tie. A head left unsaved, reordered
+# labels or a lost temperature fail it.
 
 # %%
-from qlora_helpers.inference import load_adapter
+from qlora_helpers.reload_check import check_reload
 
-reloaded = load_adapter(cfg.output_dir)
 test = data.splits["test"]
-again = reloaded.logits(test["text"].tolist(), pairs=test["text_pair"].tolist() if data.pairs else None)
-agree = data.task.agreement(again, result.test_logits, data.labels, result.saved.cut())
-print(f"reloaded adapter: same decisions on {agree:.2%} of the test split, "
-      f"largest logit difference {np.abs(again - result.test_logits).max():.2e}")
-assert agree == 1.0
+reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.saved)
+print(check.describe())
+assert check.passed, check.problems
 reloaded.predict(["One of the best films I have seen in years: moving, funny and beautifully acted.",
                   "Two hours I will never get back. Wooden acting and a plot full of holes."], progress=False)
 
@@ -297,7 +297,7 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 #
 # The adapter was trained against the NF4-rounded weights, so the dequantized forms are not bit-exact; on
 # this machine the cell measures how close they are. The GPU latency and memory of each form come from
-# `benchmarks/results/inference_modes_*.json`.
+# `benchmarks/results/inference_modes_bert_base_shapes.json` (skipped, with a line, where that file is absent).
 
 # %%
 from qlora_helpers.inference import mode_agreement
@@ -305,10 +305,11 @@ from qlora_helpers.inference import mode_agreement
 pd.DataFrame(mode_agreement(cfg.output_dir, test["text"].tolist()[:64])).T if not data.pairs else None
 
 # %%
-gpu = load_result("inference_modes_bert_base_shapes.json")
-print(gpu["gpu"], "- bert-base shapes, 256 tokens -", gpu["date"][:10])
-pd.DataFrame([{"mode": r["mode"], "weights MiB": r["weight_memory_mb"], "peak MiB": r["peak_allocated_mb"],
-               **{f"batch {b} ms": v["latency_ms"] for b, v in r["batches"].items()}} for r in gpu["records"]])
+gpu = optional_result("inference_modes_bert_base_shapes.json")
+if gpu:
+    print(gpu["gpu"], "- bert-base shapes, 256 tokens -", gpu["date"][:10])
+    display(pd.DataFrame([{"mode": r["mode"], "weights MiB": r["weight_memory_mb"], "peak MiB": r["peak_allocated_mb"],
+                           **{f"batch {b} ms": v["latency_ms"] for b, v in r["batches"].items()}} for r in gpu["records"]]))
 
 # %% [markdown]
 # ## 7. What NF4 buys, measured on real weights
@@ -334,31 +335,35 @@ errors.groupby("method")[["relative_error", "bits_per_weight"]].mean().round(4)
 # The project's benchmark runner (`python -m benchmarks.run`, see `benchmarks/README.md`) trains each
 # configuration in its own process and records what the GPU really allocated, with the command, hardware,
 # versions, date and commit in each result file. The tables below are read from those files; each says what
-# it compares. Runs are compared only inside one GPU job (the lent machines drift 20-25% between jobs).
+# it compares, and speeds are compared only between runs of one GPU job. In a copy without
+# `benchmarks/results/` (an installed package) each table says so and is skipped.
 
 # %% [markdown]
 # **Where 4 bits save memory at BERT scale, and where they do not.** bert-base shapes (random weights, the
 # real tokenizer), micro-batch 64 x 256 tokens, training peak. At this size activations, not weights, fill
 # the GPU; with checkpointing on, activations shrink and the 4-bit weights count. The rows are the file's own
-# (the QLoRA rows ran eager layers, LoRA dropout 0, before the compiled step).
+# (the QLoRA rows ran eager layers, LoRA dropout 0, before the compiled step). Only memory is shown: the file's
+# rows ran in two GPU jobs on two machines, whose speeds it says not to compare.
 
 # %%
-mem = load_result("memory_bert_base_shapes.json")
-print(mem["gpu"], "-", mem["date"][:10], "-", mem["command"])
-pd.DataFrame([{"run": f"{r['arm']} {r.get('variant', '')}", "checkpointing": r["gradient_checkpointing"],
-               "peak training MiB": r.get("peak_train_memory_mb"), "samples/s": r.get("samples_per_second")}
-              for r in mem["records"]])
+mem = optional_result("memory_bert_base_shapes.json")
+if mem:
+    print(mem["gpu"], "-", mem["date"][:10], "-", mem["command"])
+    display(pd.DataFrame([{"run": f"{r['arm']} {r.get('variant', '')}", "checkpointing": r["gradient_checkpointing"],
+                           "peak training MiB": r.get("peak_train_memory_mb")} for r in mem["records"]]))
 
 # %% [markdown]
 # **The compiled step on one and on two GPUs.** MiniLM, 20k IMDb reviews, 2 epochs, the default recipe, seeds
 # paired (the 1-GPU run, then the 2-GPU run of the same seed), samples/s over training steps, one job.
 
 # %%
-scale = load_result("scaling_minilm.json")
-print(scale["gpu"], "-", scale["date"][:10], "-", scale["command"], "- commit", scale["commit"])
-pd.DataFrame([{"GPUs": r["gpus"], "seed": r["seed"], "samples/s": r["train_step_samples_per_second"],
-               "median step ms": (r["train_step_ms"] or {}).get("median"), "optimizer steps": r["optimizer_steps"],
-               "test accuracy": r["test_accuracy"]} for r in scale["records"]])
+scale = optional_result("scaling_minilm.json")
+if scale:
+    print(scale["gpu"], "-", scale["date"][:10], "-", scale["command"], "- commit", scale["commit"])
+    display(pd.DataFrame([{"GPUs": r["gpus"], "seed": r["seed"], "samples/s": r["train_step_samples_per_second"],
+                           "median step ms": (r["train_step_ms"] or {}).get("median"),
+                           "optimizer steps": r["optimizer_steps"], "test accuracy": r["test_accuracy"]}
+                          for r in scale["records"]]))
 
 # %% [markdown]
 # ## 9. What this run measured
