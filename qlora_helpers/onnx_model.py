@@ -13,6 +13,7 @@ gives the same token ids as transformers' on the same file.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,6 +111,42 @@ def pad_batch(rows: list[dict[str, list]], names: list[str], pad_values: dict[st
     return out
 
 
+def verified_forms(directory: Path) -> dict[str, bool] | None:
+    """Which precisions met their targets at export time ({"fp32": True, "int8": False}); None without a report."""
+    path = directory / REPORT
+    if not path.is_file():
+        return None
+    try:
+        return {f["precision"]: bool(f["passed"]) for f in json.loads(path.read_text())["verification"]}
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path} is damaged ({str(e)[:80]}): whether the export was verified is unknown; export it again"
+        ) from None
+
+
+def default_precision(directory: Path) -> str:
+    """int8 where the export has it and it met its targets, else fp32. A file the export rejected is served only
+    when asked for by name (`--precision`): one that fails every check is refused here."""
+    forms = verified_forms(directory)
+    has_int8 = (directory / INT8).is_file()
+    if forms is None:  # an export without its report: the files alone say what there is
+        return "int8" if has_int8 else "fp32"
+    if has_int8 and forms.get("int8"):
+        return "int8"
+    require(
+        forms.get("fp32", False),
+        f"{directory} missed its export targets in every precision (its README.md); export it again, or pass "
+        f"--precision fp32 (or int8) to serve it anyway",
+    )
+    if has_int8:
+        print(
+            f"note: serving {FP32} of {directory}: its int8 file missed its export targets (its README.md); "
+            f"--precision int8 serves it anyway",
+            file=sys.stderr,
+        )
+    return "fp32"
+
+
 def check_export_folder(directory: Path, precision: str | None) -> Path:
     """The model file to serve; a folder that lacks its model, configuration or tokenizer is named as such."""
     require(directory.is_dir(), f"ONNX folder not found: {directory}; pass the --output of `qlora-bert export`")
@@ -144,9 +181,10 @@ class OnnxClassifier:
 
     @classmethod
     def load(cls, directory: str | Path, precision: str | None = None, threads: int | None = None) -> OnnxClassifier:
-        """`precision`: fp32 or int8 (default: int8 where the export has it)."""
+        """`precision`: fp32 or int8 (default: `default_precision`, the verified file)."""
         directory = Path(directory)
-        model = check_export_folder(directory, precision)
+        check_export_folder(directory, precision)
+        model = check_export_folder(directory, precision or default_precision(directory))
         saved = ClassifierConfig.load(directory)
         require_extra("onnxruntime")
         import onnxruntime as ort

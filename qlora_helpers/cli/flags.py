@@ -195,7 +195,14 @@ def add_model_source(parser: argparse.ArgumentParser, adapter_help: str) -> None
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--adapter", help=adapter_help)
     source.add_argument(
-        "--onnx", help="an ONNX export (`qlora-bert export`): runs on onnxruntime, without torch; int8 where it has it"
+        "--onnx",
+        help="an ONNX export (`qlora-bert export`): runs on onnxruntime, without torch; its int8 file where that met "
+        "its export targets, else fp32",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        help="with --onnx: serve this file of the export, even one that missed its targets (default: the verified)",
     )
 
 
@@ -206,12 +213,15 @@ def model_dir(args: argparse.Namespace) -> str:
 
         from ..onnx_model import check_export_folder
 
-        check_export_folder(Path(args.onnx), None)
+        check_export_folder(Path(args.onnx), getattr(args, "precision", None))
         require(
             getattr(args, "mode", "4bit") == "4bit",
             "--mode chooses a PyTorch form of an adapter; leave it out with --onnx",
         )
         return args.onnx
+    require(
+        getattr(args, "precision", None) is None, "--precision chooses a file of an ONNX export; use it with --onnx"
+    )
     return args.adapter
 
 
@@ -220,12 +230,13 @@ def load_model(args: argparse.Namespace, mode: str = "4bit"):
     if getattr(args, "onnx", None):
         import sys
 
-        from ..onnx_model import OnnxClassifier
+        from ..onnx_model import OnnxClassifier, verified_forms
 
-        loaded = OnnxClassifier.load(args.onnx)
-        if loaded.verified() is False:
+        loaded = OnnxClassifier.load(args.onnx, getattr(args, "precision", None))
+        if (verified_forms(loaded.file.parent) or {}).get(loaded.precision) is False:
             print(
-                f"note: {args.onnx} is marked unverified: it missed its export targets (its README.md)",
+                f"note: serving {loaded.file.name} of {args.onnx} as asked; it missed its export targets (its "
+                f"README.md)",
                 file=sys.stderr,
             )
         return loaded
