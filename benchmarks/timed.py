@@ -39,12 +39,19 @@ METRICS_KEPT = (
 
 
 def commit() -> str | None:
-    """The commit a record describes: the sender's where one is named (a copy of the tree sent to another machine
-    may carry a stale .git), else this checkout's HEAD."""
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    """The commit a run starts from, read before it starts: the sender's where one is named (a copy of the tree
+    sent to another machine may carry a stale .git, or none), else this checkout's HEAD, with `-dirty` when
+    tracked files differ from it, so a figure from uncommitted code says so."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
+    here = Path(__file__).parent
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here)
+    if head.returncode or not head.stdout.strip():
+        return None
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here
     )
-    return os.environ.get("BENCH_COMMIT") or head.stdout.strip() or None
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def machine() -> dict[str, object]:
@@ -92,7 +99,11 @@ def record(
     metrics: Path | None,
     output: Path | None = None,
     notebook: Path | None = None,
+    at_commit: str | None = None,
+    keep: tuple[str, ...] = METRICS_KEPT,
+    extra: dict | None = None,
 ):
+    """The run record; `at_commit` is the commit read when the run started (`commit()` now, if not given)."""
     from qlora_helpers.run_files import library_versions, write_json
 
     payload = {
@@ -101,7 +112,7 @@ def record(
         "exit_code": exit_code,
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit(),
+        "commit": at_commit or commit(),
         "machine": machine(),
         "versions": library_versions(),
     }
@@ -109,9 +120,10 @@ def record(
         payload["seconds_since_start"] = round(time.time() - started, 1)
     if metrics is not None and metrics.is_file():
         found = json.loads(metrics.read_text())
-        payload["metrics"] = {k: found.get(k) for k in METRICS_KEPT}
+        payload["metrics"] = {k: found.get(k) for k in keep}
     if notebook is not None and notebook.is_file():
         payload["cells"] = notebook_cells(notebook)
+    payload |= extra or {}
     return write_json(output or RUNS / f"{name}.json", payload)
 
 
@@ -126,15 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--started", type=float, help="epoch seconds when the whole job began (CI: before install)")
     parser.add_argument("--output", type=Path, help="where the record goes (default: outputs/runs/NAME.json)")
     parser.add_argument("--notebook", type=Path, help="an executed notebook: count the cells that ran")
+    parser.add_argument("--keep", help="comma-separated keys of --metrics to record (default: a training run's)")
     argv = sys.argv[1:] if argv is None else argv
     cut = argv.index("--") if "--" in argv else len(argv)
     args, command = parser.parse_args(argv[:cut]), argv[cut + 1 :]
     if not command:
         parser.error("give the command to time after --")
+    at_commit = commit()  # before the run: what it runs, not what the tree holds when it ends
+    keep = tuple(args.keep.split(",")) if args.keep else METRICS_KEPT
     start = time.perf_counter()
     exit_code = subprocess.run(command).returncode
     seconds = time.perf_counter() - start
-    path = record(args.name, command, seconds, exit_code, args.started, args.metrics, args.output, args.notebook)
+    path = record(
+        args.name, command, seconds, exit_code, args.started, args.metrics, args.output, args.notebook, at_commit, keep
+    )
     print(f"timed: {' '.join(command)} took {json.loads(path.read_text())['seconds']} s (exit {exit_code}): {path}")
     return exit_code
 
