@@ -50,7 +50,7 @@ def test_offline_notebook_runs_end_to_end(tmp_path):
     )
     text = executed.read_text()
     assert "PROFILE RUNNING: offline" in text
-    assert "reloaded adapter: same decisions on 100.00% of the test split" in text
+    assert "reloaded adapter: same decisions on 100.00% of 150 test rows" in text and " - PASSED" in text
     for name in ("dataset_stats.png", "training_curves.png", "confusion_matrix.png"):
         assert (plots / name).stat().st_size > 10_000
     metrics = json.loads((out_dir / "metrics.json").read_text())
