@@ -212,7 +212,13 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
-    model = PeftModel.from_pretrained(model, str(path))
+    try:
+        model = PeftModel.from_pretrained(model, str(path))
+    except KeyError as e:  # peft reads the head's weights by name from the adapter file
+        raise UserError(
+            f"{path / 'adapter_model.safetensors'} lacks {e.args[0] if e.args else e}: the trained head was not "
+            f"saved with the adapter; copy the folder again from the training run (or run `train` again)"
+        ) from None
     if mode != "4bit":
         model = model.to(_inference_dtype(hw))
     if mode == "merged":

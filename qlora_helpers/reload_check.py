@@ -91,9 +91,13 @@ def check_reload(
 ):
     """Reload the run in `output_dir` and compare it with the trained model on `frame` (the test split, whose
     calibrated `trained_logits` the run reported). Returns the reloaded model and the check."""
+    from .errors import UserError
     from .inference import load_adapter
 
-    reloaded = load_adapter(output_dir)
+    try:
+        reloaded = load_adapter(output_dir)
+    except UserError as e:
+        return None, ReloadCheck(len(frame), 0.0, float("inf"), 0.0, "nothing to compare", 0, [str(e)])
     pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
     again = reloaded.logits(frame["text"].tolist(), batch_size, progress=False, pairs=pairs)
     tolerance, reason = logit_tolerance(reloaded.hardware.compute_dtype, trained_logits)

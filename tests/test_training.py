@@ -196,3 +196,69 @@ def test_start_sets_the_attention_kernels_from_the_config(tiny_config, restore_a
     torch.backends.cuda.enable_cudnn_sdp(not allowed)
     start(tiny_config(cudnn_attention=allowed))
     assert torch.backends.cuda.cudnn_sdp_enabled() is allowed
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run's folder, to break, and what the check compares it with."""
+    import shutil
+
+    cfg, result = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(result.output_dir, copy)
+    test = result.outcome.trainer.model, __import__("pandas").read_csv(copy / "test_predictions.csv")
+    return copy, *test, result
+
+
+def test_reload_check_passes_a_correct_run_exactly(run_copy):
+    from qlora_helpers.reload_check import check_reload
+
+    copy, model, test, result = run_copy
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    assert check.passed and check.agreement == 1.0 and check.max_logit_diff == 0.0
+    assert check.tensors_compared > 0 and "float32 epsilon" in check.reason and check.describe().endswith("PASSED")
+
+
+@pytest.mark.parametrize("how", ["left out", "its initial values"])
+def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
+    from safetensors.torch import load_file, save_file
+
+    from qlora_helpers.reload_check import check_reload
+
+    copy, model, test, result = run_copy
+    weights = load_file(copy / "adapter_model.safetensors")
+    if how == "left out":
+        weights = {k: v for k, v in weights.items() if "classifier" not in k}
+    else:
+        weights = {k: v * 0 if "classifier" in k else v for k, v in weights.items()}
+    save_file(weights, copy / "adapter_model.safetensors")
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    said = "head was not saved" if how == "left out" else "was not saved as trained"
+    assert not check.passed and any("classifier" in p and said in p for p in check.problems)
+
+
+def test_reload_check_fails_reordered_labels(run_copy):
+    from qlora_helpers.reload_check import check_reload
+
+    copy, model, test, result = run_copy
+    config = json.loads((copy / "classifier_config.json").read_text())
+    config["labels"]["names"] = config["labels"]["names"][::-1]
+    (copy / "classifier_config.json").write_text(json.dumps(config))
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    assert not check.passed and any(p.startswith("labels differs") for p in check.problems)
+
+
+@pytest.mark.parametrize("lost", ["temperature", "thresholds"])
+def test_reload_check_fails_a_lost_temperature_or_threshold(run_copy, lost):
+    """The trained run had a temperature (or thresholds) that its saved file does not bring back."""
+    from qlora_helpers.reload_check import check_reload
+
+    copy, model, test, result = run_copy
+    trained = (
+        result.saved.with_temperature(1.5)
+        if lost == "temperature"
+        else result.saved.with_thresholds({"mode": "global", "global": 0.3})
+    )
+    logits = result.test_logits / 1.5 if lost == "temperature" else result.test_logits
+    _, check = check_reload(copy, model, test, logits, trained)
+    assert not check.passed and any(p.startswith(f"{lost} differs") for p in check.problems)
