@@ -143,8 +143,26 @@ def test_a_broken_export_is_caught_marked_unverified_and_accepted_only_with_forc
     assert "**Unverified**" in (target / "README.md").read_text()
     assert main(["export", "--adapter", str(adapter), "--output", str(target), "--overwrite", "--force"]) == 0
     assert "accepted with --force" in (target / "README.md").read_text()
-    assert main(["predict", "--onnx", str(target), "a wonderful film"]) == 0
-    assert "is marked unverified" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["predict", "--onnx", str(target), "a wonderful film"]) == 2  # never served unasked
+    assert "missed its export targets in every precision" in capsys.readouterr().err
+    assert main(["predict", "--onnx", str(target), "--precision", "fp32", "a wonderful film"]) == 0
+    assert "serving model.onnx" in capsys.readouterr().err
+
+
+def test_an_int8_file_that_missed_its_targets_is_served_only_when_asked_for(exported, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(exported.output_dir, folder)
+    report = json.loads((folder / "export_report.json").read_text())
+    report["verification"][1]["passed"] = report["verified"] = False
+    (folder / "export_report.json").write_text(json.dumps(report))
+    assert OnnxClassifier.load(folder).precision == "fp32"
+    assert "its int8 file missed its export targets" in capsys.readouterr().err
+    assert main(["predict", "--onnx", str(folder), "--precision", "int8", "a wonderful film"]) == 0
+    assert "serving model_int8.onnx" in capsys.readouterr().err
+    assert main(["predict", "--adapter", str(folder), "--precision", "int8", "a wonderful film"]) == 2
 
 
 def run_cli(args, capsys) -> tuple[int, str]:
