@@ -2,8 +2,8 @@
 that name their hardware, versions, date and command, never numbers typed into a cell.
 
 The files belong to the repository, not to the package: an installed wheel has none, so they are looked for
-where a user's checkout puts them (`QLORA_RESULTS_DIR`, then `benchmarks/results` under the working directory,
-then beside the package's source), and a missing one is a line, not a stop."""
+where a user's checkout puts them (`QLORA_RESULTS_DIR` if set, else `benchmarks/results` under the working
+directory, then beside the package's source), and a missing one is a line, not a stop."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ FIGURES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "figures"
 
 
 def result_places() -> list[Path]:
-    """Where result files are looked for, first match wins."""
-    places = [Path(os.environ["QLORA_RESULTS_DIR"])] if os.environ.get("QLORA_RESULTS_DIR") else []
-    return [*places, Path.cwd() / "benchmarks" / "results", RESULTS_DIR]
+    """Where result files are looked for, first match wins: `QLORA_RESULTS_DIR` alone when it is set."""
+    if os.environ.get("QLORA_RESULTS_DIR"):
+        return [Path(os.environ["QLORA_RESULTS_DIR"])]
+    return [Path.cwd() / "benchmarks" / "results", RESULTS_DIR]
 
 
 def find_result(name: str | Path) -> Path | None:

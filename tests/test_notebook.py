@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "QLoRA_BERT_TextClassification.ipynb"
@@ -59,3 +60,30 @@ def test_offline_notebook_runs_end_to_end(tmp_path):
     assert metrics["test_accuracy"] >= 0.75, metrics["test_accuracy"]  # measured: see README
     nb = nbformat.read(executed, as_version=4)
     assert sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})) >= 3
+
+
+@pytest.mark.parametrize("results", ["committed", "absent"])
+def test_the_project_tables_show_their_files_or_skip_with_a_line(tmp_path, monkeypatch, results):
+    """Section 8's cells, run alone: with the committed result files they draw their tables; in a copy without
+    benchmarks/results (an installed package) each says so and the notebook goes on."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    imports = (
+        "import pandas as pd\nfrom IPython.display import display\nfrom qlora_helpers.results import optional_result"
+    )
+    tables = [c.source for c in cells if c.cell_type == "code" and "= optional_result(" in c.source]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in [imports, *tables]])
+    nbformat.write(nb, tmp_path / "tables.ipynb")
+    if results == "absent":
+        monkeypatch.setenv("QLORA_RESULTS_DIR", str(tmp_path / "no-results"))
+    papermill.execute_notebook(
+        str(tmp_path / "tables.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    outputs = [o for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+    skipped = [o for o in outputs if "this table is skipped" in str(o.get("text", ""))]
+    tables_drawn = [o for o in outputs if "text/html" in o.get("data", {})]
+    assert len(tables) == 3
+    assert (len(skipped), len(tables_drawn)) == ((0, 3) if results == "committed" else (3, 0))
