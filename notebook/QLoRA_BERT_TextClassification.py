@@ -24,7 +24,7 @@
 #
 # **Why QLoRA?** Full fine-tuning updates all 110M parameters and keeps fp32 weights, gradients and two
 # Adam moments for each: about 16 bytes a parameter before any activation. QLoRA trains a few percent of the
-# parameters (the adapters and the new head: 2.4% of bert-base with this recipe, as section 3 counts), keeps the
+# parameters (the adapters and the new head: by arithmetic about 2.4% of bert-base with this recipe; section 3 counts this run's own), keeps the
 # frozen base at about half a byte a parameter, and so fits models on a free 16 GB T4 that full fine-tuning
 # could not. For a model as small as BERT the weights are not what fills the GPU - activations are - and
 # section 8 shows what the project measured.
