@@ -24,7 +24,7 @@ from .classifier_config import ClassifierConfig
 from .errors import UserError, require
 from .evaluation import SEEN_ROWS
 from .onnx_model import FP32, INT8, REPORT, OnnxClassifier, require_extra
-from .run_files import METRICS, writable, write_json
+from .run_files import METRICS, usual_permissions, writable, write_json
 
 QUANTIZE = ("int8",)
 OPSET = 18  # the dynamo exporter's own default in torch 2.13; onnxruntime 1.31 runs it
@@ -199,7 +199,8 @@ def export_onnx(
         write_json(staging / REPORT, report)
         from .onnx_card import write_export_card
 
-        write_export_card(staging, report)
+        write_export_card(staging, report, output_dir.name)
+        usual_permissions(staging)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)
@@ -228,6 +229,7 @@ def export_record(adapter_dir, staging: Path, saved, source, inputs, forms, seco
         "exporter": f"torch.onnx.export(dynamo=True), opset {OPSET}",
         "quantization": "onnxruntime quantize_dynamic, QInt8 weights per channel" if INT8 in files.values() else None,
         "inputs": inputs,
+        "pairs": saved.text_input.pair_column is not None,
         "files": {p: {"file": f, "mb": round((staging / f).stat().st_size / 2**20, 2)} for p, f in files.items()},
         "verified_on": source,
         "verification": forms,

@@ -17,7 +17,7 @@ from .classifier_config import ClassifierConfig
 from .errors import require
 from .evaluation import SEEN_ROWS
 from .inference import is_merged_model_dir
-from .run_files import METRICS, TRAINING_CONFIG, writable
+from .run_files import METRICS, TRAINING_CONFIG, usual_permissions, writable
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -68,6 +68,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)
         write_model_card(staging, merged_from=str(adapter_dir), dtype=dtype)
+        usual_permissions(staging)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)

@@ -70,14 +70,25 @@ torch {m["versions"]["torch"]}, transformers {m["versions"]["transformers"]}, pe
 bitsandbytes {m["versions"]["bitsandbytes"]}; finished {m["finished_at"]}.
 
 ## Intended use and limits
-Classifying texts like the training data ({labels}). Texts are cut to {c["max_length"]} tokens, so the end of
-a long text is not seen. Accuracy is measured on one held-out split of the same source; other domains,
-languages or writing styles will score lower. The model inherits the biases of its base model and data;
+Classifying texts like the training data ({labels}). {cut_sentence(c)}.
+Accuracy is measured on one held-out split of the same source; other domains, languages or writing styles will
+score lower. The model inherits the biases of its base model and data;
 do not use it for decisions about people without a review of those.
 """
     path = directory / "README.md"
     path.write_text(text)
     return path
+
+
+def cut_sentence(c: dict) -> str:
+    """How the run read a long text, as its configuration says (a card must say what the run did)."""
+    n = c["max_length"]
+    if c.get("truncation", "head") == "head_tail":
+        return (
+            f"A text longer than {n} tokens is read as its first quarter and its end (head + tail), so its middle "
+            f"is not seen; `predict --long-text window` reads every token"
+        )
+    return f"Texts are cut to their first {n} tokens, so the end of a long text is not seen"
 
 
 def calibration_note(m: dict) -> str:

@@ -55,6 +55,15 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
+def usual_permissions(folder: Path) -> None:
+    """Give a folder built under `tempfile.mkdtemp` (0700) and its files the modes this user's umask gives any new
+    file, as `train`'s output has: an export or merge is meant to be shared and served."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def writable(path: Path) -> bool:
     """Whether `path` (or the nearest folder above it that exists) takes a new file: tried with a temporary file
     that is gone when the check ends, since permission bits do not tell (root writes into a folder whose bits

@@ -3,6 +3,7 @@ torch; a deliberately broken export caught; bad input as one line and exit 2 wit
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,7 +58,11 @@ def test_export_writes_a_verified_folder_that_needs_nothing_else(adapter, export
     assert report["files"]["int8"]["mb"] < report["files"]["fp32"]["mb"] / 2
     card = (out / "README.md").read_text()
     assert "**Verified**" in card and "| fp32 |" in card and "| int8 |" in card
+    assert f"predict --onnx {out.name} " in card and "--text-pair" not in card  # the folder, not its staging name
     assert ClassifierConfig.load(out) == ClassifierConfig.load(adapter)  # labels, thresholds, temperature travel
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777, (out / "model.onnx").stat().st_mode & 0o777) == (0o777 & ~mask, 0o666 & ~mask)
 
 
 def test_onnx_logits_match_pytorch_including_long_texts_through_windows(adapter, exported):
