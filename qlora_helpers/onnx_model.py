@@ -32,7 +32,7 @@ FP32, INT8 = "model.onnx", "model_int8.onnx"
 FILES = {"fp32": FP32, "int8": INT8}
 TOKENIZER = "tokenizer.json"
 REPORT = "export_report.json"
-INSTALL = "pip install 'qlora-bert[export]'"
+INSTALL = "pip install -r requirements-export.txt, in the project's folder (the package is not on PyPI)"
 
 
 def require_extra(*modules: str) -> None:

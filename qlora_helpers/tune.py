@@ -32,7 +32,7 @@ from .run_files import writable, write_json
 from .tune_space import SearchSpace, build_space, check_same_space, layer_groups
 
 STUDY_NAME = "qlora-bert"
-INSTALL_TUNE = "pip install 'qlora-bert[tune]'"
+INSTALL_TUNE = "pip install -r requirements-tune.txt, in the project's folder (the package is not on PyPI)"
 PRUNER = {"n_startup_trials": 2, "n_warmup_steps": 30}  # no pruning before 2 finished trials or 30% of a run
 FINGERPRINT = "data"  # the study's user attribute that says which data and task it tunes
 

@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(extra, message, tiny_b
 def test_missing_extra_names_the_install(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
     assert cli.main(args_for(tiny_bert, easy_csv, tmp_path / "study")) == 2
-    assert "pip install 'qlora-bert[tune]'" in capsys.readouterr().err
+    assert "pip install -r requirements-tune.txt" in capsys.readouterr().err
 
 
 def test_trials_score_validation_only_and_oom_is_one_failed_trial(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
