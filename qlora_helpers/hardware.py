@@ -127,3 +127,37 @@ def auto_profile() -> tuple[str, str]:
         return "full", "a GPU and the Hugging Face Hub are available"
     missing = " and ".join(x for x, ok in (("no GPU", gpu), ("no Hub access", hub)) if not ok)
     return "offline", f"{missing}: running the CPU-sized offline profile"
+
+
+def is_hub_id(name: str | None) -> bool:
+    """A name only the Hub can resolve: not a path that exists here, and not written as a path."""
+    from pathlib import Path
+
+    return bool(name) and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists()
+
+
+def in_hub_cache(name: str, kind: str) -> bool:
+    """Whether the Hub's local cache holds the model or dataset repository `name` (`kind`: model or dataset)."""
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{name.replace('/', '--')}").is_dir()
+
+
+def check_hub_sources(model: str, dataset: str | None) -> None:
+    """Fail in seconds, not after a minute of retries, when the Hub is needed and cannot be reached: the model or
+    dataset is a Hub id that the local cache does not hold. Skipped under HF_HUB_OFFLINE, where the libraries
+    already fail at once."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return
+    needed = [(n, k) for n, k in ((model, "model"), (dataset, "dataset")) if is_hub_id(n) and not in_hub_cache(n, k)]
+    if needed and not hub_reachable():
+        names = " and ".join(f"the {k} {n!r}" for n, k in needed)
+        raise UserError(
+            f"the Hugging Face Hub cannot be reached, and {names} is not in the local cache; pass local files "
+            f"(--model DIR, --dataset FILE), or --profile offline (all-MiniLM-L6-v2 and 1,500 reviews shipped with "
+            f"the package)"
+        )

@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .data import PreparedData, prepare_data
 from .dependencies import check_dependencies
 from .evaluation import evaluate_split, logits_of, predictions_table, save_seen_rows, save_table, tune_decision
-from .hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware
+from .hardware import Hardware, check_hub_sources, choose_attention_kernels, cpu_notes, detect_hardware
 from .labels import read_label_names_file
 from .loss import check_class_weights
 from .model_builder import BuiltModel, build_model
@@ -36,6 +36,7 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     check_dependencies()
     cfg.validate()
     check_output_dir(cfg.output_dir, cfg.overwrite, resume, cfg.plots_dir)
+    check_hub_sources(cfg.model, cfg.dataset)
     hw = detect_hardware(cfg.compute_dtype)
     set_seed(cfg.seed)
     print(f"profile: {cfg.profile}; model: {cfg.model}; data: {cfg.dataset}")

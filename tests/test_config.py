@@ -158,3 +158,20 @@ def test_every_setting_is_a_train_flag_whose_help_is_its_reason():
     parse = lambda *a: config_from_args(parser.parse_args(["train", *a]))  # noqa: E731
     assert parse("--multi-label").task == parse("--task", "multi_label").task == "multi_label"
     assert parse().task == "auto"
+
+
+def test_an_unreachable_hub_fails_in_seconds_naming_the_local_ways(monkeypatch, tmp_path):
+    """Without HF_HUB_OFFLINE the libraries retry an unreachable Hub for a minute; the check answers at once."""
+    from qlora_helpers import hardware
+    from qlora_helpers.errors import UserError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hardware, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="cannot be reached, and the model 'bert-base-uncased' and the dataset"):
+        hardware.check_hub_sources("bert-base-uncased", "someone/reviews")
+    (tmp_path / "models--bert-base-uncased").mkdir()
+    local = tmp_path / "reviews.csv"
+    local.write_text("text,label\n")
+    hardware.check_hub_sources("bert-base-uncased", str(local))  # cached model, local file: nothing to fetch
