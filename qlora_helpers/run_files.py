@@ -102,6 +102,12 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False, plo
         )
     finished = (out / METRICS).exists()
     require(not (resume and finished), f"{out} holds a finished run; nothing to resume")
+    interrupted = not finished and any(out.glob("checkpoints/checkpoint-*/trainer_state.json"))
+    require(
+        resume or overwrite or not interrupted,
+        f"{out} holds an interrupted run with checkpoints; pass --resume to continue it, --overwrite to start "
+        f"again (its checkpoints are discarded), or choose another --output-dir",
+    )
     require(
         overwrite or not finished,
         f"{out} already holds a finished run ({METRICS}); pass --overwrite to replace it or choose another "

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import train_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +68,16 @@ def test_resume_refuses_finished_and_empty_runs(tiny_bert, easy_csv, tmp_path):
         and "nothing to resume" in empty.stderr
         and "start again without --resume" in empty.stderr
     )
+
+
+def test_an_interrupted_run_is_not_restarted_over_its_checkpoints_unasked(tmp_path):
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.run_files import check_output_dir
+
+    state = tmp_path / "run" / "checkpoints" / "checkpoint-40" / "trainer_state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    with pytest.raises(UserError, match="interrupted run with checkpoints; pass --resume .* --overwrite"):
+        check_output_dir(str(tmp_path / "run"), overwrite=False)
+    check_output_dir(str(tmp_path / "run"), overwrite=False, resume=True)
+    check_output_dir(str(tmp_path / "run"), overwrite=True)
