@@ -162,7 +162,7 @@ class TrainConfig:
     )
     # --- outputs -----------------------------------------------------------------------------
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
-    plots_dir: str = _f("Data", "Where the PNG plots are written.")
+    plots_dir: str = _f("", "Where the PNG plots are written (default: OUTPUT_DIR/plots, so each run keeps its own).")
     report_to: str = _f(
         "auto", "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none/wandb."
     )
@@ -177,6 +177,11 @@ class TrainConfig:
     def lr_for(self, processes: int) -> float:
         """The learning rate a run on `processes` data-parallel processes uses (`lr_scaling`)."""
         return self.lr * processes**0.5 if self.lr_scaling == "sqrt" else self.lr
+
+    def __post_init__(self) -> None:
+        # a run's plots belong to the run: two runs never mix their pictures in one folder
+        if not self.plots_dir:
+            self.plots_dir = str(Path(self.output_dir) / "plots")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,6 +218,12 @@ class TrainConfig:
             not unknown,
             f"unknown setting(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(self))}",
         )
+        if (
+            "output_dir" in changes
+            and "plots_dir" not in changes
+            and self.plots_dir == str(Path(self.output_dir) / "plots")
+        ):
+            changes["plots_dir"] = ""  # follows the new output_dir, as it followed the old one
         return dataclasses.replace(self, **changes).validate()
 
     def validate(self) -> TrainConfig:

@@ -1,5 +1,7 @@
 """The recipe's defaults and the validation of every setting."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -175,3 +177,12 @@ def test_an_unreachable_hub_fails_in_seconds_naming_the_local_ways(monkeypatch, 
     local = tmp_path / "reviews.csv"
     local.write_text("text,label\n")
     hardware.check_hub_sources("bert-base-uncased", str(local))  # cached model, local file: nothing to fetch
+
+
+def test_each_run_keeps_its_own_plots_unless_told_otherwise():
+    from qlora_helpers.config import make_config
+
+    cfg = make_config("full", output_dir="outputs/a")
+    assert cfg.plots_dir == str(Path("outputs/a/plots"))
+    assert cfg.replace(output_dir="outputs/b").plots_dir == str(Path("outputs/b/plots"))
+    assert make_config("full", output_dir="outputs/a", plots_dir="Data").replace(output_dir="x").plots_dir == "Data"
