@@ -230,3 +230,17 @@ def test_predict_overwrite_replaces_an_earlier_output(trained, tmp_path, capsys)
     earlier.write_text("an earlier run's\n")
     assert main(["predict", "--adapter", str(trained[0]), "great film", "--output", str(earlier), "--overwrite"]) == 0
     assert pd.read_csv(earlier)["text"].tolist() == ["great film"]
+
+
+def test_a_model_trained_on_a_headerless_file_reads_its_files_headerless_again():
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from qlora_helpers.cli.flags import header_of
+
+    def saved(text, label):
+        return SimpleNamespace(text_input=SimpleNamespace(columns=text), labels=SimpleNamespace(column=label))
+
+    assert header_of(Namespace(header=None), saved(["0"], "1")) is False  # GoEmotions' TSV: columns by position
+    assert header_of(Namespace(header=None), saved(["review"], "sentiment")) is True
+    assert header_of(Namespace(header=True), saved(["0"], "1")) is True  # a flag given wins

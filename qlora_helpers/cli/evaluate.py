@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         saved,
         args.text_column,
         args.label_column,
-        header_of(args),
+        header_of(args, saved),
         args.text_pair_column,
         args.text_columns,
     )

@@ -173,8 +173,13 @@ def check_shape(args: argparse.Namespace, saved) -> None:
     )
 
 
-def header_of(args: argparse.Namespace) -> bool:
-    return True if args.header is None else args.header
+def header_of(args: argparse.Namespace, saved=None) -> bool:
+    """--header/--no-header as given; else as the model was trained: a model trained on a headerless file names
+    its columns by position ("0", "1"), so its files are read without a header again."""
+    if args.header is not None:
+        return args.header
+    columns = [*saved.text_input.columns, saved.labels.column] if saved is not None else []
+    return not (columns and all(str(c).isdigit() for c in columns if c))
 
 
 def check_new_files(paths: list[Path], overwrite: bool) -> None:

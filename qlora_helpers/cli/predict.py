@@ -57,7 +57,7 @@ def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list
     from ..tables import TEXT_CANDIDATES, read_local_file
     from ..text_input import check_pairs, from_saved
 
-    frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args))
+    frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args, saved))
     chosen = from_saved(
         saved.text_input,
         list(frame.columns),
