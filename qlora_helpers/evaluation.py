@@ -69,6 +69,22 @@ def tune_decision(
     return record
 
 
+def one_answer_note(saved, logits: np.ndarray, cut=None) -> str | None:
+    """A warning when the model gives every row the same decision: it learned the majority baseline (or nothing),
+    whatever its score says."""
+    if len(logits) < 2 or saved.task == "regression":
+        return None
+    decided = np.asarray(saved.kind.decide(logits, cut))
+    if (decided == decided[0]).all():
+        rows = saved.kind.rows(logits[:1], saved.labels, cut)[0]
+        answer = rows.get("label", rows.get("labels"))
+        return (
+            f"warning: the model gives all {len(logits):,} rows the same answer ({answer}): it has learned no more "
+            f"than the majority baseline; train longer (--epochs), raise --lr, or check the labels"
+        )
+    return None
+
+
 def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
     """The columns a row was read from, for tables written back to the user: text, and text_pair for pairs."""
     return {k: frame[k].reset_index(drop=True) for k in ("text", "text_pair") if k in frame}

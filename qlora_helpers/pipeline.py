@@ -15,7 +15,15 @@ from .classifier_config import ClassifierConfig
 from .config import TrainConfig
 from .data import PreparedData, prepare_data
 from .dependencies import check_dependencies
-from .evaluation import evaluate_split, logits_of, predictions_table, save_seen_rows, save_table, tune_decision
+from .evaluation import (
+    evaluate_split,
+    logits_of,
+    one_answer_note,
+    predictions_table,
+    save_seen_rows,
+    save_table,
+    tune_decision,
+)
 from .hardware import Hardware, check_hub_sources, choose_attention_kernels, cpu_notes, detect_hardware
 from .labels import read_label_names_file
 from .loss import check_class_weights
@@ -176,6 +184,9 @@ def finish(
     )
     test = data.splits["test"]
     test_metrics, test_logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
+    warning = one_answer_note(saved, test_logits, saved.cut())
+    if warning:
+        print(warning)
     if calibrated:
         raw = test_logits * saved.temperature
         calibrated["test"] = calibration.measure(data.task, test["label"], raw, data.labels, saved.temperature)
@@ -183,7 +194,7 @@ def finish(
     out.mkdir(parents=True, exist_ok=True)
     save_table(predictions_table(test, test_logits, saved, saved.cut()), out / "test_predictions.csv")
     save_seen_rows(out, data.splits)
-    metrics = {"task": data.task.name, **score_fields(test_metrics, "test")}
+    metrics = {"task": data.task.name, **score_fields(test_metrics, "test"), "warning": warning}
     if calibrated:
         metrics["calibration"] = calibrated
     if saved.thresholds:

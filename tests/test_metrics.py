@@ -53,3 +53,18 @@ def test_regression_metrics_match_hand_computation():
     assert trainer == {k: pytest.approx(m[k]) for k in ("spearman", "pearson", "mse", "mae")}
     report = tasks.get("regression").report(m)
     assert report.startswith("4 scores: Pearson") and report.endswith("(predicting the mean: MSE 1.2500)")
+
+
+def test_a_model_that_gives_every_row_one_answer_is_called_the_majority_baseline():
+    import numpy as np
+
+    from qlora_helpers.classifier_config import ClassifierConfig
+    from qlora_helpers.evaluation import one_answer_note
+
+    saved = ClassifierConfig.from_record(
+        {"task": "single_label", "labels": {"names": ["neg", "pos"], "values": ["0", "1"]},
+         "input": {"text_columns": ["text"]}, "max_length": 32, "base_model": "x"}
+    )  # fmt: skip
+    same = np.array([[0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])
+    assert "all 3 rows the same answer (pos)" in one_answer_note(saved, same)
+    assert one_answer_note(saved, np.array([[0.1, 0.9], [0.9, 0.1]])) is None

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..classifier_config import ClassifierConfig
     from ..data import read_labelled_file
-    from ..evaluation import mistakes_table, save_table, seen_rows
+    from ..evaluation import mistakes_table, one_answer_note, save_table, seen_rows
     from ..run_files import write_json
     from ..windows import check_window
 
@@ -91,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
     save_table(wrong, mistakes)
     metrics["misclassified"] = len(wrong)
     metrics["misclassified_file"] = str(mistakes)
+    metrics["warning"] = one_answer_note(saved, logits, cut)
     write_json(output, metrics)
     print(saved.kind.report(metrics))
+    if metrics["warning"]:
+        print(metrics["warning"])
     if seen and (seen["train"] or seen["validation"]):
         print(
             f"note: {seen['train']} of these {len(frame)} rows are in the model's training split and "
