@@ -111,6 +111,17 @@ def class_values(cells: pd.Series, column: str) -> list[Any]:
             f"label column {column!r} mixes numbers {numbers[:3]} and names {texts[:3]}; use one kind "
             f"(e.g. 0/1 or neg/pos) throughout the file"
         )
+    spellings: dict[int, set[str]] = {}
+    for cell, key in zip(cells, keys):
+        if isinstance(key, int):
+            spellings.setdefault(key, set()).add(cell.strip() if isinstance(cell, str) else str(key))
+    merged = {k: sorted(v) for k, v in spellings.items() if len(v) > 1}
+    if merged:  # `01` and `1` would silently become one class
+        key, written = next(iter(sorted(merged.items())))
+        raise UserError(
+            f"label column {column!r} writes the class {key} in {len(written)} ways ({', '.join(written)}), which "
+            f"would be read as one class; write each class one way, or use names if they are different classes"
+        )
     return numbers or texts
 
 

@@ -593,3 +593,14 @@ def test_a_run_being_replaced_is_unfinished_until_its_files_are_written(trained,
     with pytest.raises(OSError, match="disk full"):
         save_run(out, Failing(), None, None, {}, [], {})
     assert not (out / METRICS).exists()  # not the old run's marker over a half-replaced folder
+
+
+def test_labels_written_two_ways_for_one_number_are_refused_not_merged():
+    import pandas as pd
+
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.labels import class_values
+
+    with pytest.raises(UserError, match=r"writes the class 1 in 2 ways \(01, 1\)"):
+        class_values(pd.Series(["01", "1", "2"] * 30), "label")
+    assert class_values(pd.Series([1, "1", " 1 ", 2.0, "2"]), "label") == [1, 2]  # one spelling, stripped
