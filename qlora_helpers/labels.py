@@ -69,7 +69,16 @@ def read_label_names_file(path: str) -> list[str]:
     """One label name per line; line i names label id i."""
     file = Path(path).expanduser()
     require(file.is_file(), f"label names file not found: {file}; give a text file with one label name per line")
-    names = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    lines = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
+    while lines and not lines[-1]:  # trailing blank lines name nothing
+        lines.pop()
+    blank = [i + 1 for i, line in enumerate(lines) if not line]
+    require(
+        not blank,
+        f"{file} has a blank line {blank[0]}: line i names label id i, so every later name would move up one; "
+        f"name every label or delete the line",
+    )
+    names = lines
     require(len(names) >= 2, f"{file} names {len(names)} label(s); a classifier needs at least two")
     require(len(set(names)) == len(names), f"{file} names a label twice; each line must name a different label")
     return names

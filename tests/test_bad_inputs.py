@@ -604,3 +604,15 @@ def test_labels_written_two_ways_for_one_number_are_refused_not_merged():
     with pytest.raises(UserError, match=r"writes the class 1 in 2 ways \(01, 1\)"):
         class_values(pd.Series(["01", "1", "2"] * 30), "label")
     assert class_values(pd.Series([1, "1", " 1 ", 2.0, "2"]), "label") == [1, 2]  # one spelling, stripped
+
+
+def test_a_blank_line_in_the_label_names_file_is_refused_not_dropped(tmp_path):
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.labels import read_label_names_file
+
+    names = tmp_path / "labels.txt"
+    names.write_text("joy\nanger\n\nfear\nsad\n")
+    with pytest.raises(UserError, match="blank line 3: line i names label id i"):
+        read_label_names_file(str(names))
+    names.write_text("joy\nanger\n\n")
+    assert read_label_names_file(str(names)) == ["joy", "anger"]
