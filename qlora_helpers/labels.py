@@ -73,11 +73,11 @@ def read_label_names_file(path: str) -> list[str]:
     while lines and not lines[-1]:  # trailing blank lines name nothing
         lines.pop()
     blank = [i + 1 for i, line in enumerate(lines) if not line]
-    require(
-        not blank,
-        f"{file} has a blank line {blank[0]}: line i names label id i, so every later name would move up one; "
-        f"name every label or delete the line",
-    )
+    if blank:
+        raise UserError(
+            f"{file} has a blank line {blank[0]}: line i names label id i, so every later name would move up one; "
+            f"name every label or delete the line"
+        )
     names = lines
     require(len(names) >= 2, f"{file} names {len(names)} label(s); a classifier needs at least two")
     require(len(set(names)) == len(names), f"{file} names a label twice; each line must name a different label")
