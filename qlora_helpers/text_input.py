@@ -175,3 +175,6 @@ def check_pair_texts(pair_column: str | None, texts: list[str], pairs: list[str]
         pairs is None or len(pairs) == len(texts),
         f"{len(texts)} text(s) but {len(pairs or [])} second text(s); give one --text-pair per text, in order",
     )
+    empty = [i + 1 for i, p in enumerate(pairs or []) if not (isinstance(p, str) and p.strip())]
+    if empty:  # train and evaluate drop such rows; a prediction would classify half a pair
+        raise UserError(f"second text {empty[0]} is empty; a pair model needs both texts of every pair")

@@ -616,3 +616,12 @@ def test_a_blank_line_in_the_label_names_file_is_refused_not_dropped(tmp_path):
         read_label_names_file(str(names))
     names.write_text("joy\nanger\n\n")
     assert read_label_names_file(str(names)) == ["joy", "anger"]
+
+
+def test_an_empty_second_text_is_refused_at_prediction_as_in_training():
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.text_input import check_pair_texts
+
+    with pytest.raises(UserError, match="second text 2 is empty"):
+        check_pair_texts("sentence2", ["a", "b"], ["x", " "])
+    check_pair_texts("sentence2", ["a"], ["x"])
