@@ -8,6 +8,7 @@ rationale (in the spirit of artidoro/qlora) and doubles as the command line's he
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,7 @@ class TrainConfig:
             v = getattr(self, name)
             ok = isinstance(v, int) if integer else isinstance(v, (int, float))
             require(
-                ok and not isinstance(v, bool) and v > 0,
+                ok and not isinstance(v, bool) and v > 0 and math.isfinite(v),
                 f"{name} must be a positive {'whole number' if integer else 'number'}, got {v!r}; "
                 f"set --{name.replace('_', '-')} to a value > 0",
             )
@@ -245,8 +246,9 @@ class TrainConfig:
             positive(name)
         e = self.epochs
         require(
-            e == "auto" or (isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0),
-            f"epochs must be a positive number or auto, got {e!r}; set --epochs to a value > 0 or leave it out",
+            e == "auto" or (isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < 1e6),
+            f"epochs must be a positive number (below a million) or auto, got {e!r}; set --epochs to a value > 0 "
+            f"or leave it out",
         )
         positive("min_steps", integer=True)
         require(

@@ -186,3 +186,12 @@ def test_each_run_keeps_its_own_plots_unless_told_otherwise():
     assert cfg.plots_dir == str(Path("outputs/a/plots"))
     assert cfg.replace(output_dir="outputs/b").plots_dir == str(Path("outputs/b/plots"))
     assert make_config("full", output_dir="outputs/a", plots_dir="Data").replace(output_dir="x").plots_dir == "Data"
+
+
+@pytest.mark.parametrize("setting", [{"epochs": float("inf")}, {"lr": float("inf")}, {"max_epochs": float("inf")}])
+def test_infinite_numbers_are_refused_at_the_edge(setting):
+    from qlora_helpers.config import make_config
+    from qlora_helpers.errors import UserError
+
+    with pytest.raises(UserError, match=f"{next(iter(setting))} must be a positive"):
+        make_config("full", **setting)
