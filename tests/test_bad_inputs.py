@@ -625,3 +625,13 @@ def test_an_empty_second_text_is_refused_at_prediction_as_in_training():
     with pytest.raises(UserError, match="second text 2 is empty"):
         check_pair_texts("sentence2", ["a", "b"], ["x", " "])
     check_pair_texts("sentence2", ["a"], ["x"])
+
+
+def test_a_saved_max_length_that_is_not_positive_is_refused_at_load():
+    from qlora_helpers.classifier_config import ClassifierConfig
+    from qlora_helpers.errors import UserError
+
+    record = {"task": "single_label", "labels": {"names": ["a", "b"], "values": ["a", "b"]},
+              "input": {"text_columns": ["text"]}, "max_length": -5, "base_model": "x"}  # fmt: skip
+    with pytest.raises(UserError, match="max_length -5 must be a positive"):
+        ClassifierConfig.from_record(record)
