@@ -244,3 +244,14 @@ def test_a_model_trained_on_a_headerless_file_reads_its_files_headerless_again()
     assert header_of(Namespace(header=None), saved(["0"], "1")) is False  # GoEmotions' TSV: columns by position
     assert header_of(Namespace(header=None), saved(["review"], "sentiment")) is True
     assert header_of(Namespace(header=True), saved(["0"], "1")) is True  # a flag given wins
+
+
+def test_a_list_flag_given_twice_keeps_both_values():
+    import argparse
+
+    from qlora_helpers.cli.flags import add_config_flags
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    args = parser.parse_args(["--target-modules", "query", "--target-modules", "key", "value"])
+    assert args.target_modules == ["query", "key", "value"]

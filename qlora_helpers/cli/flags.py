@@ -28,7 +28,7 @@ def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
     union = typing.get_origin(tp) in (typing.Union, types.UnionType)
     base = next(a for a in typing.get_args(tp) if a is not type(None)) if union else tp
     if typing.get_origin(base) is list:
-        return None, {"nargs": "+", "type": str}
+        return None, {"nargs": "+", "type": str, "action": "extend"}  # a repeated flag adds, never replaces
     if base is bool:
         return None, {"action": argparse.BooleanOptionalAction}
     return None, {"type": base}
