@@ -262,6 +262,11 @@ def check_local_files(dataset: str, test_file: str | None = None) -> None:
     """A data file named but missing is said before the tokenizer or model loads (with a Hub model, offline, the
     tokenizer's error came first and named the wrong thing)."""
     path = Path(dataset).expanduser()
+    for name, given in (("--dataset", path), ("--test-file", Path(test_file).expanduser() if test_file else None)):
+        require(
+            given is None or not given.is_dir(),
+            f"{name} {given} is a folder; pass a data file (.csv, .tsv, .json, .jsonl, .parquet) inside it",
+        )
     if _file_kind(path) is not None:
         require(path.is_file(), f"dataset file not found: {dataset}; check the path (relative to {Path.cwd()})")
     if test_file is not None:

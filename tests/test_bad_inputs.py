@@ -635,3 +635,14 @@ def test_a_saved_max_length_that_is_not_positive_is_refused_at_load():
               "input": {"text_columns": ["text"]}, "max_length": -5, "base_model": "x"}  # fmt: skip
     with pytest.raises(UserError, match="max_length -5 must be a positive"):
         ClassifierConfig.from_record(record)
+
+
+def test_a_folder_given_as_the_data_file_is_called_a_folder(tmp_path):
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.tables import check_local_files
+
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(UserError, match="--dataset .*data.csv is a folder; pass a data file"):
+        check_local_files(str(tmp_path / "data.csv"))
+    with pytest.raises(UserError, match="--test-file .* is a folder"):
+        check_local_files("imdb", str(tmp_path))
