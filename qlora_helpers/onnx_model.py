@@ -149,6 +149,11 @@ def default_precision(directory: Path) -> str:
 
 def check_export_folder(directory: Path, precision: str | None) -> Path:
     """The model file to serve; a folder that lacks its model, configuration or tokenizer is named as such."""
+    require(
+        not directory.is_file(),
+        f"{directory} is a file; --onnx takes the export's folder ({directory.parent}), which holds its tokenizer and "
+        f"configuration too (--precision picks fp32 or int8)",
+    )
     require(directory.is_dir(), f"ONNX folder not found: {directory}; pass the --output of `qlora-bert export`")
     if precision is None:
         model = directory / (INT8 if (directory / INT8).is_file() else FP32)

@@ -374,3 +374,8 @@ def test_int8_regression_is_judged_as_int8_classifiers_are_not_by_the_fp32_toler
     assert not fp32["passed"] and fp32["targets"]["max_abs_diff"] == 0.005 and fp32["max_abs_diff"] > 0.005
     scrambled = reference[::-1] * 0.2  # far off: agreement and Spearman both fall
     assert not verify.compare(saved, frame, reference, scrambled, "int8")["passed"]
+
+
+def test_the_onnx_file_given_instead_of_its_folder_names_the_folder(exported, capsys):
+    code, err = run_cli(["predict", "--onnx", exported.output_dir / "model.onnx", "a film"], capsys)
+    assert code == 2 and f"--onnx takes the export's folder ({exported.output_dir})" in err
