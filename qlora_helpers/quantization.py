@@ -168,43 +168,7 @@ def load_4bit_model(
         print(f"warning: {model_name} holds no weights for {', '.join(stray)}; they keep random values")
     disable_avx512_bf16_repacking(model)
     setattr(model, encoders.HEAD_ATTRIBUTE, list(head_modules))
-    setattr(model, LOADED_4BIT_STATE, loaded_4bit_state(model))
     return model
-
-
-LOADED_4BIT_STATE = "qlora_loaded_4bit_state"  # set by load_4bit_model, read by restore_loaded_4bit_state
-
-
-def loaded_4bit_state(model: torch.nn.Module) -> list[tuple]:
-    """Each `Linear4bit` with its bias and compute dtype as loaded: what a reload of the saved run will have."""
-    import bitsandbytes as bnb
-
-    return [
-        (m, None if m.bias is None else m.bias.detach().clone(), m.compute_dtype, m.compute_type_is_set)
-        for m in model.modules()
-        if isinstance(m, bnb.nn.Linear4bit)
-    ]
-
-
-def restore_loaded_4bit_state(model: torch.nn.Module) -> int:
-    """Give the frozen 4-bit layers back the biases and compute dtype they were loaded with; returns how many
-    layers had changed.
-
-    bitsandbytes rewrites a frozen layer's bias in place to its input's dtype, and a layer given no compute dtype
-    takes its first input's. Training (under autocast, and `compiled.prepare_4bit_biases`) so leaves a layer in a
-    state that a reload of the saved run, which saves no frozen weight, does not start from. Restored, the trained
-    model predicts from the state the reloaded one starts in; the training steps are unchanged, because autocast
-    rounds the bias to 16 bits inside each matrix product either way.
-    """
-    changed = 0
-    for layer, bias, dtype, dtype_set in getattr(model, LOADED_4BIT_STATE, None) or []:
-        moved = layer.compute_dtype != dtype or layer.compute_type_is_set != dtype_set
-        if bias is not None and (layer.bias.dtype != bias.dtype or not torch.equal(layer.bias.data, bias)):
-            layer.bias.data = bias.clone()
-            moved = True
-        layer.compute_dtype, layer.compute_type_is_set = dtype, dtype_set
-        changed += moved
-    return changed
 
 
 def describe_4bit_layer(layer) -> dict:
