@@ -7,7 +7,7 @@ step exits 0.
     QLORA_MINILM=... QLORA_IMDB=... python -m benchmarks.gpu_check [--out benchmarks/results/runs] [--work DIR]
 
 The notebook runs the full profile on MiniLM (the only real weights offline) and the 20k IMDb reviews, with the
-defaults of today; one H100 runs the whole check in about 6 minutes.
+defaults of today; one H200 ran the whole check in about 7 minutes (benchmarks/results/runs/gpu_check_*.json).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, model_dir in (("evaluate", run), ("evaluate_merged", work / "merged")):
         if name == "evaluate_merged":
             codes.append(step("merge", [*CLI, "merge", "--adapter", str(run), "--output", str(model_dir)], out))
-        report = work / f"{name}.json"
+        report = work / name / "evaluation.json"  # its table of mistakes goes beside it: one folder each
         codes.append(
             step(
                 name,

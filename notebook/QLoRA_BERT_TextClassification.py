@@ -272,15 +272,18 @@ pd.DataFrame({k: calibrated[k] for k in ("validation", "test")}).T if calibrated
 # Reloading puts the adapter back on a freshly quantized base model. The check below compares the reloaded
 # model with the trained one on what a reload guarantees: the prediction settings (labels in their order,
 # thresholds, temperature, ...) and every trained tensor (LoRA matrices, head) come back exactly, and the
-# test logits agree within the rounding of the dtype the 4-bit layers compute in (bf16 or fp16 on a GPU, fp32
-# on the CPU), so a decision can differ only on a review that sits on a tie. A head left unsaved, reordered
-# labels or a lost temperature fail it.
+# test logits, computed the same way (same batches, same dtype), agree: exactly where the kernels are
+# deterministic, and always within the rounding of the dtype the 4-bit layers compute in (bf16 or fp16 on a
+# GPU, fp32 on the CPU). A head left unsaved, reordered labels or a lost temperature fail it. (Batches of
+# another size pad texts to other lengths, and in bf16 that alone moved logits by up to 0.02 and flipped one
+# review of 2,000: `benchmarks/results/reload_paths_minilm.json` and the notes.)
 
 # %%
 from qlora_helpers.reload_check import check_reload
 
 test = data.splits["test"]
-reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.saved)
+reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.saved,
+                               cfg.eval_batch_size, cfg.compute_dtype)  # the batches and dtype of the test logits
 print(check.describe())
 assert check.passed, check.problems
 reloaded.predict(["One of the best films I have seen in years: moving, funny and beautifully acted.",

@@ -87,15 +87,19 @@ def check_reload(
     frame: pd.DataFrame,
     trained_logits: np.ndarray,
     trained_saved,
-    batch_size: int = 64,
+    batch_size: int,
+    compute_dtype: str = "auto",
 ):
     """Reload the run in `output_dir` and compare it with the trained model on `frame` (the test split, whose
-    calibrated `trained_logits` the run reported). Returns the reloaded model and the check."""
+    calibrated `trained_logits` the run reported in batches of `batch_size`, computing in `compute_dtype`).
+
+    Like with like: the same batches (a batch is padded to its longest text, and a 16-bit sum rounds differently
+    over another padded length) and the same dtype. Returns the reloaded model and the check."""
     from .errors import UserError
     from .inference import load_adapter
 
     try:
-        reloaded = load_adapter(output_dir)
+        reloaded = load_adapter(output_dir, compute_dtype)
     except UserError as e:
         return None, ReloadCheck(len(frame), 0.0, float("inf"), 0.0, "nothing to compare", 0, [str(e)])
     pairs = frame["text_pair"].tolist() if "text_pair" in frame else None

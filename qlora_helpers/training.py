@@ -318,7 +318,7 @@ def _train_once(
     if guard.problem:
         raise UserError(guard.problem)
     # the Trainer left the model's forward inside its mixed-precision autocast; predictions after training must be
-    # those of the saved model reloaded (3 of 2,000 IMDb test decisions differed on a GPU otherwise)
+    # those of the saved model reloaded (benchmarks/results/reload_paths_minilm.json: equal at equal batches)
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     metrics = dict(result.metrics)
     overall = peak_gpu_memory_mb()  # since the last reset: the end of training (best-model reload included)

@@ -1,13 +1,11 @@
 """Does an exported model decide as the PyTorch model it came from? Measured at export on labelled texts.
 
 The same texts go through the merged model (PyTorch, fp32, CPU) and through each ONNX file. A form passes when
-it meets its targets: fp32 must be the same model (agreement >= 99.9%, probabilities within 1e-3); int8 must keep
-the score a user measures (a task metric at most 0.5 points lower; multi-label: macro-F1 at the saved thresholds)
-and all but 2% of the decisions (for label sets: of each label's decisions). Dynamic int8 scales activations per
-batch, so a text that sits near its decision boundary can flip with the batch it comes in: on the IMDb and
-GoEmotions adapters 1.1-1.2% of review decisions and 0.5% of label decisions flipped while the score moved by at
-most 0.1 point (benchmarks/recipe_notes.md, "int8 settings"). Probabilities are compared as `predict` prints them:
-calibrated.
+it meets its targets: fp32 must be the same model (agreement >= 99.9%, probabilities within 1e-3); int8 may round
+but must keep the decisions and the score (agreement >= 99%, a task metric at most 0.5 points lower; multi-label:
+macro-F1 at the saved thresholds). A label set agrees only if all its labels do, so for label sets the agreement
+is counted per label decision: one flip among 28 labels is not a changed set of 28. Probabilities are compared as
+`predict` prints them: calibrated.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from .metrics import sigmoid, softmax
 
 TARGETS = {
     "fp32": {"min_agreement": 0.999, "max_abs_diff": 1e-3},
-    "int8": {"min_agreement": 0.98, "max_metric_drop_points": 0.5},
+    "int8": {"min_agreement": 0.99, "max_metric_drop_points": 0.5},
 }
 TEST_TABLE = "test_predictions.csv"  # what `train` wrote: every test row's text(s) and true label
 

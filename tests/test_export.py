@@ -124,8 +124,7 @@ def test_predict_and_evaluate_from_onnx_never_import_torch(adapter, exported, tm
     scores = json.loads(evaluation.read_text())
     int8 = json.loads((out / "export_report.json").read_text())["verification"][1]
     assert scores["accuracy"] == pytest.approx(int8["onnx"]) and scores["compute_dtype"] == "int8"
-    # the same probabilities as the Python API on the int8 file, given the same batch (dynamic int8 scales each
-    # batch's activations by their own range, so a text's probabilities depend in the 5th decimal on its batch)
+    # the same probabilities as the Python API on the int8 file, given the same batch
     expected = OnnxClassifier.load(out).predict(["a wonderful film", LONG], long_text="window")
     assert [r["probabilities"] for r in rows] == [e["probabilities"] for e in expected]
 
@@ -272,7 +271,7 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
     )
-    with pytest.raises(UserError, match=r"pip install 'qlora-bert\[export\]'"):
+    with pytest.raises(UserError, match=r"pip install -r requirements-export.txt, in the project's folder"):
         require_extra("onnx", "onnxruntime")
 
 

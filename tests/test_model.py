@@ -101,19 +101,3 @@ def test_missing_local_model_names_the_fix(tmp_path):
         load(tmp_path)
     with pytest.raises(UserError, match="could not load the model 'nobody/no-such-bert' from the Hugging Face Hub"):
         load("nobody/no-such-bert")
-
-
-def test_training_changes_to_frozen_4bit_layers_are_undone(tiny_bert):
-    """bitsandbytes rounds a bias to its 16-bit input's dtype in place and keeps the dtype it saw first; after
-    training the layers go back to what a reload of the saved run starts from."""
-    from qlora_helpers.quantization import restore_loaded_4bit_state
-
-    model = load(tiny_bert)
-    layers = list(_linear4bit_layers(model).values())
-    loaded = [m.bias.detach().clone() for m in layers]
-    layers[0].bias.data = layers[0].bias.data.to(torch.bfloat16)  # as an autocast step leaves it
-    layers[1].compute_dtype, layers[1].compute_type_is_set = torch.bfloat16, not layers[1].compute_type_is_set
-    assert restore_loaded_4bit_state(model) == 2
-    assert all(m.bias.dtype == torch.float32 and torch.equal(m.bias, b) for m, b in zip(layers, loaded))
-    assert {m.compute_dtype for m in layers} == {torch.float32}
-    assert restore_loaded_4bit_state(model) == 0

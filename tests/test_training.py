@@ -207,14 +207,14 @@ def run_copy(finished_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(result.output_dir, copy)
     test = result.outcome.trainer.model, __import__("pandas").read_csv(copy / "test_predictions.csv")
-    return copy, *test, result
+    return copy, *test, result, cfg
 
 
 def test_reload_check_passes_a_correct_run_exactly(run_copy):
     from qlora_helpers.reload_check import check_reload
 
-    copy, model, test, result = run_copy
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    copy, model, test, result, cfg = run_copy
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
     assert check.passed and check.agreement == 1.0 and check.max_logit_diff == 0.0
     assert check.tensors_compared > 0 and "float32 epsilon" in check.reason and check.describe().endswith("PASSED")
 
@@ -225,14 +225,14 @@ def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
 
     from qlora_helpers.reload_check import check_reload
 
-    copy, model, test, result = run_copy
+    copy, model, test, result, cfg = run_copy
     weights = load_file(copy / "adapter_model.safetensors")
     if how == "left out":
         weights = {k: v for k, v in weights.items() if "classifier" not in k}
     else:
         weights = {k: v * 0 if "classifier" in k else v for k, v in weights.items()}
     save_file(weights, copy / "adapter_model.safetensors")
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
     said = "head was not saved" if how == "left out" else "was not saved as trained"
     assert not check.passed and any("classifier" in p and said in p for p in check.problems)
 
@@ -240,11 +240,11 @@ def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
 def test_reload_check_fails_reordered_labels(run_copy):
     from qlora_helpers.reload_check import check_reload
 
-    copy, model, test, result = run_copy
+    copy, model, test, result, cfg = run_copy
     config = json.loads((copy / "classifier_config.json").read_text())
     config["labels"]["names"] = config["labels"]["names"][::-1]
     (copy / "classifier_config.json").write_text(json.dumps(config))
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved)
+    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
     assert not check.passed and any(p.startswith("labels differs") for p in check.problems)
 
 
@@ -253,12 +253,12 @@ def test_reload_check_fails_a_lost_temperature_or_threshold(run_copy, lost):
     """The trained run had a temperature (or thresholds) that its saved file does not bring back."""
     from qlora_helpers.reload_check import check_reload
 
-    copy, model, test, result = run_copy
+    copy, model, test, result, cfg = run_copy
     trained = (
         result.saved.with_temperature(1.5)
         if lost == "temperature"
         else result.saved.with_thresholds({"mode": "global", "global": 0.3})
     )
     logits = result.test_logits / 1.5 if lost == "temperature" else result.test_logits
-    _, check = check_reload(copy, model, test, logits, trained)
+    _, check = check_reload(copy, model, test, logits, trained, cfg.eval_batch_size)
     assert not check.passed and any(p.startswith(f"{lost} differs") for p in check.problems)
