@@ -156,6 +156,10 @@ def check_model_files(path: Path) -> None:
         json.loads(config.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{config} is damaged ({str(e)[:80]}); {fix}") from None
+    require(
+        weights.is_file() or weights.with_suffix(".bin").is_file(),
+        f"{path} has no {weights.name}: the trained weights are missing; {fix}",
+    )
     if weights.is_file():
         try:
             with safe_open(str(weights), "np"):

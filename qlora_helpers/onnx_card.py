@@ -18,10 +18,11 @@ def verification_table(forms: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in forms:
+        drop = "undefined" if f["metric_drop_points"] is None else f"{f['metric_drop_points']:.2f}"
         rows.append(
             f"| {f['precision']} | {f['rows']:,} | {f['label_agreement']:.2%} | {f['max_abs_diff']:.2e} "
             f"({f['compared']}) | {f['metric']} | {f['pytorch']:.4f} | {f['onnx']:.4f} "
-            f"| {f['metric_drop_points']:.2f} | {'yes' if f['passed'] else 'NO'} |"
+            f"| {drop} | {'yes' if f['passed'] else 'NO'} |"
         )
     return "\n".join(rows)
 

@@ -646,3 +646,22 @@ def test_a_folder_given_as_the_data_file_is_called_a_folder(tmp_path):
         check_local_files(str(tmp_path / "data.csv"))
     with pytest.raises(UserError, match="--test-file .* is a folder"):
         check_local_files("imdb", str(tmp_path))
+
+
+def test_scores_too_far_apart_to_standardise_are_refused():
+    import pandas as pd
+
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.tasks import get
+
+    with pytest.raises(UserError, match="too far apart to standardise"):
+        get("regression").label_space(pd.Series([1e308, -1e308, 0.5] * 10), column="score")
+
+
+def test_an_adapter_folder_without_its_weights_file_is_one_line(tmp_path):
+    from qlora_helpers.errors import UserError
+    from qlora_helpers.inference import check_model_files
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="has no adapter_model.safetensors: the trained weights are missing"):
+        check_model_files(tmp_path)

@@ -378,3 +378,11 @@ def test_int8_regression_is_judged_as_int8_classifiers_are_not_by_the_fp32_toler
 def test_the_onnx_file_given_instead_of_its_folder_names_the_folder(exported, capsys):
     code, err = run_cli(["predict", "--onnx", exported.output_dir / "model.onnx", "a film"], capsys)
     assert code == 2 and f"--onnx takes the export's folder ({exported.output_dir})" in err
+
+
+def test_an_export_whose_metric_is_undefined_where_pytorch_had_one_fails():
+    from qlora_helpers.verify import metric_drop
+
+    assert metric_drop(-0.37, float("nan")) is None  # tied scores: Spearman NaN, the export lost the ranking
+    assert metric_drop(float("nan"), float("nan")) == 0.0
+    assert metric_drop(0.9135, 0.9080) == pytest.approx(0.55)

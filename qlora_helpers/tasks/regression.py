@@ -35,6 +35,12 @@ class Regression(SingleLabel):
         require(names is None, "label names name classes; a regression predicts a number: leave --label-names out")
         scores = lb.as_scores(cells, f"label column {column!r}")
         require(scores.nunique() >= 2, f"every score in column {column!r} is {scores.iloc[0]}; nothing to learn")
+        spread = float(scores.max()) - float(scores.min())
+        require(
+            np.isfinite(spread) and np.isfinite(float(scores.std(ddof=0))),
+            f"the scores in column {column!r} run from {scores.min():g} to {scores.max():g}: too far apart to "
+            f"standardise in floating point; rescale them (e.g. to 0-1 or a log scale)",
+        )
         edges = np.linspace(scores.min(), scores.max(), self.BINS + 1).round(6).tolist()
         extras = {
             "min": float(scores.min()),
