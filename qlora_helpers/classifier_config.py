@@ -100,6 +100,7 @@ class ClassifierConfig:
             r.get("temperature"),
         )
         require(saved.max_length > 0, f"max_length {saved.max_length} must be a positive number of tokens")
+        saved.kind.check_saved(saved.labels, "the labels' values")
         t = saved.temperature
         number = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
         require(

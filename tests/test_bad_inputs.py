@@ -665,3 +665,15 @@ def test_an_adapter_folder_without_its_weights_file_is_one_line(tmp_path):
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(UserError, match="has no adapter_model.safetensors: the trained weights are missing"):
         check_model_files(tmp_path)
+
+
+def test_a_saved_class_order_edited_after_training_is_refused():
+    from qlora_helpers.classifier_config import ClassifierConfig
+    from qlora_helpers.errors import UserError
+
+    record = {"task": "single_label", "labels": {"names": ["pos", "neg"], "values": [1, 0]},
+              "input": {"text_columns": ["text"]}, "max_length": 32, "base_model": "x"}  # fmt: skip
+    with pytest.raises(UserError, match="out of their sorted order"):
+        ClassifierConfig.from_record(record)
+    record["labels"] = {"names": ["neg", "neu", "pos"], "values": ["neg", "neu", "pos"]}
+    assert ClassifierConfig.from_record(record).labels.names == ("neg", "neu", "pos")

@@ -53,6 +53,16 @@ class SingleLabel:
             )
         return LabelSpace(tuple(names or map(str, values)), tuple(values), column)
 
+    def check_saved(self, space: LabelSpace, where: str) -> None:
+        """A saved model's classes are in the order training made them (integers numerically, text alphabetically):
+        an edited order would swap labels without a word."""
+        keys = [lb.class_key(v) for v in space.values]
+        require(
+            keys == sorted(keys, key=lambda k: (isinstance(k, str), k)),
+            f"{where} lists the classes out of their sorted order ({', '.join(map(str, space.values[:6]))}): it was "
+            f"edited after training, and the labels would be swapped; copy it again from the training run",
+        )
+
     def encode(self, cells: pd.Series, space: LabelSpace, where: str) -> pd.Series:
         return lb.encode_classes(cells, space, where)
 
