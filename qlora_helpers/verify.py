@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import require
+from .errors import UserError, require
 from .metrics import sigmoid, softmax
 
 TARGETS = {
@@ -55,7 +55,15 @@ def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None)
         )
         frame = read_labelled_file(str(path), saved, "text", "true", True, pair)
     else:
-        frame = read_labelled_file(str(path), saved)
+        try:
+            frame = read_labelled_file(str(path), saved)
+        except UserError:  # its advice names train's column flags, which export does not take
+            wanted = [*saved.text_input.columns, saved.text_input.pair_column, saved.labels.column]
+            raise UserError(
+                f"--verify-file {path} cannot be read as this model's data: it has the columns "
+                f"{sorted(map(str, columns))[:8]}, and export reads a labelled file with a header and the model's own "
+                f"columns {[c for c in wanted if c]}; rename its columns so, or pass the run's test_predictions.csv"
+            ) from None
     return frame, str(path)
 
 

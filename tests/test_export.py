@@ -386,3 +386,13 @@ def test_an_export_whose_metric_is_undefined_where_pytorch_had_one_fails():
     assert metric_drop(-0.37, float("nan")) is None  # tied scores: Spearman NaN, the export lost the ranking
     assert metric_drop(float("nan"), float("nan")) == 0.0
     assert metric_drop(0.9135, 0.9080) == pytest.approx(0.55)
+
+
+def test_a_verify_file_without_the_models_columns_names_them_not_trains_flags(adapter, tmp_path, capsys):
+    no_label = tmp_path / "unlabelled.csv"
+    no_label.write_text("review\na fine film\nan awful film\n")
+    code, err = run_cli(
+        ["export", "--adapter", adapter, "--output", tmp_path / "o", "--verify-file", no_label], capsys
+    )
+    assert code == 2 and "cannot be read as this model's data" in err and "['review', 'sentiment']" in err
+    assert "--label-column" not in err and "--no-header" not in err
