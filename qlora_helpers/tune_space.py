@@ -169,6 +169,7 @@ def layer_groups(model_name: str, num_labels: int, problem_type: str) -> dict[st
     if attention:
         groups["attention"] = attention
     groups["_known"] = sorted({short(n) for n in layers})
+    groups["_smallest"] = [min(min(m.in_features, m.out_features) for m in layers.values())]
     return groups
 
 
@@ -183,7 +184,8 @@ def build_space(
     """The search space from the flags the user gave (`given`: name -> text or None for the default), the
     data (`task_name`, the auto length) and the model (`groups`, `max_positions`); every end checked."""
     known = groups.get("_known", [])
-    groups = {k: v for k, v in groups.items() if k != "_known"}
+    smallest = (groups.get("_smallest") or [None])[0]
+    groups = {k: v for k, v in groups.items() if not k.startswith("_")}
     defaults = dict(DEFAULTS)
     defaults["epochs"] = f"{max(1, math.floor(auto_epochs / 2))}:{max(2, math.ceil(auto_epochs * 1.5))}"
     if task_name == "regression":
@@ -195,7 +197,7 @@ def build_space(
     params: dict[str, Param] = {}
     fixed: dict[str, Any] = {}
     for name, default in defaults.items():
-        text = given.get(name) or default
+        text = default if given.get(name) is None else given[name]  # an empty value is an error, not the default
         parsed = parse(name, text, integer=name in INTEGER)
         (params if isinstance(parsed, Param) else fixed)[name] = parsed
     for name in ("target_modules",):
@@ -208,6 +210,13 @@ def build_space(
                 f"--target-modules: {choice!r} is neither a group ({', '.join(groups)}) nor layers of this model "
                 f"joined by + (its linear layers: {', '.join(known)})",
             )
+    ranks = params["lora_r"].choices or (params["lora_r"].high,) if "lora_r" in params else (fixed.get("lora_r"),)
+    too_big = [r for r in ranks if r is not None and smallest is not None and r >= smallest]
+    require(
+        not too_big,
+        f"--lora-r {too_big[0] if too_big else ''} is not below this model's smallest adapted layer ({smallest} wide), "
+        f"so it is not a low-rank update; keep every rank of the space below {smallest}",
+    )
     space = SearchSpace(params, fixed, groups)
     _check_ends(space, base, max_positions)
     return space
@@ -246,6 +255,8 @@ def check_same_space(study, space: SearchSpace, root) -> None:
             continue
         try:
             check_distribution_compatibility(recorded[name], param.distribution())
+            if recorded[name] != param.distribution():  # compatible, yet trials from two spaces in one study
+                raise ValueError
         except ValueError:
             old = recorded[name]
             was = (

@@ -77,6 +77,8 @@ def test_ranges_choices_and_fixed_values():
         (["--target-modules", "attention,wq"], "'wq' is neither a group"),
         (["--resume"], "no study to resume"),
         (["--lora-alpha-ratio", "-2"], "--lora-alpha-ratio: alpha/r must be above 0, got -2.0"),
+        (["--lora-r", ""], "--lora-r is empty"),  # not quietly the default space
+        (["--lora-r", "8,64"], "--lora-r 64 is not below this model's smallest adapted layer (64 wide)"),
         (
             ["--trials", "1", "--plots-dir", str(ROOT / "README.md")],
             "README.md is a file; pass a directory",
@@ -246,3 +248,15 @@ def test_resuming_with_other_choices_is_one_line_and_leaves_the_study_as_it_was(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--lora-r: the study in" in err[0] and "searched choices 4,8" in err[0], err
     assert (out / "study.db").read_bytes() == before and len(load(out).trials) == 1
+
+
+def test_resuming_with_another_range_is_refused_not_mixed_into_the_study(tiny_bert, easy_csv, tmp_path, capsys):
+    from optuna.distributions import FloatDistribution
+
+    out = tmp_path / "study"
+    out.mkdir()
+    study = optuna.create_study(study_name=tune.STUDY_NAME, storage=tune.StudyFiles(out).storage, direction="maximize")
+    recorded = {"lr": FloatDistribution(1e-4, 2e-3, log=True)}
+    study.add_trial(optuna.trial.create_trial(params={"lr": 5e-4}, distributions=recorded, value=0.5))
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--resume", "--lr", "1e-2:2e-2")) == 2
+    assert "--lr: the study in" in capsys.readouterr().err
