@@ -214,8 +214,8 @@ def build_space(
     too_big = [r for r in ranks if r is not None and smallest is not None and r >= smallest]
     require(
         not too_big,
-        f"--lora-r {too_big[0] if too_big else ''} is not below this model's smallest adapted layer ({smallest} wide), "
-        f"so it is not a low-rank update; keep every rank of the space below {smallest}",
+        f"--lora-r {too_big[0] if too_big else ''} is not below this model's smallest adapted layer "
+        f"({smallest} wide), so it is not a low-rank update; keep every rank of the space below {smallest}",
     )
     space = SearchSpace(params, fixed, groups)
     _check_ends(space, base, max_positions)
