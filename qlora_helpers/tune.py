@@ -167,6 +167,28 @@ def mark_interrupted(study) -> list[int]:
     return numbers
 
 
+def load_study(files: StudyFiles):
+    """The study to resume; a damaged file, or an SQLite file that holds no study of this tool, is one line."""
+    import sqlite3
+
+    import optuna
+
+    try:
+        # read-only first: Optuna would add its tables to another program's file before finding no study there
+        with sqlite3.connect(f"file:{files.db}?mode=ro", uri=True) as con:
+            tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+        if "studies" not in tables:
+            raise KeyError("no studies table")
+        study = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
+        study.get_trials(deepcopy=False)
+        return study
+    except Exception as e:  # sqlite's, sqlalchemy's and Optuna's own errors (KeyError for a missing study)
+        raise UserError(
+            f"{files.db} cannot be resumed: it is damaged or holds no study of this tool ({type(e).__name__}); "
+            f"--overwrite starts a new study there, or choose another --output-dir"
+        ) from None
+
+
 def child_launcher(spec_path: Path, log_path: Path) -> int:
     """Run one trial in a fresh Python process (same package, same working directory); its exit code."""
     root = str(Path(__file__).resolve().parent.parent)
@@ -390,7 +412,7 @@ def run_study(
     print(space.describe())
     now = fingerprint(base, data)
     if resume:
-        stored = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
+        stored = load_study(files)
         check_same_data(stored.user_attrs.get(FINGERPRINT), now, files.root)
         check_same_space(stored, space, files.root)
     elif files.db.exists():  # --overwrite: a new study in place of the old one and its files

@@ -260,3 +260,22 @@ def test_resuming_with_another_range_is_refused_not_mixed_into_the_study(tiny_be
     study.add_trial(optuna.trial.create_trial(params={"lr": 5e-4}, distributions=recorded, value=0.5))
     assert cli.main(args_for(tiny_bert, easy_csv, out, "--resume", "--lr", "1e-2:2e-2")) == 2
     assert "--lr: the study in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another program's"])
+def test_resuming_a_damaged_or_foreign_study_file_is_one_line(tiny_bert, easy_csv, tmp_path, capsys, damage):
+    import sqlite3
+
+    out = tmp_path / "study"
+    out.mkdir()
+    db = tune.StudyFiles(out).db
+    if damage == "truncated":
+        optuna.create_study(study_name=tune.STUDY_NAME, storage=tune.StudyFiles(out).storage)
+        db.write_bytes(db.read_bytes()[:3000])
+    else:
+        with sqlite3.connect(db) as con:
+            con.execute("create table notes (text)")
+    before = db.read_bytes()
+    assert cli.main(args_for(tiny_bert, easy_csv, out, "--resume")) == 2
+    assert "cannot be resumed: it is damaged or holds no study of this tool" in capsys.readouterr().err
+    assert db.read_bytes() == before  # the file is left as it was
