@@ -195,7 +195,22 @@ def child_launcher(spec_path: Path, log_path: Path) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     with open(log_path, "w") as log:
         command = [sys.executable, "-m", "qlora_helpers.tune_trial", str(spec_path)]
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        return subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+        ).returncode
+
+
+def die_with_parent() -> None:
+    """In a trial's process before it starts (Linux): the kernel kills it when the study's process dies, even by
+    SIGKILL, so no orphan trial trains on beside a resumed study or writes into it later. Elsewhere: nothing."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def train_command(cfg: TrainConfig, output_dir: str) -> list[str]:

@@ -279,3 +279,34 @@ def test_resuming_a_damaged_or_foreign_study_file_is_one_line(tiny_bert, easy_cs
     assert cli.main(args_for(tiny_bert, easy_csv, out, "--resume")) == 2
     assert "cannot be resumed: it is damaged or holds no study of this tool" in capsys.readouterr().err
     assert db.read_bytes() == before  # the file is left as it was
+
+
+def test_a_trial_process_dies_with_the_study_process_even_by_sigkill(tmp_path):
+    """The parent here stands for `tune`: killed with -9, the child it started with die_with_parent goes too."""
+    import textwrap
+
+    child_pid = tmp_path / "child.pid"
+    parent = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from qlora_helpers.tune import die_with_parent
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)
+        open({str(child_pid)!r}, "w").write(str(child.pid))
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT)
+    for _ in range(200):
+        if child_pid.exists() and child_pid.read_text():
+            break
+        time.sleep(0.05)
+    pid = int(child_pid.read_text())
+    proc.kill()
+    proc.wait()
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the trial process outlived the study process")
