@@ -396,3 +396,50 @@ def test_a_verify_file_without_the_models_columns_names_them_not_trains_flags(ad
     )
     assert code == 2 and "cannot be read as this model's data" in err and "['review', 'sentiment']" in err
     assert "--label-column" not in err and "--no-header" not in err
+
+
+def serving_site(folder: Path) -> Path:
+    """What `pip install -r requirements-serve.txt` puts on a serving box, as links into this environment's
+    site-packages: the listed distributions and everything they require, and nothing else (no torch)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    folder.mkdir()
+    names = [line.split("==")[0].strip() for line in (ROOT / "requirements-serve.txt").read_text().splitlines()]
+    todo, seen = [n for n in names if n and not n.startswith(("#", "-"))], set()
+    while todo:
+        dist = metadata.distribution(todo.pop())
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (folder / top).exists() and top != "__pycache__":
+                (folder / top).symlink_to(source)
+    assert "torch" not in seen and "transformers" not in seen, seen
+    return folder
+
+
+def test_a_serving_box_without_torch_predicts_and_evaluates_from_the_export(adapter, exported, tmp_path):
+    import subprocess
+
+    site = serving_site(tmp_path / "site")
+    test_table = adapter / "test_predictions.csv"
+    code = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('torch') is None\n"
+        "from qlora_helpers.cli import main\n"
+        f"assert main(['predict', '--onnx', {str(exported.output_dir)!r}, 'a wonderful film']) == 0\n"
+        f"assert main(['evaluate', '--onnx', {str(exported.output_dir)!r}, '--dataset', {str(test_table)!r}, "
+        f"'--text-column', 'text', '--label-column', 'true', '--output', {str(tmp_path / 'e.json')!r}]) == 0\n"
+    )
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "e.json").read_text())["rows"] == len(pd.read_csv(test_table))

@@ -44,7 +44,8 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_dependencies()
+        if not getattr(args, "onnx", None):  # serving an export needs only onnxruntime and tokenizers, not torch
+            check_dependencies()
         return COMMANDS[args.command].run(args)
     except UserError as e:
         _close_progress_bars()
