@@ -213,6 +213,7 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         saved.quant_type,
         saved.double_quant,
         problem_type=saved.problem_type,
+        say_remade=False,  # the adapter brings the trained head
     )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))

@@ -127,6 +127,7 @@ def load_4bit_model(
     double_quant: bool = True,
     problem_type: str = "single_label_classification",
     head_modules: list[str] | None = None,
+    say_remade: bool = True,
 ):
     """Load `model_name` for sequence classification with its linear layers stored in 4 bits, its head not.
 
@@ -163,12 +164,39 @@ def load_4bit_model(
             )
     except (OSError, ValueError) as e:
         raise _explain_load_error("model", model_name, e) from None
+    remade = remake_mismatched_layers(model, head_modules)
+    if remade and say_remade:
+        print(
+            f"{model_name} brings a head of another size ({', '.join(remade)}) than {num_labels} labels need: made "
+            f"anew and trained from scratch"
+        )
     stray = sorted(k for k in report["missing_keys"] if not encoders.in_modules(k.rsplit(".", 1)[0], head_modules))
     if stray:  # initialised anew, yet not in the head found beforehand: frozen at random values
         print(f"warning: {model_name} holds no weights for {', '.join(stray)}; they keep random values")
     disable_avx512_bf16_repacking(model)
     setattr(model, encoders.HEAD_ATTRIBUTE, list(head_modules))
     return model
+
+
+def remake_mismatched_layers(model: torch.nn.Module, head_modules: list[str]) -> list[str]:
+    """Head layers whose loaded weights do not fit their declared size, made anew; returns them as `name (out, in)`
+    of the checkpoint. A fine-tuned classifier given as the start, with another number of labels: the 4-bit load
+    (transformers 5.17) puts the old head's weights into a layer sized for the new labels without a word, and the
+    first loss fails on the logits' shape."""
+    remade = []
+    for name, layer in model.named_modules():
+        if not (isinstance(layer, torch.nn.Linear) and encoders.in_modules(name, head_modules)):
+            continue
+        if tuple(layer.weight.shape) == (layer.out_features, layer.in_features):
+            continue
+        remade.append(f"{name} {tuple(layer.weight.shape)}")
+        fresh = torch.nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
+        fresh.to(layer.weight.device, torch.float32)
+        if hasattr(model, "_init_weights"):
+            model._init_weights(fresh)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, fresh)
+    return remade
 
 
 def describe_4bit_layer(layer) -> dict:

@@ -246,3 +246,30 @@ def test_compiled_layers_train_like_eager_in_every_family(family, encoder_dir, t
     assert counters["stats"]["unique_graphs"] == graphs
     assert compiled.uncompile(fast) == 2
     assert all("forward" not in vars(layer) for layer in compiled.encoder_layers(fast))
+
+
+def test_a_finetuned_classifier_with_another_label_count_gets_a_new_head(tiny_bert, tmp_path, capsys):
+    """A checkpoint that is already a 2-label classifier, trained on 3 classes: its head is made anew (the 4-bit
+    load had put the 2-label weights into a 3-label layer, and the first loss failed on the logits' shape)."""
+    import shutil
+
+    import pandas as pd
+    from conftest import tiny_run_config
+    from transformers import AutoModelForSequenceClassification
+
+    from qlora_helpers.inference import load_adapter
+    from qlora_helpers.pipeline import train_pipeline
+
+    start = tmp_path / "cls2"
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).save_pretrained(start)
+    for f in tiny_bert.iterdir():
+        if "token" in f.name or "vocab" in f.name:
+            shutil.copy(f, start)
+    words = {0: "awful terrible bad", 1: "okay fine average", 2: "great wonderful best"}
+    rows = [{"text": f"{words[i % 3]} movie {i}", "label": i % 3} for i in range(90)]
+    pd.DataFrame(rows).to_csv(tmp_path / "three.csv", index=False)
+    cfg = tiny_run_config(start, tmp_path / "three.csv", tmp_path / "run", label_names=None, epochs=1.0)
+    result = train_pipeline(cfg)
+    assert "brings a head of another size (classifier (2, " in capsys.readouterr().out
+    assert load_adapter(result.output_dir).model.config.num_labels == 3
+    assert len(load_adapter(result.output_dir).predict(["great wonderful"], progress=False)[0]["probabilities"]) == 3
