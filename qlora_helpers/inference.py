@@ -224,6 +224,14 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
             f"{path / 'adapter_model.safetensors'} lacks {e.args[0] if e.args else e}: the trained head was not "
             f"saved with the adapter; copy the folder again from the training run (or run `train` again)"
         ) from None
+    except RuntimeError as e:
+        if "size mismatch" not in str(e):
+            raise
+        raise UserError(
+            f"the adapter in {path} does not fit the {saved.labels.num_labels} label(s) its classifier_config.json "
+            f"names (the saved head has another size): the file was edited or comes from another run; copy the "
+            f"folder again from the training run"
+        ) from None
     if mode != "4bit":
         model = model.to(_inference_dtype(hw))
     if mode == "merged":

@@ -262,3 +262,15 @@ def test_reload_check_fails_a_lost_temperature_or_threshold(run_copy, lost):
     logits = result.test_logits / 1.5 if lost == "temperature" else result.test_logits
     _, check = check_reload(copy, model, test, logits, trained, cfg.eval_batch_size)
     assert not check.passed and any(p.startswith(f"{lost} differs") for p in check.problems)
+
+
+def test_a_config_naming_another_label_count_than_the_head_is_one_line(run_copy):
+    from qlora_helpers.errors import UserError
+
+    copy, model, test, result, cfg = run_copy
+    config = json.loads((copy / "classifier_config.json").read_text())
+    config["labels"]["names"] += ["neutral"]
+    config["labels"]["values"] += ["neutral"]
+    (copy / "classifier_config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="does not fit the 3 label"):
+        load_adapter(copy)
