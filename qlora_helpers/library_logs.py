@@ -21,6 +21,25 @@ class _DropOptionalHubKernelNotice(logging.Filter):
         return not str(record.msg).startswith(OPTIONAL_HUB_KERNEL)
 
 
+# Notices a user reads as failure, each on the logger that emits it: dequantizing the 4-bit base for `merge`, the
+# 16-bit and merged forms and `export` is meant ("The modules are dequantized in torch.float32 and casted to ..."),
+# and the ONNX exporter's "torchvision is not installed. Skipping torchvision::nms" concerns operators a text
+# classifier never has.
+EXPECTED_NOTICES = {
+    "transformers.integrations.bitsandbytes": "The modules are dequantized in",
+    "torch.onnx._internal.exporter._registration": "torchvision is not installed",
+}
+
+
+class _DropExpectedNotice(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
 def quiet_known_library_warnings() -> None:
     """Install the filter once (importing the package twice must not stack filters). Also: tqdm's notice that
     ipywidgets is missing in a notebook, where its progress bars then print as text, which is what we want."""
@@ -32,3 +51,7 @@ def quiet_known_library_warnings() -> None:
     logger = logging.getLogger(BNB_CPU_LOGGER)
     if not any(isinstance(f, _DropOptionalHubKernelNotice) for f in logger.filters):
         logger.addFilter(_DropOptionalHubKernelNotice())
+    for name, start in EXPECTED_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropExpectedNotice) for f in logger.filters):
+            logger.addFilter(_DropExpectedNotice(start))

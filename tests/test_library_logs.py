@@ -39,3 +39,16 @@ def test_importing_the_package_then_bitsandbytes_prints_no_notice():
     if has_avx512bf16():
         assert "kernels-community" in _stderr_of("import bitsandbytes")
     assert "kernels-community" not in _stderr_of("import qlora_helpers, bitsandbytes")
+
+
+def test_expected_dequantize_and_exporter_notices_are_dropped_and_nothing_else(caplog):
+    from qlora_helpers.library_logs import EXPECTED_NOTICES
+
+    quiet_known_library_warnings()
+    for name, start in EXPECTED_NOTICES.items():
+        logger = logging.getLogger(name)
+        assert sum(type(f).__name__ == "_DropExpectedNotice" for f in logger.filters) == 1
+        with caplog.at_level(logging.WARNING, logger=name):
+            logger.warning(f"{start} and the rest of the notice")
+            logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"] * len(EXPECTED_NOTICES)
