@@ -281,6 +281,26 @@ def _overlap_notes(splits: dict[str, pd.DataFrame], text_input: TextInput, test_
 # ---- a labelled file read as a trained model reads it -------------------------------------------
 
 
+def read_evaluation_table(source: str, header: bool = True, split: str | None = None) -> pd.DataFrame:
+    """A local file, or one split of a Hub dataset (`name` or `name:config`): `split`, else its test split, else
+    its validation split."""
+    from .hardware import is_hub_id
+    from .tables import _file_kind, read_hub_dataset
+
+    if not is_hub_id(source) or _file_kind(Path(source)) is not None:  # a file, or a file's name mistyped
+        require(split is None, f"--split picks a split of a Hub dataset; {source} is a local file")
+        return read_local_file(Path(source).expanduser(), header)
+    splits = read_hub_dataset(source)
+    chosen = split or next((s for s in ("test", "validation") if s in splits), None)
+    require(
+        chosen in splits,
+        f"{source} has the splits {sorted(splits)}"
+        + (f", not {split!r}" if split else ", neither test nor validation")
+        + "; pick one with --split",
+    )
+    return splits[chosen]
+
+
 def read_labelled_file(
     path: str,
     saved,
@@ -289,12 +309,13 @@ def read_labelled_file(
     header: bool = True,
     text_pair_column: str | None = None,
     text_columns: list[str] | None = None,
+    split: str | None = None,
 ) -> pd.DataFrame:
     """A labelled file (e.g. for `evaluate`) with the saved classifier's input and labels: the columns training
     read (or those the flags name), labels given as training's values or as the label names."""
     from .text_input import from_saved
 
-    df = read_local_file(Path(path).expanduser(), header)
+    df = read_evaluation_table(path, header, split)
     columns = list(df.columns)
     text_input = from_saved(saved.text_input, columns, text_column, text_pair_column, TEXT_CANDIDATES, text_columns)
     space, task = saved.labels, tasks.get(saved.task)

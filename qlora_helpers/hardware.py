@@ -142,7 +142,8 @@ def in_hub_cache(name: str, kind: str) -> bool:
 
     from huggingface_hub import constants
 
-    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{name.replace('/', '--')}").is_dir()
+    repo = name.partition(":")[0]  # glue:mrpc: the repository glue, its configuration mrpc
+    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
 
 
 def check_hub_sources(model: str, dataset: str | None) -> None:

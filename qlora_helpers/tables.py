@@ -240,20 +240,30 @@ def read_local_file(path: Path, header: bool = True) -> pd.DataFrame:
     return df
 
 
-def read_hub_dataset(name: str) -> dict[str, pd.DataFrame]:
-    """Load every split of a Hub dataset with `datasets`; offline or a wrong id gives a one-line error."""
+def hub_name_and_config(source: str) -> tuple[str, str | None]:
+    """`glue:mrpc` -> ("glue", "mrpc"): a Hub dataset with several configurations names one after a colon."""
+    name, _, config = source.partition(":")
+    return name, config or None
+
+
+def read_hub_dataset(source: str) -> dict[str, pd.DataFrame]:
+    """Load every split of a Hub dataset (`name` or `name:config`) with `datasets`; offline, a wrong id or a
+    missing configuration gives a one-line error."""
+    name, config = hub_name_and_config(source)
     try:
         import datasets
         from datasets import load_dataset
 
         datasets.logging.set_verbosity_error()
-        loaded = load_dataset(name)
+        loaded = load_dataset(name, config)
     except ImportError:
         raise UserError("reading Hub datasets needs the datasets package: pip install datasets") from None
-    except Exception as e:  # network, auth, missing repo: all end the same way for the user
+    except Exception as e:  # network, auth, missing repo or configuration: all end the same way for the user
+        which = "configuration" if "config" in str(e).lower() and not config else "id"
         raise UserError(
-            f"could not load the dataset {name!r} from the Hugging Face Hub ({type(e).__name__}); check the id and "
-            f"your network, or pass a local file: --dataset path/to/data.csv"
+            f"could not load the dataset {source!r} from the Hugging Face Hub ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else ''}); check the {which} (a dataset with several "
+            f"configurations is named as name:config, e.g. glue:mrpc) and your network, or pass a local file"
         ) from None
     return {split: ds.to_pandas() for split, ds in loaded.items()}
 

@@ -150,7 +150,7 @@ def test_missing_file_and_unknown_format(tmp_path):
 
 def test_hub_dataset_offline_names_the_fix(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(UserError, match="could not load the dataset 'someone/not-cached'.*--dataset path/to/data.csv"):
+    with pytest.raises(UserError, match="could not load the dataset 'someone/not-cached'.*or pass a local file"):
         prepare("someone/not-cached")
 
 
@@ -285,3 +285,31 @@ def test_max_samples_leaves_the_test_file_whole(train_and_test):
     sizes = {k: len(v) for k, v in data.splits.items()}
     assert sizes == {"train": 36, "validation": 4, "test": 100}
     assert any("stratified sample of 200 rows; the test file is kept whole" in n for n in data.notes)
+
+
+def test_a_hub_dataset_names_its_configuration_and_evaluate_picks_a_split(monkeypatch):
+    """glue:mrpc loads the configuration mrpc of glue; evaluate scores its test split, or the one --split names."""
+    import datasets
+
+    from qlora_helpers.data import read_evaluation_table
+    from qlora_helpers.tables import read_source
+
+    calls = []
+
+    class Split:
+        def __init__(self, name):
+            self.name = name
+
+        def to_pandas(self):
+            return pd.DataFrame({"sentence": [f"a {self.name} row"], "label": [1]})
+
+    def fake_load(name, config=None):
+        calls.append((name, config))
+        return {s: Split(s) for s in ("train", "validation", "test")}
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert set(read_source("glue:mrpc")) == {"train", "validation", "test"} and calls == [("glue", "mrpc")]
+    assert read_evaluation_table("glue:mrpc")["sentence"].tolist() == ["a test row"]
+    assert read_evaluation_table("glue:mrpc", split="validation")["sentence"].tolist() == ["a validation row"]
+    with pytest.raises(UserError, match=r"has the splits \['test', 'train', 'validation'\], not 'dev'"):
+        read_evaluation_table("glue:mrpc", split="dev")

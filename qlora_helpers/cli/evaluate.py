@@ -22,7 +22,12 @@ from .flags import (
 def add_parser(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics of a trained adapter on a labelled file")
     add_model_source(evaluate, "output directory of a `train` run")
-    evaluate.add_argument("--dataset", required=True, help="labelled .csv/.tsv/.json/.jsonl/.parquet file")
+    evaluate.add_argument(
+        "--dataset",
+        required=True,
+        help="labelled .csv/.tsv/.json/.jsonl/.parquet file, or a Hub dataset (name:config)",
+    )
+    evaluate.add_argument("--split", help="with a Hub dataset: the split to score (default: test, else validation)")
     add_long_text_flags(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--output", help="where to write the metrics JSON (default: ADAPTER/evaluation_<file>.json)")
@@ -53,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
         header_of(args, saved),
         args.text_pair_column,
         args.text_columns,
+        args.split,
     )
     if args.long_text == "window":
         args.stride = check_window(saved.max_length, args.stride, pairs="text_pair" in frame)
-    stem = Path(args.dataset).name.split(".")[0]
+    stem = Path(args.dataset).name.split(".")[0].replace(":", "_")
     output = Path(args.output) if args.output else adapter / f"evaluation_{stem}.json"
     mistakes = output.with_name(f"misclassified_{stem}.csv")
     check_new_files([output, mistakes], args.overwrite)
