@@ -7,6 +7,7 @@ trained run records its `TextInput` in label_mapping.json, so a model is always 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,16 @@ def texts_from_file(path: str | Path) -> list[str]:
 
     path = Path(path)
     require(path.is_file(), f"text file not found: {path}")
-    texts = [line.strip() for line in path.read_text(encoding=text_encoding(path), errors="replace").splitlines()]
-    texts = [t for t in texts if t]
+    encoding = text_encoding(path)
+    raw = path.read_text(encoding=encoding, errors="replace")
+    texts = [t for t in (line.strip() for line in raw.splitlines()) if t]
+    replaced = sum("\ufffd" in t for t in texts)
+    if replaced:  # said, as train says it for a table, rather than classifying altered text without a word
+        print(
+            f"note: {replaced} line(s) of {path.name} held bytes that are not {encoding.replace('-sig', '').upper()}; "
+            f"they were replaced by U+FFFD (re-save the file as UTF-8 to keep those characters)",
+            file=sys.stderr,
+        )
     if not texts:
         raise UserError(f"{path} has no non-empty lines; put one text per line")
     return texts

@@ -677,3 +677,12 @@ def test_a_saved_class_order_edited_after_training_is_refused():
         ClassifierConfig.from_record(record)
     record["labels"] = {"names": ["neg", "neu", "pos"], "values": ["neg", "neu", "pos"]}
     assert ClassifierConfig.from_record(record).labels.names == ("neg", "neu", "pos")
+
+
+def test_a_text_file_with_bytes_that_are_not_utf8_is_read_with_a_note(tmp_path, capsys):
+    from qlora_helpers.text_input import texts_from_file
+
+    path = tmp_path / "reviews.txt"
+    path.write_bytes("a fine film\nun film tr\xe8s beau\n".encode("latin-1"))
+    assert texts_from_file(path)[0] == "a fine film"
+    assert "1 line(s) of reviews.txt held bytes that are not UTF-8" in capsys.readouterr().err
