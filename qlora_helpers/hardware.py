@@ -129,13 +129,6 @@ def auto_profile() -> tuple[str, str]:
     return "offline", f"{missing}: running the CPU-sized offline profile"
 
 
-def is_hub_id(name: str | None) -> bool:
-    """A name only the Hub can resolve: not a path that exists here, and not written as a path."""
-    from pathlib import Path
-
-    return bool(name) and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists()
-
-
 def in_hub_cache(name: str, kind: str) -> bool:
     """Whether the Hub's local cache holds the model or dataset repository `name` (`kind`: model or dataset)."""
     from pathlib import Path
@@ -151,6 +144,8 @@ def check_hub_sources(model: str, dataset: str | None) -> None:
     dataset is a Hub id that the local cache does not hold. Skipped under HF_HUB_OFFLINE, where the libraries
     already fail at once."""
     import os
+
+    from .tables import is_hub_id
 
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return

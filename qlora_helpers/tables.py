@@ -240,6 +240,11 @@ def read_local_file(path: Path, header: bool = True) -> pd.DataFrame:
     return df
 
 
+def is_hub_id(name: str | None) -> bool:
+    """A name only the Hub can resolve: not a path that exists here, and not written as a path."""
+    return bool(name) and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists()
+
+
 def hub_name_and_config(source: str) -> tuple[str, str | None]:
     """`glue:mrpc` -> ("glue", "mrpc"): a Hub dataset with several configurations names one after a colon."""
     name, _, config = source.partition(":")
