@@ -284,9 +284,9 @@ def _overlap_notes(splits: dict[str, pd.DataFrame], text_input: TextInput, test_
 def read_evaluation_table(source: str, header: bool = True, split: str | None = None) -> pd.DataFrame:
     """A local file, or one split of a Hub dataset (`name` or `name:config`): `split`, else its test split, else
     its validation split."""
-    from .tables import _file_kind, is_hub_id, read_hub_dataset  # not hardware: `evaluate --onnx` runs without torch
+    from .tables import is_local_source, read_hub_dataset
 
-    if not is_hub_id(source) or _file_kind(Path(source)) is not None:  # a file, or a file's name mistyped
+    if is_local_source(source):
         require(split is None, f"--split picks a split of a Hub dataset; {source} is a local file")
         return read_local_file(Path(source).expanduser(), header)
     splits = read_hub_dataset(source)

@@ -188,7 +188,6 @@ class OnnxClassifier:
     def load(cls, directory: str | Path, precision: str | None = None, threads: int | None = None) -> OnnxClassifier:
         """`precision`: fp32 or int8 (default: `default_precision`, the verified file)."""
         directory = Path(directory)
-        check_export_folder(directory, precision)
         model = check_export_folder(directory, precision or default_precision(directory))
         saved = ClassifierConfig.load(directory)
         require_extra("onnxruntime")
@@ -276,15 +275,3 @@ class OnnxClassifier:
             {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
             for i, (t, row) in enumerate(zip(texts, decided))
         ]
-
-    def verified(self) -> bool | None:
-        """Whether the export met its targets at export time (None: no report beside the model)."""
-        path = self.file.parent / REPORT
-        if not path.is_file():
-            return None
-        try:
-            return bool(json.loads(path.read_text()).get("verified"))
-        except (ValueError, AttributeError) as e:
-            raise UserError(
-                f"{path} is damaged ({str(e)[:80]}): whether the export was verified is unknown; export it again"
-            ) from None

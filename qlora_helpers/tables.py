@@ -288,10 +288,17 @@ def check_local_files(dataset: str, test_file: str | None = None) -> None:
         require(Path(test_file).expanduser().is_file(), f"test file not found: {test_file}; pass a labelled data file")
 
 
+def is_local_source(source: str) -> bool:
+    """Whether `--dataset` names a local file (one that exists, or a name with a data file's extension, so a
+    mistyped file is said to be missing rather than looked for on the Hub); otherwise it is a Hub dataset."""
+    path = Path(source).expanduser()
+    return _file_kind(path) is not None or path.exists()
+
+
 def read_source(source: str, header: bool = True) -> dict[str, pd.DataFrame]:
     """A local file becomes one unsplit table (`all`); a Hub dataset keeps its own splits."""
     path = Path(source).expanduser()
-    if _file_kind(path) is not None or path.exists():
+    if is_local_source(source):
         require(not path.is_dir(), f"{path} is a directory; pass a data file (.csv, .json, .jsonl, .parquet)")
         return {"all": read_local_file(path, header)}
     return read_hub_dataset(source)

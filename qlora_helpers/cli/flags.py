@@ -237,8 +237,10 @@ def load_model(args: argparse.Namespace, mode: str = "4bit"):
 
         from ..onnx_model import OnnxClassifier, verified_forms
 
-        loaded = OnnxClassifier.load(args.onnx, getattr(args, "precision", None))
-        if (verified_forms(loaded.file.parent) or {}).get(loaded.precision) is False:
+        asked = getattr(args, "precision", None)
+        loaded = OnnxClassifier.load(args.onnx, asked)
+        # unasked, only a file that met its targets is served (onnx_model.default_precision)
+        if asked and (verified_forms(loaded.file.parent) or {}).get(asked) is False:
             print(
                 f"note: serving {loaded.file.name} of {args.onnx} as asked; it missed its export targets (its "
                 f"README.md)",
