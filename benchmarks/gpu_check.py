@@ -36,11 +36,20 @@ def step(name: str, command: list[str], out: Path, metrics: Path | None = None, 
     started = time.perf_counter()
     code = subprocess.run(command).returncode
     seconds = time.perf_counter() - started
-    extra = {"key_metric": key() if key and code == 0 else None}
+    extra = {"key_metric": key_metric(key)}
     path = out / f"gpu_check_{name}.json"
     record(f"gpu_check_{name}", command, seconds, code, None, metrics, path, notebook, at, keep or METRICS_KEPT, extra)
     print(f"== {name}: exit {code} in {seconds:.1f} s, key metric {extra['key_metric']} ({path})", flush=True)
     return code
+
+
+def key_metric(key):
+    """The step's key metric, also after a failed step where its files say something (an export that missed its
+    targets still writes its report); None where there is nothing to read."""
+    try:
+        return key() if key else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def reload_line(executed: Path) -> str | None:

@@ -275,8 +275,9 @@ pd.DataFrame({k: calibrated[k] for k in ("validation", "test")}).T if calibrated
 # test logits, computed the same way (same batches, same dtype), agree: exactly where the kernels are
 # deterministic, and always within the rounding of the dtype the 4-bit layers compute in (bf16 or fp16 on a
 # GPU, fp32 on the CPU). A head left unsaved, reordered labels or a lost temperature fail it. (Batches of
-# another size pad texts to other lengths, and in bf16 that alone moved logits by up to 0.02 and flipped one
-# review of 2,000: `benchmarks/results/reload_paths_minilm.json` and the notes.)
+# another size pad texts to other lengths, and in bf16 that alone moved logits by up to 9.5e-3:
+# `benchmarks/results/runs/gpu_check_notebook_bf16.json`; in equal batches they agree exactly:
+# `benchmarks/results/reload_paths_minilm.json`.)
 
 # %%
 from qlora_helpers.reload_check import check_reload
