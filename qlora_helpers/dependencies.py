@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from .errors import UserError
+from qlora_helpers.errors import UserError
 
 # transformers 5 is a hard floor (the APIs named below); the other floors are the oldest releases this
 # project has run with (torch 2.11 on the lent GPU, peft 0.21, bitsandbytes 0.50, which quantizes on the

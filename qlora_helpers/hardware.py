@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
+from qlora_helpers.errors import UserError
+from qlora_helpers.hub import hub_reachable
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -106,20 +107,6 @@ def peak_gpu_memory_mb() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers (False when HF_HUB_OFFLINE is set)."""
-    import os
-    import urllib.request
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        urllib.request.urlopen(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout=timeout)
-        return True
-    except Exception:
-        return False
-
-
 def auto_profile() -> tuple[str, str]:
     """`full` when a GPU and the Hub are both there, else `offline`; with the reason in words."""
     gpu, hub = torch.cuda.is_available(), hub_reachable()
@@ -127,33 +114,3 @@ def auto_profile() -> tuple[str, str]:
         return "full", "a GPU and the Hugging Face Hub are available"
     missing = " and ".join(x for x, ok in (("no GPU", gpu), ("no Hub access", hub)) if not ok)
     return "offline", f"{missing}: running the CPU-sized offline profile"
-
-
-def in_hub_cache(name: str, kind: str) -> bool:
-    """Whether the Hub's local cache holds the model or dataset repository `name` (`kind`: model or dataset)."""
-    from pathlib import Path
-
-    from huggingface_hub import constants
-
-    repo = name.partition(":")[0]  # glue:mrpc: the repository glue, its configuration mrpc
-    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
-
-
-def check_hub_sources(model: str, dataset: str | None) -> None:
-    """Fail in seconds, not after a minute of retries, when the Hub is needed and cannot be reached: the model or
-    dataset is a Hub id that the local cache does not hold. Skipped under HF_HUB_OFFLINE, where the libraries
-    already fail at once."""
-    import os
-
-    from .tables import is_hub_id
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return
-    needed = [(n, k) for n, k in ((model, "model"), (dataset, "dataset")) if is_hub_id(n) and not in_hub_cache(n, k)]
-    if needed and not hub_reachable():
-        names = " and ".join(f"the {k} {n!r}" for n, k in needed)
-        raise UserError(
-            f"the Hugging Face Hub cannot be reached, and {names} is not in the local cache; pass local files "
-            f"(--model DIR, --dataset FILE), or --profile offline (all-MiniLM-L6-v2 and 1,500 reviews shipped with "
-            f"the package)"
-        )

@@ -13,12 +13,12 @@ import os
 import uuid
 from pathlib import Path
 
-from . import distributed
-from .config import TrainConfig
-from .model_builder import BuiltModel
-from .pipeline import Prepared, train_pipeline
-from .run_files import command_line, resume_point
-from .training import TrainingJob, TrainOutcome, schedule_for, train
+from qlora_helpers import distributed
+from qlora_helpers.config import TrainConfig
+from qlora_helpers.modeling.builder import BuiltModel
+from qlora_helpers.pipeline import Prepared, train_pipeline
+from qlora_helpers.run_files import command_line, resume_point
+from qlora_helpers.train.training import TrainingJob, TrainOutcome, schedule_for, train
 
 
 def gpu_count() -> int:

@@ -10,12 +10,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import calibration, distributed
-from .classifier_config import ClassifierConfig
-from .config import TrainConfig
-from .data import PreparedData, prepare_data
-from .dependencies import check_dependencies
-from .evaluation import (
+from qlora_helpers import distributed
+from qlora_helpers.config import TrainConfig
+from qlora_helpers.data.prepare import DataSettings, PreparedData, prepare_data
+from qlora_helpers.data.tables import check_local_files
+from qlora_helpers.data.tokens import check_max_length, token_lengths, tokenize_splits
+from qlora_helpers.dependencies import check_dependencies
+from qlora_helpers.figures import run_caption
+from qlora_helpers.hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware
+from qlora_helpers.hub import check_hub_sources
+from qlora_helpers.infer.evaluation import (
     evaluate_split,
     logits_of,
     one_answer_note,
@@ -24,17 +28,24 @@ from .evaluation import (
     save_table,
     tune_decision,
 )
-from .hardware import Hardware, check_hub_sources, choose_attention_kernels, cpu_notes, detect_hardware
-from .labels import read_label_names_file
-from .loss import check_class_weights
-from .model_builder import BuiltModel, build_model
-from .plots import plot_dataset_stats, plot_training_curves, run_caption
-from .quantization import load_tokenizer
-from .run_files import check_output_dir, command_line, removed_on_failure, resume_point, save_run, score_fields
-from .tables import check_local_files
-from .tokens import check_max_length, token_lengths, tokenize_splits
-from .tracking import choose_report_to
-from .training import TrainingJob, TrainOutcome, train
+from qlora_helpers.modeling.builder import BuiltModel, build_model
+from qlora_helpers.modeling.classifier_config import ClassifierConfig
+from qlora_helpers.modeling.quantization import load_tokenizer
+from qlora_helpers.report.model_card import write_model_card
+from qlora_helpers.report.plots import plot_dataset_stats, plot_training_curves
+from qlora_helpers.run_files import (
+    check_output_dir,
+    command_line,
+    removed_on_failure,
+    resume_point,
+    save_run,
+    score_fields,
+)
+from qlora_helpers.tasks import calibration
+from qlora_helpers.tasks.labels import read_label_names_file
+from qlora_helpers.train.loss import check_class_weights
+from qlora_helpers.train.tracking import choose_report_to
+from qlora_helpers.train.training import TrainingJob, TrainOutcome, train
 
 
 def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
@@ -66,13 +77,13 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
 
 def load_data(cfg: TrainConfig, tokenizer=None) -> PreparedData:
     """The configuration's data, split, with the task decided and the labels mapped; one line says what."""
-    from .text_input import separator_text
+    from qlora_helpers.data.text_input import separator_text
 
     names = read_label_names_file(cfg.label_names_file) if cfg.label_names_file else None
     joiner = " [SEP] "
     if cfg.text_columns:
         joiner = separator_text(cfg.text_separator, tokenizer or load_tokenizer(cfg.model))
-    data = prepare_data(cfg.data_settings(joiner, names))
+    data = prepare_data(DataSettings.from_config(cfg, joiner, names))
     print(data.describe())
     return data
 
@@ -205,6 +216,7 @@ def finish(
         }
     metrics |= run_record(cfg, hw, data, built, outcome, report_line, command)
     metrics = save_run(out, model, tokenizer, saved, outcome.config.to_dict(), outcome.log_history, metrics)
+    write_model_card(out)
     plots = plot_results(cfg, hw, data, outcome, test_metrics, test_logits, saved)
     print(f"test {data.task.headline(metrics)}; outputs in {out}, plots in {cfg.plots_dir}")
     return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from .config import HUB_DATASET, OFFLINE_MODEL_PACKAGE, SAMPLE_DATA, TrainConfig
-from .errors import UserError, require
+from qlora_helpers.config import HUB_DATASET, OFFLINE_MODEL_PACKAGE, SAMPLE_DATA, TrainConfig
+from qlora_helpers.errors import UserError, require
 
 
 def offline_model_dir() -> str:
@@ -113,7 +113,7 @@ def preset_differences() -> str:
 def make_config(profile: str = "full", **changes: Any) -> TrainConfig:
     """Build and validate a configuration from a preset name (or `auto`) plus overrides."""
     if profile == "auto":
-        from .hardware import auto_profile
+        from qlora_helpers.hardware import auto_profile
 
         profile, reason = auto_profile()
         print(f"profile auto -> {profile}: {reason}")

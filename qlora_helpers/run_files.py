@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import require
+from qlora_helpers.errors import require
 
 METRICS = "metrics.json"  # its presence marks a finished run
 RUN_MARKS = (METRICS, "classifier_config.json", "checkpoints")  # a folder holding one of these is a run's
@@ -195,9 +195,7 @@ def score_fields(scores: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def save_run(out: Path, model, tokenizer, saved, config: dict[str, Any], log_history: list, metrics: dict) -> dict:
     """Adapter (+ head), tokenizer, classifier configuration, the training configuration and log, then
-    metrics.json last (its presence marks the run finished) and the model card."""
-    from .model_card import write_model_card
-
+    metrics.json last (its presence marks the run finished); the caller writes the model card from it."""
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)  # replacing a run (--overwrite): unfinished until all is written
     model.save_pretrained(str(out))
@@ -211,5 +209,4 @@ def save_run(out: Path, model, tokenizer, saved, config: dict[str, Any], log_his
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out / METRICS, metrics)
-    write_model_card(out)
     return metrics

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_bert import build_tiny_bert  # noqa: E402
 
-from qlora_helpers.config import make_config  # noqa: E402
+from qlora_helpers.presets import make_config  # noqa: E402
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "best", "beautiful", "brilliant", "perfect"]
 NEGATIVE = ["awful", "terrible", "worst", "boring", "waste", "bad", "stupid", "poor"]

@@ -13,7 +13,7 @@ from conftest import tiny_run_config  # tests/ is this script's folder, so the t
 
 from qlora_helpers import distributed
 from qlora_helpers.pipeline import model_for, prepare
-from qlora_helpers.training import TrainingJob, build_trainer
+from qlora_helpers.train.training import TrainingJob, build_trainer
 
 model_dir, csv, out = sys.argv[1:4]
 cfg = tiny_run_config(model_dir, csv, Path(out) / "run", grad_accum=1, epochs=2.0)

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from qlora_helpers.cli import main
-from qlora_helpers.data import DataSettings, prepare_data
+from qlora_helpers.data.prepare import DataSettings, prepare_data
+from qlora_helpers.data.tables import read_local_file
 from qlora_helpers.errors import UserError
-from qlora_helpers.tables import read_local_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--max-length", "32", "--batch-size", "8", "--early-stopping-patience", "0"]
@@ -430,7 +430,7 @@ def test_json_list_labels_are_label_sets(tmp_path, names):
 
 
 def test_label_sets_mix_names_and_ids_and_an_unknown_label_is_named():
-    from qlora_helpers.labels import LabelSpace, encode_sets
+    from qlora_helpers.tasks.labels import LabelSpace, encode_sets
 
     space = LabelSpace(("anger", "joy", "love"), ("0", "1", "2"))
     assert encode_sets([("joy", "2"), ("0",)], space, "f.csv") == [(1, 2), (0,)]
@@ -484,7 +484,7 @@ def test_a_notebook_kernel_is_not_recorded_as_the_command(monkeypatch):
 
 def test_training_in_a_notebook_prints_its_progress_as_lines(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
     """Under papermill the Trainer's HTML progress never reaches the log: plain lines say how far it is."""
-    from qlora_helpers import callbacks as progress
+    from qlora_helpers.train import callbacks as progress
 
     assert not progress.html_progress()  # in a plain process the text progress bar shows already
     monkeypatch.setattr(progress, "html_progress", lambda: True)  # as in a notebook kernel
@@ -599,7 +599,7 @@ def test_labels_written_two_ways_for_one_number_are_refused_not_merged():
     import pandas as pd
 
     from qlora_helpers.errors import UserError
-    from qlora_helpers.labels import class_values
+    from qlora_helpers.tasks.labels import class_values
 
     with pytest.raises(UserError, match=r"writes the class 1 in 2 ways \(01, 1\)"):
         class_values(pd.Series(["01", "1", "2"] * 30), "label")
@@ -608,7 +608,7 @@ def test_labels_written_two_ways_for_one_number_are_refused_not_merged():
 
 def test_a_blank_line_in_the_label_names_file_is_refused_not_dropped(tmp_path):
     from qlora_helpers.errors import UserError
-    from qlora_helpers.labels import read_label_names_file
+    from qlora_helpers.tasks.labels import read_label_names_file
 
     names = tmp_path / "labels.txt"
     names.write_text("joy\nanger\n\nfear\nsad\n")
@@ -619,8 +619,8 @@ def test_a_blank_line_in_the_label_names_file_is_refused_not_dropped(tmp_path):
 
 
 def test_an_empty_second_text_is_refused_at_prediction_as_in_training():
+    from qlora_helpers.data.text_input import check_pair_texts
     from qlora_helpers.errors import UserError
-    from qlora_helpers.text_input import check_pair_texts
 
     with pytest.raises(UserError, match="second text 2 is empty"):
         check_pair_texts("sentence2", ["a", "b"], ["x", " "])
@@ -628,8 +628,8 @@ def test_an_empty_second_text_is_refused_at_prediction_as_in_training():
 
 
 def test_a_saved_max_length_that_is_not_positive_is_refused_at_load():
-    from qlora_helpers.classifier_config import ClassifierConfig
     from qlora_helpers.errors import UserError
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
     record = {"task": "single_label", "labels": {"names": ["a", "b"], "values": ["a", "b"]},
               "input": {"text_columns": ["text"]}, "max_length": -5, "base_model": "x"}  # fmt: skip
@@ -638,8 +638,8 @@ def test_a_saved_max_length_that_is_not_positive_is_refused_at_load():
 
 
 def test_a_folder_given_as_the_data_file_is_called_a_folder(tmp_path):
+    from qlora_helpers.data.tables import check_local_files
     from qlora_helpers.errors import UserError
-    from qlora_helpers.tables import check_local_files
 
     (tmp_path / "data.csv").mkdir()
     with pytest.raises(UserError, match="--dataset .*data.csv is a folder; pass a data file"):
@@ -660,7 +660,7 @@ def test_scores_too_far_apart_to_standardise_are_refused():
 
 def test_an_adapter_folder_without_its_weights_file_is_one_line(tmp_path):
     from qlora_helpers.errors import UserError
-    from qlora_helpers.inference import check_model_files
+    from qlora_helpers.infer.inference import check_model_files
 
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(UserError, match="has no adapter_model.safetensors: the trained weights are missing"):
@@ -668,8 +668,8 @@ def test_an_adapter_folder_without_its_weights_file_is_one_line(tmp_path):
 
 
 def test_a_saved_class_order_edited_after_training_is_refused():
-    from qlora_helpers.classifier_config import ClassifierConfig
     from qlora_helpers.errors import UserError
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
     record = {"task": "single_label", "labels": {"names": ["pos", "neg"], "values": [1, 0]},
               "input": {"text_columns": ["text"]}, "max_length": 32, "base_model": "x"}  # fmt: skip
@@ -680,7 +680,7 @@ def test_a_saved_class_order_edited_after_training_is_refused():
 
 
 def test_a_text_file_with_bytes_that_are_not_utf8_is_read_with_a_note(tmp_path, capsys):
-    from qlora_helpers.text_input import texts_from_file
+    from qlora_helpers.data.text_input import texts_from_file
 
     path = tmp_path / "reviews.txt"
     path.write_bytes("a fine film\nun film tr\xe8s beau\n".encode("latin-1"))

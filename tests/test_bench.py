@@ -8,7 +8,7 @@ from conftest import TINY_RUN, tiny_settings
 
 from benchmarks.draw import draw_all
 from benchmarks.harness import ARMS, run_arm, run_arms, weight_arithmetic_mb
-from qlora_helpers.config import make_config
+from qlora_helpers.presets import make_config
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlora_helpers import calibration, tasks, thresholds
-from qlora_helpers.classifier_config import ClassifierConfig
+from qlora_helpers import tasks
 from qlora_helpers.errors import UserError
-from qlora_helpers.labels import LabelSpace
-from qlora_helpers.metrics import sigmoid, softmax
+from qlora_helpers.modeling.classifier_config import ClassifierConfig
+from qlora_helpers.tasks import calibration, thresholds
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import sigmoid, softmax
 
 SINGLE, MULTI, REGRESSION = tasks.get("single_label"), tasks.get("multi_label"), tasks.get("regression")
 TOPICS = {"sport": ["goal", "match", "team"], "music": ["song", "band", "guitar"], "food": ["pasta", "bread", "soup"]}
@@ -122,7 +123,7 @@ def multi_run(tiny_bert, tmp_path_factory):
 
 
 def test_a_run_saves_reports_and_plots_its_calibration(multi_run):
-    from qlora_helpers.inference import load_for_inference, predict_logits
+    from qlora_helpers.infer.inference import load_for_inference, predict_logits
 
     cfg, result = multi_run
     out = result.output_dir
@@ -145,9 +146,9 @@ def test_a_run_saves_reports_and_plots_its_calibration(multi_run):
     assert not np.allclose(shown, sigmoid(raw), atol=1e-3) or abs(saved.temperature - 1) < 0.01
 
     # thresholds were tuned on the calibrated validation probabilities
-    from qlora_helpers.data import prepare_data
+    from qlora_helpers.data.prepare import DataSettings, prepare_data
 
-    validation = prepare_data(cfg.data_settings(" [SEP] ", None)).splits["validation"]
+    validation = prepare_data(DataSettings.from_config(cfg, " [SEP] ", None)).splits["validation"]
     val_raw = predict_logits(
         loaded.model, loaded.tokenizer, validation["text"].tolist(), saved.max_length, truncation=saved.truncation
     )

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from qlora_helpers import thresholds
-from qlora_helpers.classifier_config import FILE, ClassifierConfig
+from qlora_helpers.data.text_input import TextInput
 from qlora_helpers.errors import UserError
-from qlora_helpers.labels import LabelSpace
-from qlora_helpers.text_input import TextInput
+from qlora_helpers.modeling.classifier_config import FILE, ClassifierConfig
+from qlora_helpers.tasks import thresholds
+from qlora_helpers.tasks.labels import LabelSpace
 
 NAMES = ("anger", "joy", "neutral")
 

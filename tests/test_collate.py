@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from qlora_helpers.collate import PaddingCollator, as_rows, padded_length
-from qlora_helpers.tokens import encode_texts
+from qlora_helpers.data.collate import PaddingCollator, as_rows, padded_length
+from qlora_helpers.data.tokens import encode_texts
 
 SAMPLE = "qlora_helpers/sample_data/imdb_sample_1500.csv.gz"
 
@@ -103,7 +103,7 @@ def test_padded_length():
 
 def test_training_and_prediction_use_it(tiny_config):
     from qlora_helpers.pipeline import model_for, prepare
-    from qlora_helpers.training import TrainingJob, build_trainer
+    from qlora_helpers.train.training import TrainingJob, build_trainer
 
     cfg = tiny_config()
     ready = prepare(cfg)

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from qlora_helpers import compiled
-from qlora_helpers.collate import padded_length
+from qlora_helpers.data.collate import padded_length
 from qlora_helpers.errors import UserError
 from qlora_helpers.hardware import Hardware
-from qlora_helpers.lora import add_lora_adapters
-from qlora_helpers.quantization import load_4bit_model
+from qlora_helpers.modeling import compiled
+from qlora_helpers.modeling.lora import add_lora_adapters
+from qlora_helpers.modeling.quantization import load_4bit_model
 
 CPU = Hardware("cpu", "cpu", torch.float32, "test")
 GPU = Hardware("cuda", "GPU", torch.bfloat16, "test")
@@ -114,7 +114,7 @@ def test_an_unpadded_batch_reaches_the_compiled_layer_with_an_all_true_mask():
 
 def test_padding_to_max_length_and_full_training_batches(tiny_config):
     from qlora_helpers.pipeline import model_for, prepare
-    from qlora_helpers.training import TrainingJob, build_trainer
+    from qlora_helpers.train.training import TrainingJob, build_trainer
 
     assert [padded_length(n, 32, 32) for n in (5, 31, 32)] == [32, 32, 32]
     assert padded_length(70, 64, 100) == 100  # rounded up, but never past the truncation length
@@ -138,8 +138,8 @@ def test_a_failed_compile_trains_on_eager_from_the_same_start(tiny_config, monke
     head; any other error is raised as it is."""
     import torch._dynamo
 
-    from qlora_helpers import training
     from qlora_helpers.pipeline import model_for, prepare
+    from qlora_helpers.train import training
 
     cfg = tiny_config(compile="on")
     ready = prepare(cfg)

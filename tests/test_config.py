@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from qlora_helpers.config import HUB_MODEL, SAMPLE_DATA, TrainConfig, make_config
+from qlora_helpers.config import HUB_MODEL, SAMPLE_DATA, TrainConfig
 from qlora_helpers.errors import UserError
 from qlora_helpers.hardware import Hardware
+from qlora_helpers.presets import make_config
 
 CPU = Hardware("cpu", "cpu", torch.float32, "test")
 
@@ -18,7 +19,7 @@ def test_the_default_recipe_builds_a_qlora_model(tiny_bert):
     the LoRA matrices and the head trainable; the layers stay eager on the CPU."""
     import bitsandbytes as bnb
 
-    from qlora_helpers.model_builder import build_model
+    from qlora_helpers.modeling.builder import build_model
 
     cfg = make_config("full", model=str(tiny_bert))
     built = build_model(cfg, CPU, 2, {0: "negative", 1: "positive"}, "single_label_classification")
@@ -41,7 +42,7 @@ def test_the_default_recipe_builds_a_qlora_model(tiny_bert):
 def test_the_default_recipe_trains_with_paged_8bit_adamw_on_a_cosine_schedule():
     """What the Trainer is given for the 16,000 training reviews of the full profile: batch 64, lr 5e-4 after a
     10% warm-up, decaying along a cosine, two evaluations an epoch, the most accurate checkpoint kept."""
-    from qlora_helpers.training import Schedule, training_arguments
+    from qlora_helpers.train.training import Schedule, training_arguments
 
     cfg = make_config("full")
     schedule = Schedule.for_run(cfg, 16_000)
@@ -164,23 +165,23 @@ def test_every_setting_is_a_train_flag_whose_help_is_its_reason():
 
 def test_an_unreachable_hub_fails_in_seconds_naming_the_local_ways(monkeypatch, tmp_path):
     """Without HF_HUB_OFFLINE the libraries retry an unreachable Hub for a minute; the check answers at once."""
-    from qlora_helpers import hardware
+    from qlora_helpers import hub
     from qlora_helpers.errors import UserError
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(hardware, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(UserError, match="cannot be reached, and the model 'bert-base-uncased' and the dataset"):
-        hardware.check_hub_sources("bert-base-uncased", "someone/reviews")
+        hub.check_hub_sources("bert-base-uncased", "someone/reviews")
     (tmp_path / "models--bert-base-uncased").mkdir()
     local = tmp_path / "reviews.csv"
     local.write_text("text,label\n")
-    hardware.check_hub_sources("bert-base-uncased", str(local))  # cached model, local file: nothing to fetch
+    hub.check_hub_sources("bert-base-uncased", str(local))  # cached model, local file: nothing to fetch
 
 
 def test_each_run_keeps_its_own_plots_unless_told_otherwise():
-    from qlora_helpers.config import make_config
+    from qlora_helpers.presets import make_config
 
     cfg = make_config("full", output_dir="outputs/a")
     assert cfg.plots_dir == str(Path("outputs/a/plots"))
@@ -190,8 +191,8 @@ def test_each_run_keeps_its_own_plots_unless_told_otherwise():
 
 @pytest.mark.parametrize("setting", [{"epochs": float("inf")}, {"lr": float("inf")}, {"max_epochs": float("inf")}])
 def test_infinite_numbers_are_refused_at_the_edge(setting):
-    from qlora_helpers.config import make_config
     from qlora_helpers.errors import UserError
+    from qlora_helpers.presets import make_config
 
     with pytest.raises(UserError, match=f"{next(iter(setting))} must be a positive"):
         make_config("full", **setting)

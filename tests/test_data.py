@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlora_helpers import data as D
 from qlora_helpers.config import SAMPLE_DATA
-from qlora_helpers.data import DataSettings
+from qlora_helpers.data import prepare as D
+from qlora_helpers.data.prepare import DataSettings
+from qlora_helpers.data.tables import read_local_file
+from qlora_helpers.data.tokens import encode_texts, token_lengths
 from qlora_helpers.errors import UserError
-from qlora_helpers.tables import read_local_file
-from qlora_helpers.tokens import encode_texts, token_lengths
 
 
 def prepare(dataset, **settings):
@@ -178,7 +178,7 @@ def test_duplicate_rows_across_splits_are_reported():
 def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
     from conftest import NEUTRAL, POSITIVE
 
-    from qlora_helpers.quantization import load_tokenizer
+    from qlora_helpers.modeling.quantization import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_bert))
     long_text = " ".join(NEUTRAL * 3 + POSITIVE)  # 68 words, one token each
@@ -197,8 +197,8 @@ def test_head_tail_truncation_keeps_the_start_and_the_end(tiny_bert):
 
 def test_split_seed_fixes_the_split_across_training_seeds(easy_csv, capsys):
     """--seed alone draws a new split for every seed; --split-seed keeps one split while the seed changes."""
-    from qlora_helpers.config import make_config
     from qlora_helpers.pipeline import load_data
+    from qlora_helpers.presets import make_config
 
     def test_texts(**settings):
         cfg = make_config("full", dataset=str(easy_csv), label_names=["negative", "positive"], **settings)
@@ -291,8 +291,8 @@ def test_a_hub_dataset_names_its_configuration_and_evaluate_picks_a_split(monkey
     """glue:mrpc loads the configuration mrpc of glue; evaluate scores its test split, or the one --split names."""
     import datasets
 
-    from qlora_helpers.data import read_evaluation_table
-    from qlora_helpers.tables import read_source
+    from qlora_helpers.data.prepare import read_evaluation_table
+    from qlora_helpers.data.tables import read_source
 
     calls = []
 

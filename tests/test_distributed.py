@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import train_args
 
-from qlora_helpers.training import Schedule
+from qlora_helpers.train.training import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]

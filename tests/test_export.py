@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from qlora_helpers import export as export_module  # noqa: E402
-from qlora_helpers.classifier_config import ClassifierConfig  # noqa: E402
 from qlora_helpers.cli import main  # noqa: E402
 from qlora_helpers.errors import UserError  # noqa: E402
-from qlora_helpers.export import export_onnx  # noqa: E402
-from qlora_helpers.onnx_model import OnnxClassifier, TokenizerFile, require_extra  # noqa: E402
+from qlora_helpers.infer import export as export_module  # noqa: E402
+from qlora_helpers.infer.export import export_onnx  # noqa: E402
+from qlora_helpers.infer.onnx_model import OnnxClassifier, TokenizerFile, require_extra  # noqa: E402
+from qlora_helpers.modeling.classifier_config import ClassifierConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = " ".join(["the plot was boring and the acting awful"] * 12 + ["but the end was wonderful and brilliant"] * 6)
@@ -66,7 +66,7 @@ def test_export_writes_a_verified_folder_that_needs_nothing_else(adapter, export
 
 
 def test_onnx_logits_match_pytorch_including_long_texts_through_windows(adapter, exported):
-    from qlora_helpers.inference import load_for_inference
+    from qlora_helpers.infer.inference import load_for_inference
 
     torch_model = load_for_inference(adapter, "merged")
     onnx_model = OnnxClassifier.load(exported.output_dir, "fp32")
@@ -83,7 +83,7 @@ def test_onnx_logits_match_pytorch_including_long_texts_through_windows(adapter,
 def test_the_tokenizer_file_cuts_texts_as_transformers_does(tiny_bert):
     from transformers import AutoTokenizer
 
-    from qlora_helpers.tokens import encode_rows
+    from qlora_helpers.data.tokens import encode_rows
 
     hf, ours = AutoTokenizer.from_pretrained(tiny_bert), TokenizerFile(tiny_bert)
     texts = [LONG, "a short one", "", "wonderful " * 40]
@@ -298,7 +298,7 @@ def task_data(kind: str, path: Path) -> dict:
 def test_every_task_exports_verified_and_predicts_as_pytorch(tiny_bert, tmp_path, kind):
     from conftest import tiny_run_config
 
-    from qlora_helpers.inference import load_for_inference
+    from qlora_helpers.infer.inference import load_for_inference
     from qlora_helpers.pipeline import train_pipeline
 
     settings = task_data(kind, tmp_path / "data.csv")
@@ -322,7 +322,7 @@ def test_every_task_exports_verified_and_predicts_as_pytorch(tiny_bert, tmp_path
 
 
 def test_the_serving_summary_compares_int8_with_pytorch():
-    from benchmarks.onnx_serving import summarize
+    from benchmarks.kinds.onnx_serving import summarize
 
     def record(form, tps, mb):
         latency = {"median": 10.0, "p90": 12.0}
@@ -357,8 +357,9 @@ def test_a_verify_file_of_the_other_input_shape_names_the_file_not_a_flag_export
 def test_int8_regression_is_judged_as_int8_classifiers_are_not_by_the_fp32_tolerance():
     """int8 answers to agreement (scores within 1% of the range) and the metric's drop, as a classifier's int8 does;
     only fp32 is held to a probability-sized difference (1e-3 of the range)."""
-    from qlora_helpers import tasks, verify
-    from qlora_helpers.text_input import TextInput
+    from qlora_helpers import tasks
+    from qlora_helpers.data.text_input import TextInput
+    from qlora_helpers.infer import verify
 
     regression = tasks.get("regression")
     scores = pd.Series(np.linspace(0.0, 5.0, 200))
@@ -381,7 +382,7 @@ def test_the_onnx_file_given_instead_of_its_folder_names_the_folder(exported, ca
 
 
 def test_an_export_whose_metric_is_undefined_where_pytorch_had_one_fails():
-    from qlora_helpers.verify import metric_drop
+    from qlora_helpers.infer.verify import metric_drop
 
     assert metric_drop(-0.37, float("nan")) is None  # tied scores: Spearman NaN, the export lost the ranking
     assert metric_drop(float("nan"), float("nan")) == 0.0

@@ -12,10 +12,10 @@ import pytest
 import torch
 from tiny_models import FAMILIES, build_tiny_encoder
 
-from qlora_helpers import compiled, encoders
-from qlora_helpers.config import make_config
 from qlora_helpers.hardware import Hardware
-from qlora_helpers.model_builder import build_model
+from qlora_helpers.modeling import compiled, encoders
+from qlora_helpers.modeling.builder import build_model
+from qlora_helpers.presets import make_config
 
 CPU = Hardware("cpu", "cpu", torch.float32, "test")
 LABELS = {0: "negative", 1: "positive"}
@@ -161,7 +161,7 @@ def test_the_4bit_load_drops_transformers_report_of_a_head_to_train(encoder_dir)
 
     from transformers import AutoModelForSequenceClassification
 
-    from qlora_helpers.quantization import load_4bit_model
+    from qlora_helpers.modeling.quantization import load_4bit_model
 
     class Keep(logging.Handler):
         def __init__(self):
@@ -186,7 +186,7 @@ def test_the_4bit_load_drops_transformers_report_of_a_head_to_train(encoder_dir)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_train_merge_predict_evaluate_from_the_command_line(family, encoder_dir, easy_csv, tmp_path):
     from qlora_helpers.cli import main
-    from qlora_helpers.inference import load_for_inference
+    from qlora_helpers.infer.inference import load_for_inference
 
     out, merged = tmp_path / "adapter", tmp_path / "merged"
     train = ["train", "--model", str(encoder_dir(family)), "--dataset", str(easy_csv), "--max-samples", "60"]
@@ -257,7 +257,7 @@ def test_a_finetuned_classifier_with_another_label_count_gets_a_new_head(tiny_be
     from conftest import tiny_run_config
     from transformers import AutoModelForSequenceClassification
 
-    from qlora_helpers.inference import load_adapter
+    from qlora_helpers.infer.inference import load_adapter
     from qlora_helpers.pipeline import train_pipeline
 
     start = tmp_path / "cls2"

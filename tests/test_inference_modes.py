@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from conftest import tiny_run_config
 
-from benchmarks.inference_modes import time_mode
+from benchmarks.kinds.inference_modes import time_mode
 from qlora_helpers.cli import main
 from qlora_helpers.errors import UserError
-from qlora_helpers.inference import load_for_inference, mode_agreement
-from qlora_helpers.merge import merge_adapter
+from qlora_helpers.infer.inference import load_for_inference, mode_agreement
+from qlora_helpers.infer.merge import merge_adapter
 from qlora_helpers.pipeline import train_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_three_modes_agree_with_the_trained_model(adapter):
 
 
 def test_a_reloaded_adapter_cuts_long_texts_as_in_training(adapter):
-    from qlora_helpers.inference import predict_logits
+    from qlora_helpers.infer.inference import predict_logits
 
     out, _ = adapter
     loaded = load_for_inference(out, "4bit")
@@ -138,7 +138,7 @@ def test_merged_model_loads_without_peft(adapter, tmp_path):
 def test_merge_refuses_a_run_folder_or_a_file_before_loading_anything(adapter, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from qlora_helpers import inference
+    from qlora_helpers.infer import inference
 
     out, _ = adapter
 
@@ -186,7 +186,7 @@ def test_a_run_saved_before_classifier_config_predicts_as_before(adapter, tmp_pa
     the same logits as the run saved now."""
     import shutil
 
-    from qlora_helpers.classifier_config import ClassifierConfig
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
     out, trained_logits = adapter
     legacy = tmp_path / "legacy"

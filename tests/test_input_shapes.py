@@ -15,12 +15,12 @@ import torch
 from conftest import flags, tiny_settings
 
 from qlora_helpers import tasks
-from qlora_helpers.data import DataSettings, prepare_data
-from qlora_helpers.quantization import load_tokenizer
-from qlora_helpers.tables import read_local_file
-from qlora_helpers.text_input import separator_text
-from qlora_helpers.tokens import encode_texts
-from qlora_helpers.windows import combine, encode_windows
+from qlora_helpers.data.prepare import DataSettings, prepare_data
+from qlora_helpers.data.tables import read_local_file
+from qlora_helpers.data.text_input import separator_text
+from qlora_helpers.data.tokens import encode_texts
+from qlora_helpers.data.windows import combine, encode_windows
+from qlora_helpers.modeling.quantization import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 MRPC = ROOT / "tests" / "data" / "mrpc_train_300.tsv.gz"  # the first 300 pairs of GLUE's MRPC train.tsv, as shipped
@@ -91,7 +91,7 @@ def test_class_weights_scale_each_class_in_the_loss():
 def test_windows_cover_a_long_text_and_their_logits_are_averaged(tiny_bert):
     from transformers import AutoModelForSequenceClassification
 
-    from qlora_helpers.inference import predict_logits
+    from qlora_helpers.infer.inference import predict_logits
 
     tok = load_tokenizer(str(tiny_bert))
     text = " ".join(f"film{i % 7} was great" for i in range(40))
@@ -133,10 +133,10 @@ class SecondTextReader(torch.nn.Module):
 def test_thresholds_of_a_multi_label_pair_task_are_tuned_on_both_texts(tiny_bert, monkeypatch):
     """tune_decision reads validation as the model was trained to read it, pairs included (the old
     tune_thresholds dropped the second texts, so a label carried by them was tuned on noise)."""
-    from qlora_helpers import evaluation
-    from qlora_helpers.classifier_config import ClassifierConfig
-    from qlora_helpers.labels import LabelSpace
-    from qlora_helpers.text_input import TextInput
+    from qlora_helpers.data.text_input import TextInput
+    from qlora_helpers.infer import evaluation
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
+    from qlora_helpers.tasks.labels import LabelSpace
 
     tok = load_tokenizer(str(tiny_bert))
     great = tok.convert_tokens_to_ids("great")
@@ -151,7 +151,7 @@ def test_thresholds_of_a_multi_label_pair_task_are_tuned_on_both_texts(tiny_bert
     )
     space = LabelSpace(("great", "other"), ("great", "other"), "label")
     saved = ClassifierConfig("multi_label", space, TextInput(("question",), "answer"), 32, "head", "tiny")
-    from qlora_helpers import inference
+    from qlora_helpers.infer import inference
 
     seen, real = [], inference.predict_logits
     monkeypatch.setattr(inference, "predict_logits", lambda *a, **kw: seen.append(kw["pairs"]) or real(*a, **kw))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qlora_helpers import tasks
-from qlora_helpers.metrics import (
+from qlora_helpers.tasks.metrics import (
     classification_metrics,
     regression_metrics,
     regression_trainer_metrics,
@@ -58,8 +58,8 @@ def test_regression_metrics_match_hand_computation():
 def test_a_model_that_gives_every_row_one_answer_is_called_the_majority_baseline():
     import numpy as np
 
-    from qlora_helpers.classifier_config import ClassifierConfig
-    from qlora_helpers.evaluation import one_answer_note
+    from qlora_helpers.infer.evaluation import one_answer_note
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
     saved = ClassifierConfig.from_record(
         {"task": "single_label", "labels": {"names": ["neg", "pos"], "values": ["0", "1"]},

@@ -4,10 +4,10 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
-from qlora_helpers.config import offline_model_dir
 from qlora_helpers.errors import UserError
-from qlora_helpers.lora import add_lora_adapters, count_parameters, linear_layer_names
-from qlora_helpers.quantization import load_4bit_model
+from qlora_helpers.modeling.lora import add_lora_adapters, count_parameters, linear_layer_names
+from qlora_helpers.modeling.quantization import load_4bit_model
+from qlora_helpers.presets import offline_model_dir
 
 LABELS = {0: "negative", 1: "positive"}
 

@@ -8,16 +8,17 @@ import pandas as pd
 import pytest
 from conftest import flags, tiny_settings
 
-from qlora_helpers import labels as ml
-from qlora_helpers import tasks, thresholds
-from qlora_helpers.classifier_config import ClassifierConfig
+from qlora_helpers import tasks
 from qlora_helpers.cli import main
-from qlora_helpers.data import DataSettings, prepare_data
+from qlora_helpers.data.prepare import DataSettings, prepare_data
+from qlora_helpers.data.text_input import TextInput
 from qlora_helpers.errors import UserError
-from qlora_helpers.labels import LabelSpace
-from qlora_helpers.loss import class_weight_vector
-from qlora_helpers.metrics import multi_label_metrics
-from qlora_helpers.text_input import TextInput
+from qlora_helpers.modeling.classifier_config import ClassifierConfig
+from qlora_helpers.tasks import labels as ml
+from qlora_helpers.tasks import thresholds
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import multi_label_metrics
+from qlora_helpers.train.loss import class_weight_vector
 
 DATA = Path(__file__).parent / "data"
 SLICE, NAMES = DATA / "goemotions_train_600.tsv.gz", DATA / "goemotions_labels.txt"
@@ -230,7 +231,7 @@ def test_mrpc_style_tsv_reads_one_row_per_line(tmp_path):
     header = "\ufeffQuality\t#1 String\t#2 String"
     lines = [header, '1\tHe said " the witness " .\tA " quote', '0\tNo "\tquotes " here']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    from qlora_helpers.tables import read_local_file
+    from qlora_helpers.data.tables import read_local_file
 
     df = read_local_file(path)
     assert len(df) == 2 and list(df.columns)[0] == "Quality" and df.iloc[1, 1] == 'No "'

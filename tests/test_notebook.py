@@ -67,8 +67,12 @@ def test_the_project_tables_show_their_files_or_skip_with_a_line(tmp_path, monke
     """Section 8's cells, run alone: with the committed result files they draw their tables; in a copy without
     benchmarks/results (an installed package) each says so and the notebook goes on."""
     cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    imports = (
-        "import pandas as pd\nfrom IPython.display import display\nfrom qlora_helpers.results import optional_result"
+    imports = "\n".join(
+        [
+            "import pandas as pd",
+            "from IPython.display import display",
+            "from qlora_helpers.report.results import optional_result",
+        ]
     )
     tables = [c.source for c in cells if c.cell_type == "code" and "= optional_result(" in c.source]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in [imports, *tables]])

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from qlora_helpers.config import offline_model_dir
-from qlora_helpers.quant_error import absmax_int4, pretrained_matrices, quantization_errors
+from qlora_helpers.modeling.quant_error import absmax_int4, pretrained_matrices, quantization_errors
+from qlora_helpers.presets import offline_model_dir
 
 
 def test_absmax_int4_is_exact_on_representable_values():

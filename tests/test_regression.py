@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, train_args
 
-from qlora_helpers.classifier_config import ClassifierConfig
 from qlora_helpers.cli import main
+from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
 SHAPE = ["--text-columns", "title", "body"]  # the scores' texts come in two columns, joined as in training
 

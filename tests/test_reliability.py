@@ -13,11 +13,11 @@ import torch
 from conftest import train_args as tiny_train_args
 
 from qlora_helpers import cli, pipeline
-from qlora_helpers.data import DataSettings, prepare_data
+from qlora_helpers.data.prepare import DataSettings, prepare_data
+from qlora_helpers.data.tokens import tokenize_splits, truncation_report
 from qlora_helpers.dependencies import check_dependencies
 from qlora_helpers.errors import UserError
-from qlora_helpers.quantization import load_tokenizer
-from qlora_helpers.tokens import tokenize_splits, truncation_report
+from qlora_helpers.modeling.quantization import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

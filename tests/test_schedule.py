@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from qlora_helpers.config import make_config
-from qlora_helpers.schedule import Schedule, median_label_rows
+from qlora_helpers.presets import make_config
+from qlora_helpers.train.schedule import Schedule, median_label_rows
 
 
 def schedule(n_train, label_rows, unit="class", **changes):

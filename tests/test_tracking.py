@@ -3,7 +3,7 @@
 import sys
 import types
 
-from qlora_helpers.tracking import choose_report_to
+from qlora_helpers.train.tracking import choose_report_to
 
 
 def test_no_key_means_local_only(monkeypatch, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_run_config
 
-from qlora_helpers.inference import load_adapter
+from qlora_helpers.infer.inference import load_adapter
 from qlora_helpers.pipeline import train_pipeline
 
 
@@ -161,7 +161,7 @@ def test_training_clock_leaves_out_warm_up_and_evaluations():
     import time
     from types import SimpleNamespace
 
-    from qlora_helpers.training import TrainingClock
+    from qlora_helpers.train.training import TrainingClock
 
     clock, state = TrainingClock(samples_per_step=10, warmup=2), SimpleNamespace(global_step=0)
     for step in range(1, 8):
@@ -211,7 +211,7 @@ def run_copy(finished_run, tmp_path):
 
 
 def test_reload_check_passes_a_correct_run_exactly(run_copy):
-    from qlora_helpers.reload_check import check_reload
+    from qlora_helpers.infer.reload_check import check_reload
 
     copy, model, test, result, cfg = run_copy
     _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
@@ -223,7 +223,7 @@ def test_reload_check_passes_a_correct_run_exactly(run_copy):
 def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
     from safetensors.torch import load_file, save_file
 
-    from qlora_helpers.reload_check import check_reload
+    from qlora_helpers.infer.reload_check import check_reload
 
     copy, model, test, result, cfg = run_copy
     weights = load_file(copy / "adapter_model.safetensors")
@@ -238,7 +238,7 @@ def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
 
 
 def test_reload_check_fails_reordered_labels(run_copy):
-    from qlora_helpers.reload_check import check_reload
+    from qlora_helpers.infer.reload_check import check_reload
 
     copy, model, test, result, cfg = run_copy
     config = json.loads((copy / "classifier_config.json").read_text())
@@ -251,7 +251,7 @@ def test_reload_check_fails_reordered_labels(run_copy):
 @pytest.mark.parametrize("lost", ["temperature", "thresholds"])
 def test_reload_check_fails_a_lost_temperature_or_threshold(run_copy, lost):
     """The trained run had a temperature (or thresholds) that its saved file does not bring back."""
-    from qlora_helpers.reload_check import check_reload
+    from qlora_helpers.infer.reload_check import check_reload
 
     copy, model, test, result, cfg = run_copy
     trained = (

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from conftest import TINY_RUN, flags
 
-from qlora_helpers import cli, tune
+from qlora_helpers import cli
 from qlora_helpers.errors import UserError
-from qlora_helpers.tune_space import Param, parse
+from qlora_helpers.tune import study as tune
+from qlora_helpers.tune.space import Param, parse
 
 optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def args_for(model, dataset, out, *extra):
 
 def in_process(spec_path, log_path):
     """The trial as its child process runs it, in this process (so a test can patch what it calls)."""
-    from qlora_helpers import tune_trial
+    from qlora_helpers.tune import trial as tune_trial
 
     return tune_trial.main([str(spec_path)])
 
@@ -102,7 +103,8 @@ def test_missing_extra_names_the_install(tiny_bert, easy_csv, tmp_path, capsys, 
 def test_trials_score_validation_only_and_oom_is_one_failed_trial(tiny_bert, easy_csv, tmp_path, capsys, monkeypatch):
     import torch
 
-    from qlora_helpers import pipeline, training
+    from qlora_helpers import pipeline
+    from qlora_helpers.train import training
 
     tokenized, calls = [], {"n": 0}
     real_tokenize, real_train = pipeline.tokenize_splits, training._train_once
@@ -288,7 +290,7 @@ def test_a_trial_process_dies_with_the_study_process_even_by_sigkill(tmp_path):
     child_pid = tmp_path / "child.pid"
     parent = textwrap.dedent(f"""
         import subprocess, sys, time
-        from qlora_helpers.tune import die_with_parent
+        from qlora_helpers.tune.study import die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)
         open({str(child_pid)!r}, "w").write(str(child.pid))
         time.sleep(60)

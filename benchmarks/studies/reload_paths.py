@@ -46,11 +46,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--compute-dtype", default="auto")
     args = parser.parse_args()
-    import qlora_helpers.training as training
+    import qlora_helpers.train.training as training
     from benchmarks.timed import commit, machine
     from qlora_helpers import pipeline
-    from qlora_helpers.evaluation import logits_of
-    from qlora_helpers.inference import load_adapter
+    from qlora_helpers.infer.evaluation import logits_of
+    from qlora_helpers.infer.inference import load_adapter
     from qlora_helpers.presets import make_config
     from qlora_helpers.run_files import library_versions, write_json
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from ..dependencies import INSTALL, check_dependencies
-from ..errors import UserError
-from . import evaluate, export, merge, predict, train, tune
-from .flags import EXIT_BAD_INPUT, Parser, config_from_args
+from qlora_helpers.cli import evaluate, export, merge, predict, train, tune
+from qlora_helpers.cli.flags import EXIT_BAD_INPUT, Parser, config_from_args
+from qlora_helpers.dependencies import INSTALL, check_dependencies
+from qlora_helpers.errors import UserError
 
 COMMANDS = {
     "train": train,

@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import require
-from .flags import (
+from qlora_helpers.cli.flags import (
     add_long_text_flags,
     add_model_source,
     add_shape_flags,
@@ -17,6 +16,7 @@ from .flags import (
     load_model,
     model_dir,
 )
+from qlora_helpers.errors import require
 
 
 def add_parser(sub) -> None:
@@ -36,11 +36,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classifier_config import ClassifierConfig
-    from ..data import read_labelled_file
-    from ..evaluation import mistakes_table, one_answer_note, save_table, seen_rows
-    from ..run_files import write_json
-    from ..windows import check_window
+    from qlora_helpers.data.prepare import read_labelled_file
+    from qlora_helpers.data.windows import check_window
+    from qlora_helpers.infer.evaluation import mistakes_table, one_answer_note, save_table, seen_rows
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
+    from qlora_helpers.run_files import write_json
 
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     adapter = Path(model_dir(args))
@@ -118,6 +118,6 @@ def scores_of(loaded, frame, saved, batch_size: int, cut, long_text: str, stride
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         logits = loaded.logits(frame["text"].tolist(), batch_size, False, pairs, long_text, stride)
         return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
-    from ..evaluation import evaluate_split
+    from qlora_helpers.infer.evaluation import evaluate_split
 
     return evaluate_split(loaded.model, loaded.tokenizer, frame, saved, batch_size, cut, long_text, stride)

@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import require
-    from ..export import export_onnx, summary
+    from qlora_helpers.errors import require
+    from qlora_helpers.infer.export import export_onnx, summary
 
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     result = export_onnx(

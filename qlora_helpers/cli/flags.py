@@ -10,8 +10,8 @@ import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..config import TrainConfig
-from ..errors import require
+from qlora_helpers.config import TrainConfig
+from qlora_helpers.errors import require
 
 EXIT_BAD_INPUT = 2
 
@@ -134,7 +134,7 @@ def add_long_text_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    from ..config import make_config
+    from qlora_helpers.presets import make_config
 
     names = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
@@ -184,7 +184,7 @@ def header_of(args: argparse.Namespace, saved=None) -> bool:
 
 def check_new_files(paths: list[Path], overwrite: bool) -> None:
     """Before any work: the files a command will write are new (or `--overwrite` says replace them) and writable."""
-    from ..run_files import writable
+    from qlora_helpers.run_files import writable
 
     for path in paths:
         require(not path.is_dir(), f"{path} is a folder; name a file with --output")
@@ -216,7 +216,7 @@ def model_dir(args: argparse.Namespace) -> str:
     if getattr(args, "onnx", None):
         from pathlib import Path
 
-        from ..onnx_model import check_export_folder
+        from qlora_helpers.infer.onnx_model import check_export_folder
 
         check_export_folder(Path(args.onnx), getattr(args, "precision", None))
         require(
@@ -235,7 +235,7 @@ def load_model(args: argparse.Namespace, mode: str = "4bit"):
     if getattr(args, "onnx", None):
         import sys
 
-        from ..onnx_model import OnnxClassifier, verified_forms
+        from qlora_helpers.infer.onnx_model import OnnxClassifier, verified_forms
 
         asked = getattr(args, "precision", None)
         loaded = OnnxClassifier.load(args.onnx, asked)
@@ -247,6 +247,6 @@ def load_model(args: argparse.Namespace, mode: str = "4bit"):
                 file=sys.stderr,
             )
         return loaded
-    from ..inference import load_for_inference
+    from qlora_helpers.infer.inference import load_for_inference
 
     return load_for_inference(args.adapter, mode)

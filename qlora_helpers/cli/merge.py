@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..merge import merge_adapter
+    from qlora_helpers.infer.merge import merge_adapter
 
     print(f"wrote merged model to {merge_adapter(args.adapter, args.output, args.dtype, args.overwrite)}")
     return 0

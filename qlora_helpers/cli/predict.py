@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import distributed
-from ..errors import UserError
-from .flags import (
+from qlora_helpers import distributed
+from qlora_helpers.cli.flags import (
     add_long_text_flags,
     add_model_source,
     add_shape_flags,
@@ -20,6 +19,7 @@ from .flags import (
     load_model,
     model_dir,
 )
+from qlora_helpers.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
 
 def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
     """The texts (and second texts) of `predict --dataset`, read from the columns training read."""
-    from ..tables import TEXT_CANDIDATES, read_local_file
-    from ..text_input import check_pairs, from_saved
+    from qlora_helpers.data.tables import TEXT_CANDIDATES, read_local_file
+    from qlora_helpers.data.text_input import check_pairs, from_saved
 
     frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args, saved))
     chosen = from_saved(
@@ -76,7 +76,7 @@ def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list
 
 def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
     """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
-    from ..text_input import texts_from_file
+    from qlora_helpers.data.text_input import texts_from_file
 
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     pairs = list(args.text_pair) if args.text_pair else None
@@ -108,8 +108,8 @@ def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classifier_config import ClassifierConfig
-    from ..windows import check_window
+    from qlora_helpers.data.windows import check_window
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def require_output_file(out: Path, overwrite: bool) -> None:
-    from ..run_files import writable
+    from qlora_helpers.run_files import writable
 
     if not out.name.endswith((".jsonl", ".csv")):
         raise UserError(f"--output must end in .jsonl or .csv, got {out}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import PROFILES
-from .flags import add_config_flags, add_multi_label_flag, config_from_args
+from qlora_helpers.cli.flags import add_config_flags, add_multi_label_flag, config_from_args
+from qlora_helpers.presets import PROFILES
 
 
 def add_parser(sub) -> None:
-    from ..config import preset_differences
+    from qlora_helpers.presets import preset_differences
 
     train = sub.add_parser(
         "train",
@@ -35,8 +35,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import distributed
-    from ..pipeline import train_pipeline
+    from qlora_helpers import distributed
+    from qlora_helpers.pipeline import train_pipeline
 
     cfg = config_from_args(args)
     try:

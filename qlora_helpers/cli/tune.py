@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import PROFILES
-from ..tune_space import DEFAULTS, WHAT
-from .flags import add_config_flags, add_multi_label_flag, config_from_args
+from qlora_helpers.cli.flags import add_config_flags, add_multi_label_flag, config_from_args
+from qlora_helpers.presets import PROFILES
+from qlora_helpers.tune.space import DEFAULTS, WHAT
 
 SEARCHED_FLAGS = tuple(DEFAULTS) + ("lora_alpha",)  # alpha is searched as a multiple of the rank
 
@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tune import run_study
+    from qlora_helpers.tune.study import run_study
 
     cfg = config_from_args(args)
     flags = {name: getattr(args, f"space_{name}") for name in DEFAULTS}

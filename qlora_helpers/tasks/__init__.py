@@ -2,22 +2,24 @@
 
 A task turns label cells into targets, names the model's `problem_type` and loss, scores predictions,
 picks the checkpoint by its own metric, turns logits into decisions (argmax, per-label thresholds, the
-number itself), and writes prediction rows and tables. Nothing outside this module asks which task it is.
+number itself), and writes prediction rows and tables. The package also owns what those need: label spaces
+(labels), metrics, multi-label thresholds, temperature calibration, and the task's own figures.
 A new kind of task is one new module here with its class, and its entry in TASKS. torch is imported only where
 a loss or a weight tensor is made: predicting from an ONNX export reads the task without it.
+May import: errors, config, figures. Never data, modeling or anything above.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .. import labels as lb
-from ..errors import UserError, require
-from .multi_label import MultiLabel
-from .regression import Regression
-from .single_label import SingleLabel
+from qlora_helpers.config import TASK_CHOICES
+from qlora_helpers.errors import UserError, require
+from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.multi_label import MultiLabel
+from qlora_helpers.tasks.regression import Regression
+from qlora_helpers.tasks.single_label import SingleLabel
 
-TASK_CHOICES = ("auto", "single_label", "multi_label", "regression")
 __all__ = ["TASKS", "TASK_CHOICES", "MultiLabel", "Regression", "SingleLabel", "choose", "get"]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..labels import LabelSpace
+from qlora_helpers.tasks.labels import LabelSpace
 
 
 def class_table(m: dict[str, Any]) -> str:

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import labels as lb
-from ..errors import require
-from ..labels import LabelSpace
-from ..metrics import multi_label_metrics, multi_label_trainer_metrics, sigmoid
-from .common import class_table, ranked
-from .single_label import SingleLabel
+from qlora_helpers.errors import require
+from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.common import class_table, ranked
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import multi_label_metrics, multi_label_trainer_metrics, sigmoid
+from qlora_helpers.tasks.single_label import SingleLabel
 
 
 class MultiLabel(SingleLabel):
@@ -149,7 +149,7 @@ class MultiLabel(SingleLabel):
 
     def plot(self, encoded, logits, metrics, space, cut, directory, caption):
         """Per-label scores, and which labels the model mixes up."""
-        from ..plots import plot_label_confusion, plot_per_label_scores
+        from qlora_helpers.tasks.figures import plot_label_confusion, plot_per_label_scores
 
         truth = lb.multi_hot(list(encoded), space.num_labels)
         return {
@@ -161,12 +161,12 @@ class MultiLabel(SingleLabel):
 
     def tune(self, encoded, logits, space):
         """Per-label decision thresholds (and one global), tuned on the validation split (thresholds.py)."""
-        from .. import thresholds
+        from qlora_helpers.tasks import thresholds
 
         return thresholds.tune(lb.multi_hot(list(encoded), space.num_labels), sigmoid(logits), list(space.names))
 
     def cut(self, record, space, mode=None):
-        from .. import thresholds
+        from qlora_helpers.tasks import thresholds
 
         return thresholds.vector(record or {"mode": "0.5"}, list(space.names), mode)
 

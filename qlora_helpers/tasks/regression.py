@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import labels as lb
-from ..errors import require
-from ..labels import LabelSpace
-from ..metrics import regression_metrics, regression_trainer_metrics
-from .single_label import SingleLabel
+from qlora_helpers.errors import require
+from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import regression_metrics, regression_trainer_metrics
+from qlora_helpers.tasks.single_label import SingleLabel
 
 
 class Regression(SingleLabel):
@@ -104,7 +104,7 @@ class Regression(SingleLabel):
         return [{"score": round(float(x), 6)} for x in self.values(logits, space)]
 
     def plot(self, encoded, logits, metrics, space, cut, directory, caption):
-        from ..plots import plot_scores_scatter
+        from qlora_helpers.tasks.figures import plot_scores_scatter
 
         values = self.values(logits, space)
         return {

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import labels as lb
-from ..errors import UserError, require
-from ..labels import LabelSpace
-from ..metrics import classification_metrics, softmax, trainer_metrics
-from .common import class_table, ranked
+from qlora_helpers.errors import UserError, require
+from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.common import class_table, ranked
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import classification_metrics, softmax, trainer_metrics
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +148,7 @@ class SingleLabel:
 
     def plot(self, encoded, logits, metrics, space, cut, directory, caption) -> dict[str, Any]:
         """The test split's picture: the confusion matrix."""
-        from ..plots import plot_confusion_matrix
+        from qlora_helpers.tasks.figures import plot_confusion_matrix
 
         path = plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], directory, caption=caption)
         return {"confusion_matrix": path}

@@ -1,0 +1,133 @@
+"""Does an exported model decide as the PyTorch model it came from? Measured at export on labelled texts.
+
+The same texts go through the merged model (PyTorch, fp32, CPU) and through each ONNX file. A form passes when
+it meets its targets: fp32 must be the same model (agreement >= 99.9%, probabilities within 1e-3); int8 may round
+but must keep the decisions and the score (agreement >= 99%, a task metric at most 0.5 points lower; multi-label:
+macro-F1 at the saved thresholds). A label set agrees only if all its labels do, so for label sets the agreement
+is counted per label decision: one flip among 28 labels is not a changed set of 28. Probabilities are compared as
+`predict` prints them: calibrated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qlora_helpers.errors import UserError, require
+from qlora_helpers.tasks.metrics import sigmoid, softmax
+
+TARGETS = {
+    "fp32": {"min_agreement": 0.999, "max_abs_diff": 1e-3},
+    "int8": {"min_agreement": 0.99, "max_metric_drop_points": 0.5},
+}
+TEST_TABLE = "test_predictions.csv"  # what `train` wrote: every test row's text(s) and true label
+
+
+def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The labelled rows to verify on, and where they came from: `verify_file` (a labelled file with training's
+    columns, or a `test_predictions.csv`), else the run's own test split."""
+    from qlora_helpers.data.prepare import read_labelled_file
+    from qlora_helpers.data.tables import read_local_file
+
+    path = Path(verify_file).expanduser() if verify_file else adapter_dir / TEST_TABLE
+    require(
+        path.is_file(),
+        f"--verify-file {path} not found"
+        if verify_file
+        else f"{adapter_dir} has no {TEST_TABLE} (the test split "
+        f"`train` writes) to verify the export on; pass a labelled file with --verify-file FILE",
+    )
+    columns = set(read_local_file(path, True).columns)
+    if {"text", "true"} <= columns:  # the test table `train` wrote: label names in `true`
+        pair = "text_pair" if "text_pair" in columns else None
+        require(
+            (pair is None) == (saved.text_input.pair_column is None),
+            f"{path} is the test table of a "
+            + (
+                "sentence-pair model, and this model reads single texts"
+                if pair
+                else "single-text model, and this model reads sentence pairs"
+            )
+            + "; pass this model's own test_predictions.csv or a labelled file of its columns with --verify-file",
+        )
+        frame = read_labelled_file(str(path), saved, "text", "true", True, pair)
+    else:
+        try:
+            frame = read_labelled_file(str(path), saved)
+        except UserError:  # its advice names train's column flags, which export does not take
+            wanted = [*saved.text_input.columns, saved.text_input.pair_column, saved.labels.column]
+            raise UserError(
+                f"--verify-file {path} cannot be read as this model's data: it has the columns "
+                f"{sorted(map(str, columns))[:8]}, and export reads a labelled file with a header and the model's own "
+                f"columns {[c for c in wanted if c]}; rename its columns so, or pass the run's test_predictions.csv"
+            ) from None
+    return frame, str(path)
+
+
+def probabilities(task, logits: np.ndarray, space) -> np.ndarray:
+    """What a user reads: class probabilities, label probabilities, or the score on its own scale."""
+    if task.name == "regression":
+        return task.values(logits, space)
+    return sigmoid(logits) if task.name == "multi_label" else softmax(logits)
+
+
+def metric_drop(reference: float, exported: float) -> float | None:
+    """How many points the export's metric lies below PyTorch's; None where only one of them is defined (a
+    correlation of scores that are all tied is NaN: the export lost what PyTorch had)."""
+    if np.isnan(reference) and np.isnan(exported):
+        return 0.0
+    if np.isnan(reference) or np.isnan(exported):
+        return None
+    return round(100 * (reference - exported), 4)
+
+
+def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndarray, precision: str) -> dict:
+    """Agreement, largest probability difference and the task metric of both, against the precision's targets.
+
+    Both sets of logits are the models' raw ones; the saved temperature is applied to both."""
+    task, space, cut = saved.kind, saved.labels, saved.cut()
+    ref, out = saved.calibrated(reference), saved.calibrated(exported)
+    metric = task.selection_metric
+    ref_score = float(task.scores(frame["label"], ref, space, cut)[metric])
+    out_score = float(task.scores(frame["label"], out, space, cut)[metric])
+    diff = float(np.abs(probabilities(task, out, space) - probabilities(task, ref, space)).max())
+    targets = dict(TARGETS[precision])
+    if task.name == "regression" and "max_abs_diff" in targets:  # fp32: a score's tolerance scales with its range
+        targets["max_abs_diff"] = round(1e-3 * (space.extras["max"] - space.extras["min"]), 6)
+    record: dict[str, Any] = {
+        "precision": precision,
+        "rows": int(len(frame)),
+        "label_agreement": round(task.agreement(out, ref, space, cut), 6),
+        "compared": "score" if task.name == "regression" else "probability",
+        "max_abs_diff": diff,
+        "metric": metric + (" at the saved thresholds" if saved.thresholds else ""),
+        "pytorch": round(ref_score, 6),
+        "onnx": round(out_score, 6),
+        "metric_drop_points": metric_drop(ref_score, out_score),
+        "targets": targets,
+    }
+    if task.name == "multi_label":  # a set agrees only if all its labels do; each label's decision, for scale
+        record["per_label_decision_agreement"] = round(
+            float((task.decide(out, cut) == task.decide(ref, cut)).mean()), 6
+        )
+    decisions = record.get("per_label_decision_agreement", record["label_agreement"])
+    checks = [decisions >= targets["min_agreement"]]
+    if "max_abs_diff" in targets:
+        checks.append(diff < targets["max_abs_diff"])
+    if "max_metric_drop_points" in targets:
+        drop = record["metric_drop_points"]
+        checks.append(drop is not None and drop <= targets["max_metric_drop_points"])
+    record["passed"] = all(checks)
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    verdict = "meets its targets" if record["passed"] else "MISSES its targets"
+    return (
+        f"{record['precision']}: {record['label_agreement']:.2%} of {record['rows']} decisions agree with PyTorch, "
+        f"largest {record['compared']} difference {record['max_abs_diff']:.2e}, {record['metric']} "
+        f"{record['pytorch']:.4f} (PyTorch) vs {record['onnx']:.4f} (ONNX): {verdict} {record['targets']}"
+    )

@@ -1,0 +1,135 @@
+"""Probabilities a reader can take at their word: one temperature fitted on validation, and how well calibrated
+the probabilities are before and after.
+
+Temperature scaling (Guo et al., 2017) divides every logit by one number T, fitted to minimise the validation
+split's negative log-likelihood: a single-label model's decisions do not change (the argmax stays), only how
+sure it says it is. A multi-label model gets one T for all its sigmoids (fitted on binary cross-entropy), and
+its thresholds are tuned afterwards, on the calibrated probabilities. A regression outputs a number, not a
+probability: there is nothing to calibrate, and it gets no temperature.
+
+Calibration is measured as the expected calibration error over 15 equal-width bins (ECE: the gap between
+confidence and accuracy, weighted by how many predictions fall in each bin) and the Brier score. A single-label
+model is judged by its top label's probability; a multi-label model by every (text, label) probability, which
+easy negatives dominate, so its ECE is small by construction: compare before with after, not across tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.labels import LabelSpace
+from qlora_helpers.tasks.metrics import BINS, expected_calibration_error, sigmoid, softmax
+
+BOUNDS = (0.05, 20.0)  # a temperature outside these is a sign of a broken model, not of over-confidence
+
+
+def calibratable(task) -> bool:
+    return task.name != "regression"
+
+
+def _truth(task, encoded: pd.Series, space: LabelSpace) -> np.ndarray:
+    """Class ids (single-label) or the multi-hot matrix (multi-label)."""
+    if task.name == "multi_label":
+        return lb.multi_hot(list(encoded), space.num_labels).astype(np.float64)
+    return encoded.to_numpy(dtype=np.int64)
+
+
+def _nll(task, truth: np.ndarray, logits: np.ndarray) -> float:
+    from scipy.special import log_expit, log_softmax
+
+    if task.name == "multi_label":
+        return float(-(truth * log_expit(logits) + (1 - truth) * log_expit(-logits)).mean())
+    return float(-log_softmax(logits, axis=1)[np.arange(len(truth)), truth].mean())
+
+
+def separated(task, truth: np.ndarray, logits: np.ndarray) -> bool:
+    """Every validation decision right (each label's sign, or the top class): the log-likelihood then only falls as
+    T shrinks, so a fit would land on BOUNDS' floor and print probabilities of 1.0 with nothing learnt."""
+    if task.name == "multi_label":
+        return bool(((logits > 0) == (truth > 0.5)).all())
+    return bool((logits.argmax(axis=1) == truth).all())
+
+
+def fit_temperature(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
+    """The T in BOUNDS that minimises the negative log-likelihood of `logits / T` (searched on log T); 1 where the
+    validation split has no wrong decision to calibrate on."""
+    from scipy.optimize import minimize_scalar
+
+    truth, logits = _truth(task, encoded, space), np.asarray(logits, dtype=np.float64)
+    if separated(task, truth, logits):
+        return 1.0
+    found = minimize_scalar(
+        lambda log_t: _nll(task, truth, logits / np.exp(log_t)), bounds=np.log(BOUNDS), method="bounded"
+    )
+    return round(float(np.exp(found.x)), 4)
+
+
+def confidences(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, whether it came true) per judged prediction: the top label of each text (single-label), or
+    every (text, label) pair (multi-label)."""
+    truth = _truth(task, encoded, space)
+    if task.name == "multi_label":
+        return sigmoid(logits).ravel(), truth.ravel()
+    probs = softmax(logits)
+    return probs.max(axis=1), (probs.argmax(axis=1) == truth).astype(np.float64)
+
+
+def brier(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
+    """Mean squared gap between probabilities and the truth (scikit-learn's `brier_score_loss`): over the classes
+    of each text (single-label), or over every (text, label) pair (multi-label)."""
+    from sklearn.metrics import brier_score_loss
+
+    truth = _truth(task, encoded, space)
+    if task.name == "multi_label":
+        return float(brier_score_loss(truth.ravel(), sigmoid(logits).ravel()))
+    return float(brier_score_loss(truth, softmax(logits), labels=list(range(space.num_labels))))
+
+
+def measure(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, temperature: float) -> dict[str, Any]:
+    """ECE and Brier score of raw `logits` and of `logits / temperature`, on one split."""
+    out: dict[str, Any] = {"rows": int(len(encoded))}
+    for when, scaled in (("before", logits), ("after", logits / temperature)):
+        conf, hit = confidences(task, encoded, scaled, space)
+        out[f"ece_{when}"] = round(expected_calibration_error(conf, hit), 5)
+        out[f"brier_{when}"] = round(brier(task, encoded, scaled, space), 5)
+    return out
+
+
+def calibrate(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> dict[str, Any] | None:
+    """The temperature fitted on a validation split's raw logits, with what it does there (None: regression)."""
+    if not calibratable(task):
+        return None
+    temperature = fit_temperature(task, encoded, logits, space)
+    kept = separated(task, _truth(task, encoded, space), np.asarray(logits))  # not T == 1: a fit may land there
+    return {
+        "temperature": temperature,
+        "method": "temperature scaling: one T minimising the validation negative log-likelihood"
+        + ("; every validation decision was right, so T stays 1" if kept else ""),
+        "bins": BINS,
+        "judged": "every (text, label) probability" if task.name == "multi_label" else "each text's top label",
+        "validation": measure(task, encoded, logits, space, temperature),
+    }
+
+
+def describe(record: dict[str, Any], split: str = "validation") -> str:
+    m = record[split]
+    return (
+        f"calibration: temperature {record['temperature']:.3f} fitted on validation; {split} ECE "
+        f"{m['ece_before']:.4f} -> {m['ece_after']:.4f}, Brier {m['brier_before']:.4f} -> {m['brier_after']:.4f}"
+    )
+
+
+def plot(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, temperature: float, directory, caption=""):
+    """The reliability diagram of a split's raw logits, before and after dividing by `temperature`."""
+    from qlora_helpers.tasks.figures import plot_reliability
+
+    curves = {
+        "before": confidences(task, encoded, logits, space),
+        f"after (T = {temperature:.2f})": confidences(task, encoded, logits / temperature, space),
+    }
+    judged = "every (text, label) probability" if task.name == "multi_label" else "top label"
+    return plot_reliability(curves, directory, caption, judged)

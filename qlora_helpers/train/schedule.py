@@ -1,0 +1,107 @@
+"""How long a run trains and when it evaluates: the number of optimizer steps, chosen from the data when
+`epochs` is `auto`, and an early-stopping patience that is a share of the run rather than a fixed count.
+
+The rule and the measurements it was chosen from are in benchmarks/recipe_notes.md ("Training length").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qlora_helpers.config import TrainConfig
+
+PATIENCE_SHARE = 1 / 3  # auto patience: a third of the run's evaluations (2 of 6 in a 3-epoch run, as measured)
+
+
+def median_label_rows(task_name: str, targets: Any, num_labels: int) -> float | None:
+    """Training rows of the median class (single-label) or positives of the median label (multi-label): how
+    often one pass shows the model a typical label. None for a regression, which has no classes."""
+    if task_name == "regression" or targets is None or len(targets) == 0:
+        return None
+    if task_name == "multi_label":
+        per_label = np.asarray(targets, dtype=float).sum(axis=0)
+    else:
+        per_label = np.bincount(np.asarray(targets, dtype=int), minlength=num_labels)
+    return float(np.median(per_label))
+
+
+def auto_epochs(
+    cfg: TrainConfig, steps_per_epoch: int, label_rows: float | None, unit: str = "class"
+) -> tuple[float, str]:
+    """Passes over the data for `epochs: auto`, and the reasoning in words: enough optimizer steps
+    (`min_steps`) and enough rows of a typical label (`min_label_rows`), within `min_epochs`..`max_epochs`."""
+    by_steps = cfg.min_steps / steps_per_epoch
+    reasons = [f"at least {cfg.min_steps:,} optimizer steps -> {by_steps:.1f} epochs"]
+    wanted = by_steps
+    if label_rows and cfg.min_label_rows:
+        by_labels = cfg.min_label_rows / label_rows
+        wanted = max(wanted, by_labels)
+        reasons.append(
+            f"the median {unit}'s {label_rows:,.0f} {'positive ' if unit == 'label' else ''}rows an epoch seen "
+            f"{cfg.min_label_rows:,} times -> "
+            f"{by_labels:.1f} epochs"
+        )
+    epochs = min(cfg.max_epochs, max(cfg.min_epochs, wanted))
+    bound = (
+        f" (capped at {cfg.max_epochs:g})"
+        if wanted > cfg.max_epochs
+        else (f" (raised to the floor of {cfg.min_epochs:g})" if wanted < cfg.min_epochs else "")
+    )
+    return epochs, "; ".join(reasons) + f" -> {epochs:.1f} epochs{bound}"
+
+
+@dataclass
+class Schedule:
+    """How many optimizer steps there are, when evaluation, logging and saving happen, and how many
+    evaluations without a better validation score end the run (`patience`, 0 = no early stopping)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: int
+    logging_steps: int
+    epochs: float = 0.0  # passes over the training split (resolved when the configuration says auto)
+    patience: int = 0
+    reason: str = ""  # one line: what was chosen and why
+
+    @classmethod
+    def for_run(
+        cls,
+        cfg: TrainConfig,
+        n_train: int,
+        world_size: int = 1,
+        full_batches: bool = False,
+        label_rows: float | None = None,
+        unit: str = "class",
+    ) -> Schedule:
+        """`full_batches`: the epoch's last, shorter batch is dropped (compiled layers), so it is not a step.
+        `label_rows`: `median_label_rows` of the training split, for `epochs: auto`; `unit`: class or label."""
+        per_step = cfg.batch_size * cfg.grad_accum * world_size
+        steps_per_epoch = max(1, (n_train // per_step) if full_batches else math.ceil(n_train / per_step))
+        head = f"{n_train:,} training rows, batch {per_step}: {steps_per_epoch:,} steps an epoch; "
+        if cfg.epochs == "auto":
+            epochs, why = auto_epochs(cfg, steps_per_epoch, label_rows, unit)
+            head += why
+        else:
+            epochs = float(cfg.epochs)
+            head += f"{epochs:g} epochs as set"
+        total = cfg.max_steps or math.ceil(steps_per_epoch * epochs)
+        if cfg.max_steps:
+            head += f"; --max-steps {cfg.max_steps} overrides"
+        eval_steps = max(1, min(total, steps_per_epoch // cfg.evals_per_epoch or 1))
+        evaluations = max(1, total // eval_steps)
+        patience = cfg.early_stopping_patience
+        if patience == "auto":
+            patience = max(2, round(evaluations * PATIENCE_SHARE))
+        stop = (
+            f"early stopping after {patience} evaluation(s) without a better validation score"
+            + (" (a third of the run)" if cfg.early_stopping_patience == "auto" else "")
+            if patience
+            else "no early stopping"
+        )
+        reason = f"{head}: {total:,} steps; evaluation every {eval_steps:,} steps, {stop}"
+        logging_steps = max(1, min(eval_steps, steps_per_epoch // 10))
+        return cls(steps_per_epoch, total, eval_steps, logging_steps, epochs, int(patience), reason)
