@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_files([output, mistakes], args.overwrite)
     loaded = load_model(args)
     cut = saved.cut()
-    metrics, logits = scores_of(loaded, frame, saved, args.batch_size, cut, args.long_text, args.stride)
+    metrics, logits = loaded.scores(frame, args.batch_size, cut, args.long_text, args.stride)
     summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
     if saved.thresholds:
         others = {
@@ -110,14 +110,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{metrics['misclassified']} {saved.kind.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
-
-
-def scores_of(loaded, frame, saved, batch_size: int, cut, long_text: str, stride):
-    """The task's scores of the table and the (calibrated) logits behind them, from PyTorch or ONNX Runtime."""
-    if hasattr(loaded, "session"):  # an ONNX export: no PyTorch on this path
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
-        logits = loaded.logits(frame["text"].tolist(), batch_size, False, pairs, long_text, stride)
-        return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
-    from qlora_helpers.infer.evaluation import evaluate_split
-
-    return evaluate_split(loaded.model, loaded.tokenizer, frame, saved, batch_size, cut, long_text, stride)

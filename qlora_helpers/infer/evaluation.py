@@ -11,35 +11,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qlora_helpers.errors import UserError
-
 
 def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, long_text="truncate", stride=None):
     """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts), divided
     by the saved temperature (calibration.py)."""
-    import torch
-
-    from qlora_helpers.hardware import peak_gpu_memory_mb
     from qlora_helpers.infer.inference import predict_logits
 
-    try:
-        logits = predict_logits(
-            model,
-            tokenizer,
-            frame["text"].tolist(),
-            saved.max_length,
-            batch_size,
-            truncation=saved.truncation,
-            pairs=frame["text_pair"].tolist() if "text_pair" in frame else None,
-            long_text=long_text,
-            stride=stride,
-        )
-    except torch.OutOfMemoryError:
-        raise UserError(
-            f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
-            f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
-            f"--batch-size in evaluate and predict)"
-        ) from None
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
+    texts = frame["text"].tolist()
+    logits = predict_logits(
+        model, tokenizer, texts, saved.max_length, batch_size, truncation=saved.truncation, pairs=pairs,
+        long_text=long_text, stride=stride,
+    )  # fmt: skip
     return saved.calibrated(logits)
 
 
@@ -72,7 +55,7 @@ def tune_decision(
 def one_answer_note(saved, logits: np.ndarray, cut=None) -> str | None:
     """A warning when the model gives every row the same decision: it learned the majority baseline (or nothing),
     whatever its score says."""
-    if len(logits) < 2 or saved.task == "regression":
+    if len(logits) < 2 or not saved.kind.classifies:
         return None
     decided = np.asarray(saved.kind.decide(logits, cut))
     if (decided == decided[0]).all():

@@ -12,13 +12,13 @@ from tqdm.auto import tqdm
 
 from qlora_helpers.data.collate import PaddingCollator
 from qlora_helpers.data.text_input import (
-    check_pair_texts,
     texts_from_file,  # noqa: F401  (where callers have found it)
 )
 from qlora_helpers.data.tokens import encode_rows
 from qlora_helpers.data.windows import combine
 from qlora_helpers.errors import UserError, require
-from qlora_helpers.hardware import Hardware, choose_attention_kernels, detect_hardware
+from qlora_helpers.hardware import Hardware, choose_attention_kernels, detect_hardware, peak_gpu_memory_mb
+from qlora_helpers.infer.predictor import Predictor
 from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
 
@@ -44,7 +44,14 @@ def predict_logits(
     """
     model.eval()
     rows, owner = encode_rows(tokenizer, texts, max_length, truncation, pairs, long_text, stride)
-    logits = _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    try:
+        logits = _logits_of_rows(model, tokenizer, rows, batch_size, device, progress)
+    except torch.OutOfMemoryError:
+        raise UserError(
+            f"out of GPU memory while evaluating with batch size {batch_size} (peak allocated "
+            f"{peak_gpu_memory_mb()} MiB); lower the evaluation batch size (--eval-batch-size in train, "
+            f"--batch-size in evaluate and predict)"
+        ) from None
     return logits if owner is None else combine(logits, owner, len(texts))
 
 
@@ -62,8 +69,8 @@ def _logits_of_rows(model, tokenizer, rows: list[dict[str, Any]], batch_size, de
 
 
 @dataclass
-class LoadedModel:
-    """A trained model ready to predict, with its saved classifier configuration (labels, task, input)."""
+class LoadedModel(Predictor):
+    """A trained model reloaded in PyTorch (4-bit, 16-bit or merged), with its saved classifier configuration."""
 
     model: Any
     tokenizer: Any
@@ -71,66 +78,20 @@ class LoadedModel:
     hardware: Hardware
     mode: str = "4bit"
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.saved.labels.names)
-
-    def cut(self, mode: str | None = None):
-        return self.saved.cut(mode)
-
-    def raw_logits(
-        self,
-        texts: list[str],
-        batch_size: int = 64,
-        progress: bool = True,
-        pairs: list[str] | None = None,
-        long_text: str = "truncate",
-        stride: int | None = None,
-    ) -> np.ndarray:
-        """The model's own logits, before the saved temperature."""
+    def raw_logits(self, texts, batch_size=None, progress=None, pairs=None, long_text="truncate", stride=None):
         self.check_pairs(texts, pairs)
         return predict_logits(
             self.model,
             self.tokenizer,
             texts,
             self.saved.max_length,
-            batch_size,
-            progress=progress,
+            batch_size or self.batch_size,
+            progress=self.progress if progress is None else progress,
             truncation=self.saved.truncation,
             pairs=pairs,
             long_text=long_text,
             stride=stride,
         )
-
-    def logits(self, texts: list[str], batch_size=64, progress=True, pairs=None, long_text="truncate", stride=None):
-        """Calibrated logits (divided by the saved temperature): what predict prints and the thresholds were tuned
-        on."""
-        return self.saved.calibrated(self.raw_logits(texts, batch_size, progress, pairs, long_text, stride))
-
-    def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
-        """A pair model needs a second text for every text; a single-text model takes none."""
-        check_pair_texts(self.saved.text_input.pair_column, texts, pairs)
-
-    def predict(
-        self,
-        texts: list[str],
-        batch_size: int = 64,
-        progress: bool = True,
-        top_k: int | None = None,
-        threshold_mode: str | None = None,
-        pairs: list[str] | None = None,
-        long_text: str = "truncate",
-        stride: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """One dict per text: the decision (a label and its probability, the labels above their thresholds, or
-        a score), then every label's probability (only the `top_k` highest if given)."""
-        cut = self.cut(threshold_mode)
-        logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
-        decided = self.saved.kind.rows(logits, self.saved.labels, cut, top_k)
-        return [
-            {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
-            for i, (t, row) in enumerate(zip(texts, decided))
-        ]
 
 
 MODES = ("4bit", "16bit", "merged")

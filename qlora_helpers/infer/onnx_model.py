@@ -17,14 +17,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from qlora_helpers.data.text_input import check_pair_texts
 from qlora_helpers.data.tokens import encode_rows
 from qlora_helpers.data.windows import combine
 from qlora_helpers.errors import UserError, require
+from qlora_helpers.infer.predictor import Predictor
 from qlora_helpers.modeling.classifier_config import FILE as CONFIG_FILE
 from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
@@ -176,13 +176,15 @@ def check_export_folder(directory: Path, precision: str | None) -> Path:
 
 
 @dataclass
-class OnnxClassifier:
+class OnnxClassifier(Predictor):
     """An exported model ready to predict on the CPU: an onnxruntime session, its tokenizer and its configuration."""
 
     session: Any
     tokenizer: TokenizerFile
     saved: ClassifierConfig
     file: Path
+    batch_size: ClassVar[int] = 32
+    progress: ClassVar[bool] = False
 
     @classmethod
     def load(cls, directory: str | Path, precision: str | None = None, threads: int | None = None) -> OnnxClassifier:
@@ -215,10 +217,6 @@ class OnnxClassifier:
         return cls(session, tokenizer, saved, model)
 
     @property
-    def names(self) -> list[str]:
-        return list(self.saved.labels.names)
-
-    @property
     def precision(self) -> str:
         return "int8" if self.file.name == INT8 else "fp32"
 
@@ -227,51 +225,25 @@ class OnnxClassifier:
         """What `evaluate` records about where it ran, as `LoadedModel.hardware` tells it."""
         return SimpleNamespace(name="cpu (onnxruntime)", dtype_name=self.precision)
 
-    def raw_logits(
-        self,
-        texts: list[str],
-        batch_size: int = 32,
-        progress: bool = False,
-        pairs: list[str] | None = None,
-        long_text: str = "truncate",
-        stride: int | None = None,
-    ) -> np.ndarray:
+    def raw_logits(self, texts, batch_size=None, progress=None, pairs=None, long_text="truncate", stride=None):
         """The model's own logits (no temperature), in the texts' order; batches of similar length."""
         from tqdm.auto import tqdm
 
         saved = self.saved
-        check_pair_texts(saved.text_input.pair_column, texts, pairs)
+        self.check_pairs(texts, pairs)
+        batch_size = batch_size or self.batch_size
         rows, owner = encode_rows(self.tokenizer, texts, saved.max_length, saved.truncation, pairs, long_text, stride)
         names = [i.name for i in self.session.get_inputs()]
         pad_values = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": self.tokenizer.pad_token_type_id}
         order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
         out = np.zeros((len(rows), saved.labels.num_labels), dtype=np.float32)
-        for start in tqdm(range(0, len(rows), batch_size), desc="Predicting", disable=not progress, unit="batch"):
+        for start in tqdm(
+            range(0, len(rows), batch_size),
+            desc="Predicting",
+            disable=not (self.progress if progress is None else progress),
+            unit="batch",
+        ):
             idx = order[start : start + batch_size]
             batch = pad_batch([rows[i] for i in idx], names, pad_values)
             out[idx] = self.session.run(None, batch)[0]
         return out if owner is None else combine(out, owner, len(texts))
-
-    def logits(self, texts: list[str], batch_size=32, progress=False, pairs=None, long_text="truncate", stride=None):
-        """Calibrated logits (divided by the saved temperature): what probabilities and decisions come from."""
-        return self.saved.calibrated(self.raw_logits(texts, batch_size, progress, pairs, long_text, stride))
-
-    def predict(
-        self,
-        texts: list[str],
-        batch_size: int = 32,
-        progress: bool = False,
-        top_k: int | None = None,
-        threshold_mode: str | None = None,
-        pairs: list[str] | None = None,
-        long_text: str = "truncate",
-        stride: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """One dict per text, as `LoadedModel.predict` gives it: the decision, then the (calibrated) probabilities."""
-        cut = self.saved.cut(threshold_mode)
-        logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
-        decided = self.saved.kind.rows(logits, self.saved.labels, cut, top_k)
-        return [
-            {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
-            for i, (t, row) in enumerate(zip(texts, decided))
-        ]
