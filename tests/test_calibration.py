@@ -156,8 +156,5 @@ def test_a_run_saves_reports_and_plots_its_calibration(multi_run):
     names = list(saved.labels.names)
     retuned = thresholds.tune(np.array(truth), sigmoid(val_raw / saved.temperature), names)
     # the temperature minimises the validation log-loss (ECE on 31 rows may go either way), so that never rises
-    assert (
-        calibration._nll(MULTI, np.array(truth), val_raw / saved.temperature)
-        <= calibration._nll(MULTI, np.array(truth), val_raw) + 1e-6
-    )
+    assert MULTI.nll(np.array(truth), val_raw / saved.temperature) <= MULTI.nll(np.array(truth), val_raw) + 1e-6
     assert retuned["per_label"] == saved.thresholds["per_label"] and retuned["global"] == saved.thresholds["global"]

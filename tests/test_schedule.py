@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from qlora_helpers import tasks
 from qlora_helpers.presets import make_config
-from qlora_helpers.train.schedule import Schedule, median_label_rows
+from qlora_helpers.train.schedule import Schedule
 
 
 def schedule(n_train, label_rows, unit="class", **changes):
@@ -42,10 +43,10 @@ def test_a_regression_has_no_label_floor_and_explicit_settings_win():
 
 
 def test_median_label_rows_per_task():
-    assert median_label_rows("single_label", [0, 0, 0, 1, 2, 2], 3) == 2.0
+    assert tasks.get("single_label").median_label_rows([0, 0, 0, 1, 2, 2], 3) == 2.0
     hot = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1]])
-    assert median_label_rows("multi_label", hot.tolist(), 3) == 1.0
-    assert median_label_rows("regression", [0.5, 1.5], 1) is None
+    assert tasks.get("multi_label").median_label_rows(hot.tolist(), 3) == 1.0
+    assert tasks.get("regression").median_label_rows([0.5, 1.5], 1) is None
 
 
 def test_the_reference_preset_keeps_its_fixed_schedule_and_the_offline_one_its_patience():

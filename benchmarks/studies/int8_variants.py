@@ -276,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from qlora_helpers.infer.onnx_model import OnnxClassifier
-    from qlora_helpers.infer.verify import probabilities
     from qlora_helpers.run_files import write_json
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -319,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             "about": variant["about"],
             "options": dict(variant["options"]),
             "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, cut), 4),
-            "max_abs_prob_diff": round(float(np.abs(probabilities(saved.kind, out, saved.labels)
-                                                  - probabilities(saved.kind, ref, saved.labels)).max()), 4),
+            "max_abs_prob_diff": round(float(np.abs(saved.kind.probabilities(out, saved.labels)
+                                                  - saved.kind.probabilities(ref, saved.labels)).max()), 4),
             "int8_mb": round(size / 2**20, 2),
             "size_vs_fp32": round(size / fp32_bytes, 4),
             "quantize_seconds": round(seconds, 1),

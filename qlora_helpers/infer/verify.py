@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from qlora_helpers.errors import UserError, require
-from qlora_helpers.tasks.metrics import sigmoid, softmax
 
 TARGETS = {
     "fp32": {"min_agreement": 0.999, "max_abs_diff": 1e-3},
@@ -67,13 +66,6 @@ def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None)
     return frame, str(path)
 
 
-def probabilities(task, logits: np.ndarray, space) -> np.ndarray:
-    """What a user reads: class probabilities, label probabilities, or the score on its own scale."""
-    if task.name == "regression":
-        return task.values(logits, space)
-    return sigmoid(logits) if task.name == "multi_label" else softmax(logits)
-
-
 def metric_drop(reference: float, exported: float) -> float | None:
     """How many points the export's metric lies below PyTorch's; None where only one of them is defined (a
     correlation of scores that are all tied is NaN: the export lost what PyTorch had)."""
@@ -93,15 +85,13 @@ def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndar
     metric = task.selection_metric
     ref_score = float(task.scores(frame["label"], ref, space, cut)[metric])
     out_score = float(task.scores(frame["label"], out, space, cut)[metric])
-    diff = float(np.abs(probabilities(task, out, space) - probabilities(task, ref, space)).max())
-    targets = dict(TARGETS[precision])
-    if task.name == "regression" and "max_abs_diff" in targets:  # fp32: a score's tolerance scales with its range
-        targets["max_abs_diff"] = round(1e-3 * (space.extras["max"] - space.extras["min"]), 6)
+    diff = float(np.abs(task.probabilities(out, space) - task.probabilities(ref, space)).max())
+    targets = task.export_targets(dict(TARGETS[precision]), space)
     record: dict[str, Any] = {
         "precision": precision,
         "rows": int(len(frame)),
         "label_agreement": round(task.agreement(out, ref, space, cut), 6),
-        "compared": "score" if task.name == "regression" else "probability",
+        "compared": task.compared,
         "max_abs_diff": diff,
         "metric": metric + (" at the saved thresholds" if saved.thresholds else ""),
         "pytorch": round(ref_score, 6),
@@ -109,10 +99,9 @@ def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndar
         "metric_drop_points": metric_drop(ref_score, out_score),
         "targets": targets,
     }
-    if task.name == "multi_label":  # a set agrees only if all its labels do; each label's decision, for scale
-        record["per_label_decision_agreement"] = round(
-            float((task.decide(out, cut) == task.decide(ref, cut)).mean()), 6
-        )
+    per_decision = task.decision_agreement(out, ref, cut)
+    if per_decision is not None:
+        record["per_label_decision_agreement"] = round(per_decision, 6)
     decisions = record.get("per_label_decision_agreement", record["label_agreement"])
     checks = [decisions >= targets["min_agreement"]]
     if "max_abs_diff" in targets:

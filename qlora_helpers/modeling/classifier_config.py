@@ -105,7 +105,7 @@ class ClassifierConfig:
         t = saved.temperature
         number = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
         require(
-            t is None or (saved.task != "regression" and number),
+            t is None or (saved.kind.classifies and number),
             f"temperature {t!r} must be a positive finite number, and only for a classifier",
         )
         saved.cut()  # thresholds in range, one per label: checked at load, not at the first prediction

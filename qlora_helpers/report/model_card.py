@@ -94,7 +94,7 @@ def cut_sentence(c: dict) -> str:
 def calibration_note(m: dict) -> str:
     """One paragraph on the probabilities: the temperature and what it did to ECE and Brier score on test."""
     record = m.get("calibration")
-    if m.get("task") == "regression":
+    if not tasks.get(m.get("task", "single_label")).classifies:
         return "\n\nA regression outputs a score, not a probability: nothing to calibrate."
     if not record:
         return ""

@@ -4,8 +4,8 @@ A task turns label cells into targets, names the model's `problem_type` and loss
 picks the checkpoint by its own metric, turns logits into decisions (argmax, per-label thresholds, the
 number itself), and writes prediction rows and tables. The package also owns what those need: label spaces
 (labels), metrics, multi-label thresholds, temperature calibration, and the task's own figures.
-A new kind of task is one new module here with its class, and its entry in TASKS. torch is imported only where
-a loss or a weight tensor is made: predicting from an ONNX export reads the task without it.
+A new kind of task is one new module here with its class (a `Task`, base.py), and its entry in TASKS. torch is
+imported only where a loss or a weight tensor is made: predicting from an ONNX export reads the task without it.
 May import: errors, config, figures. Never data, modeling or anything above.
 """
 

@@ -20,38 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qlora_helpers.tasks import labels as lb
 from qlora_helpers.tasks.labels import LabelSpace
-from qlora_helpers.tasks.metrics import BINS, expected_calibration_error, sigmoid, softmax
+from qlora_helpers.tasks.metrics import BINS, expected_calibration_error
 
 BOUNDS = (0.05, 20.0)  # a temperature outside these is a sign of a broken model, not of over-confidence
 
 
 def calibratable(task) -> bool:
-    return task.name != "regression"
-
-
-def _truth(task, encoded: pd.Series, space: LabelSpace) -> np.ndarray:
-    """Class ids (single-label) or the multi-hot matrix (multi-label)."""
-    if task.name == "multi_label":
-        return lb.multi_hot(list(encoded), space.num_labels).astype(np.float64)
-    return encoded.to_numpy(dtype=np.int64)
-
-
-def _nll(task, truth: np.ndarray, logits: np.ndarray) -> float:
-    from scipy.special import log_expit, log_softmax
-
-    if task.name == "multi_label":
-        return float(-(truth * log_expit(logits) + (1 - truth) * log_expit(-logits)).mean())
-    return float(-log_softmax(logits, axis=1)[np.arange(len(truth)), truth].mean())
-
-
-def separated(task, truth: np.ndarray, logits: np.ndarray) -> bool:
-    """Every validation decision right (each label's sign, or the top class): the log-likelihood then only falls as
-    T shrinks, so a fit would land on BOUNDS' floor and print probabilities of 1.0 with nothing learnt."""
-    if task.name == "multi_label":
-        return bool(((logits > 0) == (truth > 0.5)).all())
-    return bool((logits.argmax(axis=1) == truth).all())
+    return task.classifies
 
 
 def fit_temperature(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
@@ -59,34 +35,23 @@ def fit_temperature(task, encoded: pd.Series, logits: np.ndarray, space: LabelSp
     validation split has no wrong decision to calibrate on."""
     from scipy.optimize import minimize_scalar
 
-    truth, logits = _truth(task, encoded, space), np.asarray(logits, dtype=np.float64)
-    if separated(task, truth, logits):
+    truth, logits = task.calibration_truth(encoded, space), np.asarray(logits, dtype=np.float64)
+    if task.separated(truth, logits):
         return 1.0
     found = minimize_scalar(
-        lambda log_t: _nll(task, truth, logits / np.exp(log_t)), bounds=np.log(BOUNDS), method="bounded"
+        lambda log_t: task.nll(truth, logits / np.exp(log_t)), bounds=np.log(BOUNDS), method="bounded"
     )
     return round(float(np.exp(found.x)), 4)
 
 
 def confidences(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
-    """(probability, whether it came true) per judged prediction: the top label of each text (single-label), or
-    every (text, label) pair (multi-label)."""
-    truth = _truth(task, encoded, space)
-    if task.name == "multi_label":
-        return sigmoid(logits).ravel(), truth.ravel()
-    probs = softmax(logits)
-    return probs.max(axis=1), (probs.argmax(axis=1) == truth).astype(np.float64)
+    """(probability, whether it came true) per judged prediction (the task's `judged`)."""
+    return task.confidences(task.calibration_truth(encoded, space), logits)
 
 
 def brier(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
-    """Mean squared gap between probabilities and the truth (scikit-learn's `brier_score_loss`): over the classes
-    of each text (single-label), or over every (text, label) pair (multi-label)."""
-    from sklearn.metrics import brier_score_loss
-
-    truth = _truth(task, encoded, space)
-    if task.name == "multi_label":
-        return float(brier_score_loss(truth.ravel(), sigmoid(logits).ravel()))
-    return float(brier_score_loss(truth, softmax(logits), labels=list(range(space.num_labels))))
+    """Mean squared gap between probabilities and the truth (scikit-learn's `brier_score_loss`)."""
+    return task.brier(task.calibration_truth(encoded, space), logits, space)
 
 
 def measure(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, temperature: float) -> dict[str, Any]:
@@ -104,13 +69,15 @@ def calibrate(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -
     if not calibratable(task):
         return None
     temperature = fit_temperature(task, encoded, logits, space)
-    kept = separated(task, _truth(task, encoded, space), np.asarray(logits))  # not T == 1: a fit may land there
+    kept = task.separated(
+        task.calibration_truth(encoded, space), np.asarray(logits)
+    )  # not T == 1: a fit may land there
     return {
         "temperature": temperature,
         "method": "temperature scaling: one T minimising the validation negative log-likelihood"
         + ("; every validation decision was right, so T stays 1" if kept else ""),
         "bins": BINS,
-        "judged": "every (text, label) probability" if task.name == "multi_label" else "each text's top label",
+        "judged": task.judged,
         "validation": measure(task, encoded, logits, space, temperature),
     }
 
@@ -131,5 +98,4 @@ def plot(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, temper
         "before": confidences(task, encoded, logits, space),
         f"after (T = {temperature:.2f})": confidences(task, encoded, logits / temperature, space),
     }
-    judged = "every (text, label) probability" if task.name == "multi_label" else "top label"
-    return plot_reliability(curves, directory, caption, judged)
+    return plot_reliability(curves, directory, caption, task.judged_short)

@@ -9,13 +9,13 @@ import pandas as pd
 
 from qlora_helpers.errors import require
 from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.base import Task
 from qlora_helpers.tasks.common import class_table, ranked
 from qlora_helpers.tasks.labels import LabelSpace
 from qlora_helpers.tasks.metrics import multi_label_metrics, multi_label_trainer_metrics, sigmoid
-from qlora_helpers.tasks.single_label import SingleLabel
 
 
-class MultiLabel(SingleLabel):
+class MultiLabel(Task):
     """Any number of labels per text: a sigmoid per label, BCE, thresholds tuned on validation."""
 
     name = "multi_label"
@@ -24,6 +24,8 @@ class MultiLabel(SingleLabel):
     noun, unit = "labels", "label"
     summary_keys = ("f1_macro", "f1_micro", "subset_accuracy", "roc_auc_macro")
     split_note = "; label sets stratified by each row's rarest label"
+    judged = judged_short = "every (text, label) probability"
+    mistakes = "misclassified texts, most confident first"  # what evaluate's table of mistakes lists
 
     def keep(self, cells: pd.Series) -> pd.Series:
         return pd.Series(True, index=cells.index)  # an empty cell is a valid row: no label applies
@@ -113,6 +115,42 @@ class MultiLabel(SingleLabel):
     def scores(self, encoded, logits, space, cut=0.5):
         hot = lb.multi_hot(list(encoded), space.num_labels)
         return multi_label_metrics(hot, sigmoid(logits), 0.5 if cut is None else cut, space.id2label)
+
+    def probabilities(self, logits, space):
+        return sigmoid(logits)
+
+    def median_label_rows(self, targets, num_labels):
+        """Positives of the median label."""
+        if targets is None or len(targets) == 0:
+            return None
+        return float(np.median(np.asarray(targets, dtype=float).sum(axis=0)))
+
+    def decision_agreement(self, a, b, cut=0.5):
+        """A set agrees only if all its labels do; each label's decision, for scale."""
+        return float((self.decide(a, cut) == self.decide(b, cut)).mean())
+
+    def calibration_truth(self, encoded, space):
+        """The multi-hot matrix."""
+        return lb.multi_hot(list(encoded), space.num_labels).astype(np.float64)
+
+    def nll(self, truth, logits):
+        from scipy.special import log_expit
+
+        return float(-(truth * log_expit(logits) + (1 - truth) * log_expit(-logits)).mean())
+
+    def separated(self, truth, logits):
+        """Every label's sign right."""
+        return bool(((logits > 0) == (truth > 0.5)).all())
+
+    def confidences(self, truth, logits):
+        """Every (text, label) pair's probability, and whether the label applies."""
+        return sigmoid(logits).ravel(), truth.ravel()
+
+    def brier(self, truth, logits, space):
+        """Over every (text, label) pair."""
+        from sklearn.metrics import brier_score_loss
+
+        return float(brier_score_loss(truth.ravel(), sigmoid(logits).ravel()))
 
     def decide(self, logits, cut=0.5):
         return sigmoid(logits) >= (0.5 if cut is None else cut)

@@ -7,12 +7,12 @@ import pandas as pd
 
 from qlora_helpers.errors import require
 from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.base import Task
 from qlora_helpers.tasks.labels import LabelSpace
 from qlora_helpers.tasks.metrics import regression_metrics, regression_trainer_metrics
-from qlora_helpers.tasks.single_label import SingleLabel
 
 
-class Regression(SingleLabel):
+class Regression(Task):
     """A number per text (a rating, a similarity score): one linear output, MSE, Spearman selects.
 
     The model learns the training scores standardised (mean 0, sd 1), so the new head starts on the right scale
@@ -25,6 +25,8 @@ class Regression(SingleLabel):
     summary_keys = ("pearson", "spearman", "mse", "mae")
     split_note = "; stratified by score quintile"
     weighable = False
+    classifies = False
+    compared = "score"
     mistakes = "scores, largest error first"
     BINS = 5  # score ranges used for stratified splits and the label-balance plot
 
@@ -60,6 +62,15 @@ class Regression(SingleLabel):
     def values(self, logits: np.ndarray, space: LabelSpace) -> np.ndarray:
         """The model's outputs on the scores' own scale."""
         return logits[:, 0] * space.extras["std"] + space.extras["mean"]
+
+    def probabilities(self, logits, space):
+        return self.values(logits, space)
+
+    def export_targets(self, targets, space):
+        """fp32's largest difference scales with the scores' range."""
+        if "max_abs_diff" not in targets:
+            return targets
+        return {**targets, "max_abs_diff": round(1e-3 * (space.extras["max"] - space.extras["min"]), 6)}
 
     def strata(self, encoded, most=None):
         """Score quintiles (fewer where a small split has room for fewer), so every split covers the range."""

@@ -9,6 +9,7 @@ import pandas as pd
 
 from qlora_helpers.errors import UserError, require
 from qlora_helpers.tasks import labels as lb
+from qlora_helpers.tasks.base import Task
 from qlora_helpers.tasks.common import class_table, ranked
 from qlora_helpers.tasks.labels import LabelSpace
 from qlora_helpers.tasks.metrics import classification_metrics, softmax, trainer_metrics
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 
-class SingleLabel:
+class SingleLabel(Task):
     """One class per text: softmax over the classes, cross-entropy, accuracy selects the checkpoint."""
 
     name = "single_label"
@@ -25,8 +26,7 @@ class SingleLabel:
     selection_metric = "accuracy"
     noun, unit = "classes", "class"
     summary_keys = ("accuracy", "f1_positive", "f1_macro", "f1_weighted")
-    split_note = ""  # how the split was stratified, when it needs saying
-    weighable = True  # --class-weights applies
+    judged, judged_short = "each text's top label", "top label"
     mistakes = "misclassified texts, most confident first"  # what evaluate's table of mistakes lists
 
     def keep(self, cells: pd.Series) -> pd.Series:
@@ -83,15 +83,6 @@ class SingleLabel:
                 f"train/validation/test split needs at least 3 per class - add rows or merge rare classes{hint}"
             )
 
-    def absent(self, encoded: pd.Series, space: LabelSpace) -> list[str]:
-        """The classes (labels) with no row in a split: worth a note, since they cannot be scored there."""
-        counts = self.counts(encoded, space)
-        return [n for n in space.names if counts.get(n, 0) == 0]
-
-    def fit_note(self, encoded: pd.Series) -> str | None:
-        """A note when the labels look like another task's (none for one class per text)."""
-        return None
-
     def counts(self, encoded: pd.Series, space: LabelSpace) -> dict[str, int]:
         return {space.names[i]: int(n) for i, n in sorted(encoded.value_counts().items())}
 
@@ -115,6 +106,39 @@ class SingleLabel:
     def scores(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> dict[str, Any]:
         return classification_metrics(encoded.to_numpy(), logits.argmax(-1), space.id2label)
 
+    def probabilities(self, logits: np.ndarray, space: LabelSpace) -> np.ndarray:
+        return softmax(logits)
+
+    def median_label_rows(self, targets: Any, num_labels: int) -> float | None:
+        """Training rows of the median class."""
+        if targets is None or len(targets) == 0:
+            return None
+        return float(np.median(np.bincount(np.asarray(targets, dtype=int), minlength=num_labels)))
+
+    def calibration_truth(self, encoded: pd.Series, space: LabelSpace) -> np.ndarray:
+        """Class ids."""
+        return encoded.to_numpy(dtype=np.int64)
+
+    def nll(self, truth: np.ndarray, logits: np.ndarray) -> float:
+        from scipy.special import log_softmax
+
+        return float(-log_softmax(logits, axis=1)[np.arange(len(truth)), truth].mean())
+
+    def separated(self, truth: np.ndarray, logits: np.ndarray) -> bool:
+        """Every text's top class right."""
+        return bool((logits.argmax(axis=1) == truth).all())
+
+    def confidences(self, truth: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The top label's probability, and whether it was right, per text."""
+        probs = softmax(logits)
+        return probs.max(axis=1), (probs.argmax(axis=1) == truth).astype(np.float64)
+
+    def brier(self, truth: np.ndarray, logits: np.ndarray, space: LabelSpace) -> float:
+        """Over the classes of each text."""
+        from sklearn.metrics import brier_score_loss
+
+        return float(brier_score_loss(truth, softmax(logits), labels=list(range(space.num_labels))))
+
     def decide(self, logits: np.ndarray, cut: Any = None) -> np.ndarray:
         return logits.argmax(-1)
 
@@ -137,26 +161,12 @@ class SingleLabel:
             }
         )
 
-    def tune(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> dict[str, Any] | None:
-        """A decision rule to fit on validation after training: none for one class per row."""
-        return None
-
-    def cut(self, record: dict[str, Any] | None, space: LabelSpace, mode: str | None = None):
-        """The decision thresholds a saved rule gives (`mode` picks one of a multi-label model's); None here."""
-        require(mode is None, f"--thresholds applies to multi-label models; this one is {self.name}")
-        return None
-
     def plot(self, encoded, logits, metrics, space, cut, directory, caption) -> dict[str, Any]:
         """The test split's picture: the confusion matrix."""
         from qlora_helpers.tasks.figures import plot_confusion_matrix
 
         path = plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], directory, caption=caption)
         return {"confusion_matrix": path}
-
-    def agreement(self, a: np.ndarray, b: np.ndarray, space: LabelSpace, cut: Any = None) -> float:
-        """The share of rows two models decide alike (e.g. a 4-bit adapter and its merged or exported form)."""
-        da, db = self.decide(a, cut), self.decide(b, cut)
-        return float((da.reshape(len(da), -1) == db.reshape(len(db), -1)).all(axis=1).mean())
 
     def headline(self, m: dict[str, Any], prefix: str = "test_") -> str:
         return f"accuracy {m[prefix + 'accuracy']:.4f}, macro F1 {m[prefix + 'f1_macro']:.4f}"

@@ -8,25 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from qlora_helpers.config import TrainConfig
 
 PATIENCE_SHARE = 1 / 3  # auto patience: a third of the run's evaluations (2 of 6 in a 3-epoch run, as measured)
-
-
-def median_label_rows(task_name: str, targets: Any, num_labels: int) -> float | None:
-    """Training rows of the median class (single-label) or positives of the median label (multi-label): how
-    often one pass shows the model a typical label. None for a regression, which has no classes."""
-    if task_name == "regression" or targets is None or len(targets) == 0:
-        return None
-    if task_name == "multi_label":
-        per_label = np.asarray(targets, dtype=float).sum(axis=0)
-    else:
-        per_label = np.bincount(np.asarray(targets, dtype=int), minlength=num_labels)
-    return float(np.median(per_label))
 
 
 def auto_epochs(
@@ -78,7 +63,8 @@ class Schedule:
         unit: str = "class",
     ) -> Schedule:
         """`full_batches`: the epoch's last, shorter batch is dropped (compiled layers), so it is not a step.
-        `label_rows`: `median_label_rows` of the training split, for `epochs: auto`; `unit`: class or label."""
+        `label_rows`: the task's `median_label_rows` of the training split, for `epochs: auto`; `unit`: class or
+        label."""
         per_step = cfg.batch_size * cfg.grad_accum * world_size
         steps_per_epoch = max(1, (n_train // per_step) if full_batches else math.ceil(n_train / per_step))
         head = f"{n_train:,} training rows, batch {per_step}: {steps_per_epoch:,} steps an epoch; "

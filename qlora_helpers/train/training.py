@@ -16,7 +16,7 @@ from qlora_helpers.hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_
 from qlora_helpers.modeling import compiled
 from qlora_helpers.train.callbacks import MemoryWatch, StopOnNonFiniteLoss, TrainingClock, progress_lines
 from qlora_helpers.train.loss import class_weight_vector
-from qlora_helpers.train.schedule import Schedule, median_label_rows
+from qlora_helpers.train.schedule import Schedule
 
 __all__ = ["Schedule", "TrainingJob", "TrainOutcome", "build_trainer", "train", "training_arguments"]
 
@@ -244,7 +244,7 @@ def schedule_for(cfg: TrainConfig, job: TrainingJob, world_size: int = 1) -> Sch
     """The run's schedule from its training split: its size and, for `epochs: auto`, how often a typical
     label occurs in it."""
     train_split = job.tokenized["train"]
-    rows = median_label_rows(job.task.name, train_split["label"], job.labels.num_labels) if len(train_split) else None
+    rows = job.task.median_label_rows(train_split["label"], job.labels.num_labels) if len(train_split) else None
     return Schedule.for_run(cfg, len(train_split), world_size, job.compiled, rows, job.task.unit)
 
 

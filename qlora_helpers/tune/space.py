@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from qlora_helpers import tasks
 from qlora_helpers.config import ALL_LINEAR, TrainConfig
 from qlora_helpers.errors import UserError, require
 
@@ -190,10 +191,10 @@ def build_space(
     groups = {k: v for k, v in groups.items() if not k.startswith("_")}
     defaults = dict(DEFAULTS)
     defaults["epochs"] = f"{max(1, math.floor(auto_epochs / 2))}:{max(2, math.ceil(auto_epochs * 1.5))}"
-    if task_name == "regression":
+    if not tasks.get(task_name).weighable:
         require(
             given.get("class_weights") in (None, "none"),
-            "--class-weights weighs classes or labels; a regression task has none: leave it out",
+            f"--class-weights weighs classes or labels; a {task_name} task has none: leave it out",
         )
         defaults.pop("class_weights")
     params: dict[str, Param] = {}

@@ -403,7 +403,7 @@ def run_study(
     from qlora_helpers.pipeline import load_data
     from qlora_helpers.report.plots import plot_study
     from qlora_helpers.train.loss import check_class_weights
-    from qlora_helpers.train.schedule import Schedule, median_label_rows
+    from qlora_helpers.train.schedule import Schedule
 
     optuna = require_optuna()
     require(isinstance(trials, int) and trials >= 1, f"--trials must be at least 1, got {trials}")
@@ -417,7 +417,7 @@ def run_study(
     auto = Schedule.for_run(
         base.replace(epochs="auto"),
         len(data.splits["train"]),
-        label_rows=median_label_rows(task.name, targets, data.num_labels),
+        label_rows=task.median_label_rows(targets, data.num_labels),
         unit=task.unit,
     )
     groups = layer_groups(base.model, data.num_labels, task.problem_type)
