@@ -96,3 +96,16 @@ def test_every_subpackage_says_what_it_owns_and_what_it_may_import():
     for init in (ROOT / "qlora_helpers").glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "May import" in doc or init.parent.name == "cli", init
+
+
+def test_paths_a_module_finds_from_its_own_file_lead_to_the_checkout():
+    """A module moved one folder deeper finds its files one folder further up (the committed results the notebook
+    quotes, the checkout a tuning trial's process imports)."""
+    from qlora_helpers.report import results
+
+    assert results.RESULTS_DIR.is_dir() and results.FIGURES_DIR.is_dir()
+    for path in (ROOT / "qlora_helpers").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if "Path(__file__)" in line and "parents[" in line:
+                depth = len(path.relative_to(ROOT).parts) - 1  # parents[depth] is the checkout
+                assert f"parents[{depth}]" in line, f"{path}: {line.strip()}"

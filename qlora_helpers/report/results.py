@@ -14,8 +14,8 @@ from typing import Any
 
 from qlora_helpers.errors import require
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"  # in a checkout
-FIGURES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "figures"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"  # in a checkout
+FIGURES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "figures"
 
 
 def result_places() -> list[Path]:

@@ -191,7 +191,7 @@ def load_study(files: StudyFiles):
 
 def child_launcher(spec_path: Path, log_path: Path) -> int:
     """Run one trial in a fresh Python process (same package, same working directory); its exit code."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the checkout: the package as this process imported it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     with open(log_path, "w") as log:
         command = [sys.executable, "-m", "qlora_helpers.tune.trial", str(spec_path)]
@@ -490,7 +490,7 @@ def _max_positions(model: str) -> int | None:
 def train_best_configuration(command: str, output_dir: Path) -> dict[str, Any]:
     """The best trial's `qlora-bert train` command, run as printed (its own process); its metrics.json."""
     args = shlex.split(command)[1:]
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the checkout: the package as this process imported it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     code = subprocess.run([sys.executable, "-m", "qlora_helpers", *args], env=env).returncode
     require(code == 0, f"training the best configuration failed (exit {code}); its command is in best_command.txt")
