@@ -27,7 +27,6 @@ import torch
 
 from qlora_helpers.config import TrainConfig
 from qlora_helpers.hardware import synchronize
-from qlora_helpers.presets import REFERENCE_RECIPE
 from qlora_helpers.run_files import write_json
 
 ARMS = ("full_fp32", "full_16bit", "lora_16bit", "qlora")
@@ -91,9 +90,8 @@ def run_arm(
     adds what the peak of the first step after warm-up is made of (memory_breakdown.py)."""
     from transformers import set_seed
 
-    from qlora_helpers.infer.evaluation import evaluate_split, tune_decision
     from qlora_helpers.modeling.lora import count_parameters
-    from qlora_helpers.pipeline import classifier_config, prepare
+    from qlora_helpers.pipeline import prepare
     from qlora_helpers.run_files import library_versions
     from qlora_helpers.train.training import TrainingJob, train
 
@@ -175,24 +173,31 @@ def run_arm(
     if trace is not None:
         record["memory_breakdown"] = trace.result
     if evaluate_test:
-        saved = classifier_config(cfg, data)
-        saved = saved.with_thresholds(
-            tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
-        )
-        test = data.splits["test"]
-        metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
-        record.update(
-            **{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
-            **{
-                f"best_val_{data.task.selection_metric}": outcome.metrics.get(f"best_val_{data.task.selection_metric}")
-            },
-            train_runtime_s=round(outcome.metrics["train_runtime"], 1),
-            test_rows=len(test),
-        )
-        if saved.thresholds:
-            half = data.task.scores(test["label"], logits, data.labels, 0.5)
-            record["thresholds"] = {k: saved.thresholds[k] for k in ("global", "validation_f1_macro")}
-            record["test_at_threshold_0.5"] = {k: half[k] for k in ("f1_macro", "f1_micro")}
+        record.update(test_record(cfg, data, model, tokenizer, outcome))
+    return record
+
+
+def test_record(cfg: TrainConfig, data, model, tokenizer, outcome) -> dict[str, Any]:
+    """A finished arm's test-split scores, with the decision rule fitted on validation as `train` fits it."""
+    from qlora_helpers.infer.evaluation import evaluate_split, tune_decision
+    from qlora_helpers.pipeline import classifier_config
+
+    saved = classifier_config(cfg, data)
+    saved = saved.with_thresholds(
+        tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
+    )
+    test = data.splits["test"]
+    metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
+    record = dict(
+        **{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
+        **{f"best_val_{data.task.selection_metric}": outcome.metrics.get(f"best_val_{data.task.selection_metric}")},
+        train_runtime_s=round(outcome.metrics["train_runtime"], 1),
+        test_rows=len(test),
+    )
+    if saved.thresholds:
+        half = data.task.scores(test["label"], logits, data.labels, 0.5)
+        record["thresholds"] = {k: saved.thresholds[k] for k in ("global", "validation_f1_macro")}
+        record["test_at_threshold_0.5"] = {k: half[k] for k in ("f1_macro", "f1_micro")}
     return record
 
 
@@ -247,7 +252,7 @@ def measure_arm(
     return record
 
 
-def _write(output: Path, result: dict[str, Any]) -> dict[str, Any]:
+def write_result(output: Path, result: dict[str, Any]) -> dict[str, Any]:
     write_json(output, result)  # after every run: a cut-off benchmark keeps what it measured
     return result
 
@@ -269,7 +274,7 @@ def run_arms(
     A variant (`{"name", "set", "arms"}`) changes settings for its own arms, e.g. LoRA dropout for QLoRA alone.
     """
     records: list[dict[str, Any]] = []
-    result = _result(label, records)
+    result = result_payload(label, records)
     for variant in variants or [{"name": None, "set": {}}]:
         for seed in seeds or (settings.get("seed", 42),):
             for ckpt in checkpointing:
@@ -279,90 +284,11 @@ def run_arms(
                     if variant["name"]:
                         record["variant"] = variant["name"]
                     records.append(record)
-                    result = _write(output, _result(label, records))
+                    result = write_result(output, result_payload(label, records))
     return result
 
 
-RECIPE_RUNS = (("reference", "qlora"), ("full", "qlora"), ("full", "full_16bit"))
-
-
-def compare_recipes(
-    settings: dict[str, Any],
-    seeds: list[int],
-    output: Path,
-    runs=RECIPE_RUNS,
-    warmup_steps: int = 5,
-    evaluate_test: bool = True,
-    label: str = "recipes",
-    changes: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The reference preset against the default recipe (and full fine-tuning), each run in its own process.
-
-    `settings` (model, data, epochs, ...) apply to every run; everything else is each preset's own.
-    A summary per (preset, arm) gives the mean over seeds and the ratios to the reference.
-    """
-    records: list[dict[str, Any]] = []
-    for seed in seeds:
-        for profile, arm in runs:
-            own = {**settings, **(changes or {}).get(profile, {}), "seed": seed}
-            records.append(measure_arm(arm, own, warmup_steps, evaluate_test, profile))
-            _write(output, {**_result(label, records), "summary": summarise_recipes(records)})
-    return json.loads(output.read_text())
-
-
-def summarise_recipes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean (and spread) of accuracy, samples/s and peak memory per (preset, arm), with ratios to the reference."""
-    import statistics
-
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in records:  # runs of a preset with a lever changed (--set) form their own group
-        if "error" not in r:
-            key = (r["profile"], r["arm"], tuple(r.get("target_modules") or ()), r.get("lr"), r.get("batch_size"))
-            groups.setdefault(key, []).append(r)
-
-    def mean(rows, key):
-        values = [row[key] for row in rows if row.get(key) is not None]
-        return round(statistics.fmean(values), 4) if values else None
-
-    out = []
-    for (profile, arm, targets, lr, batch), rows in groups.items():
-        accs = [row["test_accuracy"] for row in rows if row.get("test_accuracy") is not None]
-        out.append(
-            {
-                "profile": profile,
-                "arm": arm,
-                "target_modules": list(targets),
-                "lr": lr,
-                "batch_size": batch,
-                "runs": len(rows),
-                "seeds": [row["seed"] for row in rows],
-                "test_accuracy_mean": mean(rows, "test_accuracy"),
-                "test_accuracy_sd": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
-                "samples_per_second": mean(rows, "samples_per_second"),
-                "seconds_per_epoch": mean(rows, "seconds_per_epoch"),
-                "peak_allocated_mb": mean(rows, "peak_allocated_mb"),
-            }
-        )
-    # the reference is the reference preset's QLoRA run with none of its settings changed by --set
-    as_preset = (REFERENCE_RECIPE["lr"], REFERENCE_RECIPE["batch_size"], REFERENCE_RECIPE["target_modules"])
-    ref = next(
-        (
-            s
-            for s in out
-            if (s["profile"], s["arm"]) == ("reference", "qlora")
-            and (s["lr"], s["batch_size"], s["target_modules"]) == as_preset
-        ),
-        None,
-    )
-    for s in out:
-        if ref and ref["samples_per_second"] and s["samples_per_second"]:
-            s["speedup_vs_reference"] = round(s["samples_per_second"] / ref["samples_per_second"], 2)
-        if ref and ref["peak_allocated_mb"] and s["peak_allocated_mb"]:
-            s["peak_memory_vs_reference"] = round(s["peak_allocated_mb"] / ref["peak_allocated_mb"], 2)
-    return out
-
-
-def _result(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def result_payload(label: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "label": label,
         "command": " ".join(sys.argv),
@@ -408,16 +334,3 @@ def make_random_model_dir(
         setattr(config, key, value)
     AutoModel.from_config(config).save_pretrained(out_dir)
     return out_dir
-
-
-def rank_sweep(ranks: list[int], settings: dict[str, Any], output: Path, warmup_steps: int = 5) -> dict[str, Any]:
-    """QLoRA runs to completion for each LoRA rank: trainable parameters, accuracy and peak memory."""
-    records: list[dict[str, Any]] = []
-    scratch = output.with_suffix(".part.json")
-    for r in ranks:  # alpha = 2r keeps the update's scale alpha/r fixed, so only the rank varies
-        records += run_arms(
-            ["qlora"], {**settings, "lora_r": r, "lora_alpha": 2 * r}, scratch, warmup_steps, evaluate_test=True
-        )["records"]
-        output.write_text(json.dumps(_result("lora_rank_sensitivity", records), indent=2))
-    scratch.unlink(missing_ok=True)
-    return _result("lora_rank_sensitivity", records)

@@ -65,13 +65,13 @@ def run_arms(spec, settings, output):
 
 
 def run_ranks(spec, settings, output):
-    from benchmarks.harness import rank_sweep
+    from benchmarks.kinds.ranks import rank_sweep
 
     return rank_sweep(spec["ranks"], settings, output, spec.get("warmup_steps", 5))
 
 
 def run_recipes(spec, settings, output):
-    from benchmarks.harness import compare_recipes
+    from benchmarks.kinds.recipes import compare_recipes
 
     runs = [tuple(r.split(":")) for r in spec.get("runs", ["reference:qlora", "full:qlora", "full:full_16bit"])]
     return compare_recipes(
@@ -132,7 +132,7 @@ def run_onnx(spec, settings, output):
 
 def run_calibration(spec, settings, output):
     """The temperature `train` would fit to trained adapters, and ECE / Brier before and after (CPU)."""
-    from benchmarks.studies.calibration_check import run_calibration as measure
+    from benchmarks.kinds.calibration_check import run_calibration as measure
 
     return measure(spec, output, expand)
 

@@ -90,7 +90,7 @@ def test_committed_results_have_provenance():
 
 
 def test_recipe_summary_groups_presets_and_levers_and_divides_by_the_reference():
-    from benchmarks.harness import summarise_recipes
+    from benchmarks.kinds.recipes import summarise_recipes
 
     def rec(profile, seed, acc, sps, peak, lr, targets=("query", "value"), batch=16):
         return {

@@ -290,7 +290,7 @@ def test_a_trial_process_dies_with_the_study_process_even_by_sigkill(tmp_path):
     child_pid = tmp_path / "child.pid"
     parent = textwrap.dedent(f"""
         import subprocess, sys, time
-        from qlora_helpers.tune.study import die_with_parent
+        from qlora_helpers.tune.processes import die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)
         open({str(child_pid)!r}, "w").write(str(child.pid))
         time.sleep(60)

@@ -24,7 +24,7 @@ def study_summary(study_dir: Path) -> list[dict[str, Any]]:
     """Every trial of the study, as `qlora-bert tune` summarises it (none when no study was written)."""
     import optuna
 
-    from qlora_helpers.tune.study import STUDY_NAME, StudyFiles, trial_rows
+    from qlora_helpers.tune.files import STUDY_NAME, StudyFiles, trial_rows
 
     files = StudyFiles(study_dir)
     if not files.db.is_file():

@@ -13,13 +13,10 @@ spec, log and outcome); the plot goes to --plots-dir as tune_study.png.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +25,26 @@ from typing import Any
 
 from qlora_helpers.config import TrainConfig
 from qlora_helpers.errors import UserError, require
-from qlora_helpers.run_files import writable, write_json
+from qlora_helpers.run_files import write_json
+from qlora_helpers.tune.files import (
+    FINGERPRINT,
+    STUDY_NAME,
+    StudyFiles,
+    StudyResult,
+    _last_line,
+    check_files,
+    check_same_data,
+    counted,
+    fingerprint,
+    load_study,
+    mark_interrupted,
+    trial_rows,
+)
+from qlora_helpers.tune.processes import child_launcher, train_best_configuration, train_command
 from qlora_helpers.tune.space import SearchSpace, build_space, check_same_space, layer_groups
 
-STUDY_NAME = "qlora-bert"
 INSTALL_TUNE = "pip install -r requirements-tune.txt, in the project's folder (the package is not on PyPI)"
 PRUNER = {"n_startup_trials": 2, "n_warmup_steps": 30}  # no pruning before 2 finished trials or 30% of a run
-FINGERPRINT = "data"  # the study's user attribute that says which data and task it tunes
 
 
 def require_optuna():
@@ -46,191 +56,10 @@ def require_optuna():
     return optuna
 
 
-@dataclass
-class StudyFiles:
-    root: Path
-
-    @property
-    def db(self) -> Path:
-        return self.root / "study.db"
-
-    @property
-    def storage(self) -> str:
-        return f"sqlite:///{self.db.resolve()}"
-
-    @property
-    def trials(self) -> Path:
-        return self.root / "trials"
-
-    @property
-    def best_json(self) -> Path:
-        return self.root / "best_trial.json"
-
-    @property
-    def best_command(self) -> Path:
-        return self.root / "best_command.txt"
-
-
-@dataclass
-class StudyResult:
-    files: StudyFiles
-    metric: str
-    best: dict[str, Any] | None  # number, value, params, changes, command
-    trials: list[dict[str, Any]]  # number, state, value, params, message
-    plot: Path | None
-    test_metrics: dict[str, Any] | None = None  # --train-best: the best configuration's test scores
-
-
 # ---- checks before anything is written -----------------------------------------------------------
 
 
-def check_files(files: StudyFiles, resume: bool, overwrite: bool, plots_dir: str) -> None:
-    require(not files.root.is_file(), f"output_dir {files.root} is a file; pass a directory for the study")
-    require(writable(files.root), f"cannot write to {files.root}; choose another --output-dir")
-    plots = Path(plots_dir)  # the study's plot is drawn at its end: a place it cannot go is said before the trials
-    require(not plots.is_file(), f"plots_dir {plots} is a file; pass a directory")
-    require(writable(plots), f"cannot write to {plots} (read-only or no permission); choose another --plots-dir")
-    if resume:
-        require(files.db.is_file(), f"no study to resume in {files.root} (no study.db); leave out --resume")
-        require(not overwrite, "--resume continues the study and --overwrite starts a new one: pass one of them")
-    else:
-        require(
-            overwrite or not files.db.exists(),
-            f"{files.root} already holds a study (study.db); --resume continues it, --overwrite starts a new one, "
-            f"or choose another --output-dir",
-        )
-
-
-def _file_digest(path: str | None) -> str | None:
-    if not path or not Path(path).expanduser().is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(Path(path).expanduser(), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def fingerprint(cfg: TrainConfig, data) -> dict[str, Any]:
-    """What makes two studies comparable: the same rows (file contents), columns, split and task."""
-    return {
-        "dataset": cfg.dataset,
-        "dataset_sha256": _file_digest(cfg.dataset),
-        "test_file_sha256": _file_digest(cfg.test_file),
-        "text": data.text_input.name,
-        "label_column": data.labels.column,
-        "task": data.task.name,
-        "labels": [str(n) for n in data.labels.names],
-        "sizes": {k: len(v) for k, v in data.splits.items()},
-        "split_seed": cfg.seed if cfg.split_seed is None else cfg.split_seed,
-        "model": cfg.model,
-    }
-
-
-def check_same_data(stored: dict[str, Any] | None, now: dict[str, Any], root: Path) -> None:
-    if stored is None:
-        return
-    differ = [k for k in now if stored.get(k) != now[k]]
-    require(
-        not differ,
-        f"the study in {root} tunes other data or another task ({', '.join(differ)}: "
-        f"{', '.join(f'{stored.get(k)!r} there, {now[k]!r} now' for k in differ[:2])}); "
-        f"give the study's own data and model, or choose another --output-dir",
-    )
-
-
 # ---- the study -----------------------------------------------------------------------------------
-
-
-def counted(study) -> list:
-    """The trials that count towards --trials: finished ones, and failures other than an interrupted study."""
-    from optuna.trial import TrialState
-
-    interrupted = set(study.user_attrs.get("interrupted", []))
-    return [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.number not in interrupted)
-    ]
-
-
-def mark_interrupted(study) -> list[int]:
-    """Trials left running by a study that was killed: failed, marked interrupted, not counted, not re-run."""
-    from optuna.trial import TrialState
-
-    numbers = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-    if numbers:
-        study.set_user_attr("interrupted", sorted(set(study.user_attrs.get("interrupted", [])) | set(numbers)))
-        for number in numbers:
-            study.tell(number, state=TrialState.FAIL)
-    return numbers
-
-
-def load_study(files: StudyFiles):
-    """The study to resume; a damaged file, or an SQLite file that holds no study of this tool, is one line."""
-    import sqlite3
-
-    import optuna
-
-    try:
-        # read-only first: Optuna would add its tables to another program's file before finding no study there
-        with sqlite3.connect(f"file:{files.db}?mode=ro", uri=True) as con:
-            tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
-        if "studies" not in tables:
-            raise KeyError("no studies table")
-        study = optuna.load_study(study_name=STUDY_NAME, storage=files.storage)
-        study.get_trials(deepcopy=False)
-        return study
-    except Exception as e:  # sqlite's, sqlalchemy's and Optuna's own errors (KeyError for a missing study)
-        raise UserError(
-            f"{files.db} cannot be resumed: it is damaged or holds no study of this tool ({type(e).__name__}); "
-            f"--overwrite starts a new study there, or choose another --output-dir"
-        ) from None
-
-
-def child_launcher(spec_path: Path, log_path: Path) -> int:
-    """Run one trial in a fresh Python process (same package, same working directory); its exit code."""
-    root = str(Path(__file__).resolve().parents[2])  # the checkout: the package as this process imported it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    with open(log_path, "w") as log:
-        command = [sys.executable, "-m", "qlora_helpers.tune.trial", str(spec_path)]
-        return subprocess.run(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
-        ).returncode
-
-
-def die_with_parent() -> None:
-    """In a trial's process before it starts (Linux): the kernel kills it when the study's process dies, even by
-    SIGKILL, so no orphan trial trains on beside a resumed study or writes into it later. Elsewhere: nothing."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def train_command(cfg: TrainConfig, output_dir: str) -> list[str]:
-    """`qlora-bert train` arguments that rebuild `cfg` (its profile plus every setting that differs from it)."""
-    from qlora_helpers.presets import make_config
-
-    preset = make_config(cfg.profile).to_dict()
-    args = ["train", "--profile", cfg.profile]
-    skip = {"profile", "output_dir", "overwrite"}
-    for name, value in cfg.to_dict().items():
-        if name in skip or value == preset.get(name) or value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list):
-            args += [flag, *map(str, value)]
-        else:
-            args += [flag, str(value)]
-    return args + ["--output-dir", output_dir]
 
 
 def shown(params: dict[str, Any]) -> str:
@@ -365,29 +194,6 @@ class Study:
             return {}
 
 
-def trial_rows(study) -> list[dict[str, Any]]:
-    """Every trial: number, state, score (a pruned one: its best before it stopped), settings, why it ended,
-    seconds, and whether a stop cut it off."""
-    interrupted = study.user_attrs.get("interrupted", [])
-    return [
-        {
-            "number": t.number,
-            "state": t.state.name.lower(),
-            "value": t.value if t.value is not None else t.user_attrs.get("best_value"),
-            "params": t.params,
-            "message": t.user_attrs.get("failure") or t.user_attrs.get("stopped") or "",
-            "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
-            "interrupted": t.number in interrupted,
-        }
-        for t in study.get_trials(deepcopy=False)
-    ]
-
-
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path.is_file() else []
-    return lines[-1] if lines else ""
-
-
 def run_study(
     base: TrainConfig,
     space_flags: dict[str, str | None],
@@ -485,13 +291,3 @@ def _max_positions(model: str) -> int | None:
         return getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
     except (OSError, ValueError):
         return None
-
-
-def train_best_configuration(command: str, output_dir: Path) -> dict[str, Any]:
-    """The best trial's `qlora-bert train` command, run as printed (its own process); its metrics.json."""
-    args = shlex.split(command)[1:]
-    root = str(Path(__file__).resolve().parents[2])  # the checkout: the package as this process imported it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    code = subprocess.run([sys.executable, "-m", "qlora_helpers", *args], env=env).returncode
-    require(code == 0, f"training the best configuration failed (exit {code}); its command is in best_command.txt")
-    return json.loads((output_dir / "metrics.json").read_text())
