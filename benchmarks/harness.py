@@ -195,7 +195,7 @@ def test_record(cfg: TrainConfig, data, model, tokenizer, outcome) -> dict[str, 
         test_rows=len(test),
     )
     if saved.thresholds:
-        half = data.task.scores(test["label"], logits, data.labels, 0.5)
+        half = saved.scores_at_thresholds(test["label"], logits, ("0.5",))["0.5"]
         record["thresholds"] = {k: saved.thresholds[k] for k in ("global", "validation_f1_macro")}
         record["test_at_threshold_0.5"] = {k: half[k] for k in ("f1_macro", "f1_micro")}
     return record

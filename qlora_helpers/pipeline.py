@@ -209,11 +209,8 @@ def finish(
     if calibrated:
         metrics["calibration"] = calibrated
     if saved.thresholds:
-        at_half = data.task.scores(test["label"], test_logits, data.labels, 0.5)
         metrics["thresholds"] = {k: saved.thresholds[k] for k in ("mode", "global", "validation_f1_macro")}
-        metrics["test_at_threshold_0.5"] = {
-            k: at_half[k] for k in ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")
-        }
+        metrics["test_at_threshold_0.5"] = saved.scores_at_thresholds(test["label"], test_logits, ("0.5",))["0.5"]
     metrics |= run_record(cfg, hw, data, built, outcome, report_line, command)
     metrics = save_run(out, model, tokenizer, saved, outcome.config.to_dict(), outcome.log_history, metrics)
     write_model_card(out)

@@ -58,7 +58,7 @@ def test_minilm_4bit_weights_stay_close_to_the_pretrained_ones(minilm_4bit):
 
 
 def test_trainable_parameters_are_exactly_lora_and_head(tiny_bert):
-    model = add_lora_adapters(load(tiny_bert), r=4, alpha=8, dropout=0.1, target_modules=["query", "value"])
+    model = add_lora_adapters(load(tiny_bert), 4, 8, 0.1, ["query", "value"], gradient_checkpointing=True)
     h, layers = model.config.hidden_size, model.config.num_hidden_layers
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
     lora = {n: v for n, v in trainable.items() if ".lora_" in n}
@@ -83,7 +83,7 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert):
     with pytest.raises(
         UserError, match=r"target module\(s\) \['q_proj'\] not found.*\['dense', 'key', 'query', 'value'\]"
     ):
-        add_lora_adapters(model, target_modules=["q_proj", "value"])
+        add_lora_adapters(model, 4, 8, 0.0, ["q_proj", "value"], gradient_checkpointing=False)
 
 
 def test_the_problem_type_picks_the_loss(tiny_bert):

@@ -71,15 +71,9 @@ def run(args: argparse.Namespace) -> int:
     metrics, logits = loaded.scores(frame, args.batch_size, cut, args.long_text, args.stride)
     summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
     if saved.thresholds:
-        others = {
-            mode: saved.kind.scores(frame["label"], logits, saved.labels, saved.cut(mode))
-            for mode in ("0.5", "global")
-        }
+        others = saved.scores_at_thresholds(frame["label"], logits, ("0.5", "global"))
         metrics["thresholds"] = saved.thresholds.get("mode", "per_label")
-        metrics["at_other_thresholds"] = {
-            mode: {k: m[k] for k in ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")}
-            for mode, m in others.items()
-        }
+        metrics["at_other_thresholds"] = others
         summary |= {"f1_macro_at_0.5": others["0.5"]["f1_macro"], "f1_micro_at_0.5": others["0.5"]["f1_micro"]}
     seen = seen_rows(adapter, frame)
     metrics.update(

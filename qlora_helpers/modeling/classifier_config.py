@@ -54,6 +54,13 @@ class ClassifierConfig:
         the task decides without thresholds."""
         return self.kind.cut(self.thresholds, self.labels, mode)
 
+    def scores_at_thresholds(self, encoded, logits: np.ndarray, modes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        """A label-set model's set scores at other saved thresholds than its own (`modes`: 0.5, global,
+        per_label), for `train`'s metrics and `evaluate`'s report alike."""
+        keys = ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")
+        scored = {mode: self.kind.scores(encoded, logits, self.labels, self.cut(mode)) for mode in modes}
+        return {mode: {k: m[k] for k in keys} for mode, m in scored.items()}
+
     def with_thresholds(self, record: dict[str, Any] | None) -> ClassifierConfig:
         return replace(self, thresholds=record)
 

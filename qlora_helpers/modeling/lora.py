@@ -56,14 +56,15 @@ def check_rank(r: int, target_modules, model: torch.nn.Module, head: list[str]) 
 
 def add_lora_adapters(
     model: torch.nn.Module,
-    r: int = 16,
-    alpha: float = 32,
-    dropout: float = 0.1,
-    target_modules: list[str] | tuple[str, ...] = (encoders.ALL_LINEAR,),
-    gradient_checkpointing: bool = True,
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules: list[str] | tuple[str, ...],
+    gradient_checkpointing: bool,
     head_modules: list[str] | None = None,
 ) -> PeftModel:
-    """`prepare_model_for_kbit_training` (fp32 norms/embeddings, input grads, checkpointing), then LoRA.
+    """`prepare_model_for_kbit_training` (fp32 norms/embeddings, input grads, checkpointing), then LoRA. The recipe's
+    values (rank, alpha, dropout, targets, checkpointing) come from TrainConfig, which holds their defaults.
 
     `target_modules`: layer names, or `all-linear` for every linear layer outside the head. `head_modules`: trained
     in full and saved with the adapter; by default those `quantization.load_4bit_model` kept out of 4-bit.
