@@ -117,6 +117,22 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False, plo
 
 
 @contextmanager
+def written_whole(output_dir: Path) -> Iterator[Path]:
+    """A folder written beside `output_dir` and moved into its place only once complete, with the usual
+    permissions: a failed or interrupted export or merge leaves the old folder (or none), never half a new one."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    try:
+        yield staging
+        usual_permissions(staging)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
 def removed_on_failure(*folders: str | Path) -> Iterator[None]:
     """The folders a run creates are removed again if it fails before a checkpoint it could resume from is saved
     (a bad setting found after the data plot, a loss that turned NaN): a failed run leaves no half-made folder."""

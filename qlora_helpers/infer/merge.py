@@ -7,7 +7,6 @@ a failed merge leaves nothing and a finished run is never mixed with another.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from qlora_helpers.infer.evaluation import SEEN_ROWS
 from qlora_helpers.infer.inference import is_merged_model_dir
 from qlora_helpers.modeling.classifier_config import FILE as CLASSIFIER_FILE
 from qlora_helpers.modeling.classifier_config import ClassifierConfig
-from qlora_helpers.run_files import METRICS, TRAINING_CONFIG, usual_permissions, writable
+from qlora_helpers.run_files import METRICS, TRAINING_CONFIG, writable, written_whole
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -58,9 +57,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     require((adapter_dir / "adapter_config.json").is_file(), f"{adapter_dir} holds no adapter to merge")
     loaded = load_for_inference(adapter_dir, "merged", "float32" if not torch.cuda.is_available() else "auto")
     model = loaded.model.to(getattr(torch, dtype))
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
+    with written_whole(output_dir) as staging:
         model.save_pretrained(str(staging))
         loaded.tokenizer.save_pretrained(str(staging))
         loaded.saved.save(staging)
@@ -68,10 +65,4 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)
         write_model_card(staging, merged_from=str(adapter_dir), dtype=dtype)
-        usual_permissions(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
