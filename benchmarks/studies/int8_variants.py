@@ -138,26 +138,9 @@ def quantize(variant: dict[str, Any], source: Path, target: Path, calibration=No
             options["nodes_to_exclude"] = excluded_nodes(source, options.pop("exclude"))
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, **options)
     elif variant["method"] == "weight_only":
-        import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+        from qlora_helpers.infer.export import quantize_int8
 
-        embedding = options.pop("embedding", None)
-        settings = {"block_size": 32, "is_symmetric": False, "accuracy_level": None, **options}
-        passes = [(8, ("MatMul",))] + ([(4, ("Gather",))] if embedding == "4bit" else [])
-        model = onnx.load(str(source))
-        for bits, ops in passes:
-            config = DefaultWeightOnlyQuantConfig(bits=bits, op_types_to_quantize=ops, **settings)
-            quantizer = MatMulNBitsQuantizer(model, bits=bits, algo_config=config, **settings)
-            quantizer.process()
-            model = quantizer.model.model
-        quiet()
-        if embedding == "int8":
-            middle = target.with_suffix(".weights.onnx")
-            onnx.save(model, str(middle))
-            quantize_dynamic(str(middle), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
-            middle.unlink()
-        else:
-            onnx.save(model, str(target))
+        quantize_int8(source, target, **{"block_size": 32, "accuracy_level": None, "embedding": None, **options})
     elif variant["method"] == "static":
         from onnxruntime.quantization import QuantFormat, quantize_static
 
@@ -276,8 +259,38 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_variant(variant: dict, source: Path, texts: list[str], saved, ref, calibration, threads: int):
+    """One variant quantized from the export's fp32 file into a folder of its own, and its agreement with fp32."""
     import numpy as np
+
+    from qlora_helpers.infer.onnx_model import OnnxClassifier
+
+    work, cut = Path(tempfile.mkdtemp(prefix="int8-")), saved.cut()
+    for f in ("tokenizer.json", "tokenizer_config.json", "classifier_config.json"):
+        shutil.copy(source / f, work / f)
+    started = time.perf_counter()
+    quantize(variant, source / FP32, work / INT8, calibration)
+    seconds = time.perf_counter() - started
+    out = saved.calibrated(OnnxClassifier.load(work, "int8", threads).raw_logits(texts, 64))
+    size, fp32_bytes = (work / INT8).stat().st_size, (source / FP32).stat().st_size
+    change = np.abs(saved.kind.probabilities(out, saved.labels) - saved.kind.probabilities(ref, saved.labels))
+    record = {
+        "method": variant["method"],
+        "about": variant["about"],
+        "options": dict(variant["options"]),
+        "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, cut), 4),
+        "max_abs_prob_diff": round(float(change.max()), 4),
+        "int8_mb": round(size / 2**20, 2),
+        "size_vs_fp32": round(size / fp32_bytes, 4),
+        "quantize_seconds": round(seconds, 1),
+    }  # fmt: skip
+    per_decision = saved.kind.decision_agreement(out, ref, cut)
+    if per_decision is not None:
+        record["per_label_agreement"] = round(per_decision, 4)
+    return record, work
+
+
+def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from qlora_helpers.infer.onnx_model import OnnxClassifier
@@ -297,9 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     source = Path(args.export)
     texts = pd.read_csv(args.texts_from)["text"].astype(str).tolist()[: args.rows]
     reference = OnnxClassifier.load(source, "fp32", args.threads)
-    saved, cut = reference.saved, reference.saved.cut()
+    saved = reference.saved
     ref = saved.calibrated(reference.raw_logits(texts, 64))
-    fp32_bytes = (source / FP32).stat().st_size
     calibration, calibration_note = None, None
     if any(VARIANTS[v]["method"] == "static" for v in chosen):
         if not (args.calibration_data and args.adapter):
@@ -309,31 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         calibration = calibration_reader(source, cal_texts)
     records, folders = {}, {}
     for name in chosen:
-        variant = VARIANTS[name]
-        work = Path(tempfile.mkdtemp(prefix="int8-"))
-        for f in ("tokenizer.json", "tokenizer_config.json", "classifier_config.json"):
-            shutil.copy(source / f, work / f)
-        started = time.perf_counter()
-        quantize(variant, source / FP32, work / INT8, calibration)
-        seconds = time.perf_counter() - started
-        out = saved.calibrated(OnnxClassifier.load(work, "int8", args.threads).raw_logits(texts, 64))
-        size = (work / INT8).stat().st_size
-        record = {
-            "method": variant["method"],
-            "about": variant["about"],
-            "options": dict(variant["options"]),
-            "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, cut), 4),
-            "max_abs_prob_diff": round(float(np.abs(saved.kind.probabilities(out, saved.labels)
-                                                  - saved.kind.probabilities(ref, saved.labels)).max()), 4),
-            "int8_mb": round(size / 2**20, 2),
-            "size_vs_fp32": round(size / fp32_bytes, 4),
-            "quantize_seconds": round(seconds, 1),
-        }  # fmt: skip
-        if saved.task == "multi_label":
-            decided = saved.kind.decide(out, cut) == saved.kind.decide(ref, cut)
-            record["per_label_agreement"] = round(float(decided.mean()), 4)
-        records[name], folders[name] = record, work
-        print(name, record, flush=True)
+        records[name], folders[name] = measure_variant(
+            VARIANTS[name], source, texts, saved, ref, calibration, args.threads
+        )
+        print(name, records[name], flush=True)
     del reference
     timing_file = Path(tempfile.mkdtemp(prefix="int8-texts-")) / "texts.json"
     timing_file.write_text(json.dumps(texts[: args.timing_texts]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from qlora_helpers.infer.evaluation import SEEN_ROWS
 from qlora_helpers.infer.onnx_model import FP32, INT8, REPORT, OnnxClassifier, require_extra
 from qlora_helpers.modeling.classifier_config import FILE as CONFIG_FILE
 from qlora_helpers.modeling.classifier_config import ClassifierConfig
-from qlora_helpers.run_files import METRICS, usual_permissions, writable, write_json
+from qlora_helpers.run_files import METRICS, writable, write_json, written_whole
 
 QUANTIZE = ("int8",)
 OPSET = 18  # the dynamo exporter's own default in torch 2.13; onnxruntime 1.31 runs it
@@ -125,14 +124,24 @@ def to_onnx(model, tokenizer, path: Path) -> list[str]:
     return names
 
 
-def quantize_int8(source: Path, target: Path) -> None:
+def quantize_int8(
+    source: Path,
+    target: Path,
+    block_size: int = 128,
+    accuracy_level: int | None = 4,
+    is_symmetric: bool = False,
+    embedding: str | None = "int8",
+) -> None:
     """int8 weights that do not depend on the batch: each MatMul's weights in 8-bit blocks of 128 along the input
     (onnxruntime's MatMulNBits, int8 compute), then the embedding table in int8.
 
-    Dynamic int8 (the earlier choice) scales each batch's activations by that batch's range, so a text near its
+    Dynamic int8 scales each batch's activations by that batch's range, so a text near its
     decision boundary flipped with the batch it came in: it kept 98.5-98.9% of IMDb decisions and once lost 0.55
     accuracy points. Weight-only blocks kept 99.8% of IMDb decisions and 99.8% of GoEmotions label decisions, at
-    0.265 of fp32's size and 1.4x ONNX fp32's speed against dynamic's 1.8x (recipe_notes.md, "int8 settings")."""
+    0.265 of fp32's size and 1.4x ONNX fp32's speed against dynamic's 1.8x (recipe_notes.md, "int8 settings").
+
+    The keyword arguments are the settings that study compared (benchmarks/studies/int8_variants.py); their defaults
+    are what `export` writes. `embedding`: int8 (dynamic, per table), 4bit (MatMulNBits blocks) or None (fp32)."""
     import logging
 
     import onnx
@@ -141,15 +150,21 @@ def quantize_int8(source: Path, target: Path) -> None:
 
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR  # the quantizers' progress lines and advice are not the user's
-    settings = {"block_size": 128, "is_symmetric": False, "accuracy_level": 4}
+    settings = {"block_size": block_size, "is_symmetric": is_symmetric, "accuracy_level": accuracy_level}
+    # onnxruntime block-quantizes a Gather only at 4 bits; int8 weights for the embedding table come from a second,
+    # dynamic pass over the Gather alone
+    passes = [(8, ("MatMul",))] + ([(4, ("Gather",))] if embedding == "4bit" else [])
     middle = target.with_name(target.stem + ".weights.onnx")
     try:
-        config = DefaultWeightOnlyQuantConfig(bits=8, op_types_to_quantize=("MatMul",), **settings)
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, algo_config=config, **settings)
-        quantizer.process()
-        onnx.save(quantizer.model.model, str(middle))
-        # onnxruntime block-quantizes a Gather only at 4 bits; int8 weights for the embedding table come from here
-        quantize_dynamic(str(middle), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
+        model = onnx.load(str(source))
+        for bits, ops in passes:
+            config = DefaultWeightOnlyQuantConfig(bits=bits, op_types_to_quantize=ops, **settings)
+            quantizer = MatMulNBitsQuantizer(model, bits=bits, algo_config=config, **settings)
+            quantizer.process()
+            model = quantizer.model.model
+        onnx.save(model, str(middle if embedding == "int8" else target))
+        if embedding == "int8":
+            quantize_dynamic(str(middle), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
     finally:
         middle.unlink(missing_ok=True)
         root.setLevel(level)
@@ -175,16 +190,14 @@ def export_onnx(
     frame, source = verify.verification_frame(adapter_dir, saved, verify_file)
     import torch
 
-    from qlora_helpers.infer.inference import load_for_inference, predict_logits
+    from qlora_helpers.infer.inference import load_for_inference
 
     try:
         loaded = load_for_inference(adapter_dir, "merged", "float32")
     except OSError as e:  # a Hub id that cannot be reached, or a damaged base model folder
         raise UserError(f"cannot load the base model {saved.base_model!r} of {adapter_dir}: {str(e)[:160]}") from None
     model = loaded.model.to("cpu", torch.float32).eval()
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
+    with written_whole(output_dir) as staging:
         started = time.perf_counter()
         inputs = to_onnx(model, loaded.tokenizer, staging / FP32)
         seconds = {"export": round(time.perf_counter() - started, 1)}
@@ -197,30 +210,32 @@ def export_onnx(
         for name in (METRICS, SEEN_ROWS):  # the run's scores for the card; its rows, for `evaluate --onnx`'s check
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
-        texts = frame["text"].tolist()
-        print(f"verifying on {len(texts):,} labelled rows of {source}: PyTorch (merged, fp32, CPU) ...")
-        reference = predict_logits(
-            model, loaded.tokenizer, texts, saved.max_length, batch_size, "cpu", True, saved.truncation, pairs
-        )
-        forms = []
-        for precision in ["fp32", *([quantize] if quantize else [])]:
-            onnx_model = OnnxClassifier.load(staging, precision)
-            exported = onnx_model.raw_logits(texts, batch_size, True, pairs)
-            forms.append(verify.compare(saved, frame, reference, exported, precision))
-            print(verify.describe(forms[-1]))
+        print(f"verifying on {len(frame):,} labelled rows of {source}: PyTorch (merged, fp32, CPU) ...")
+        precisions = ["fp32", *([quantize] if quantize else [])]
+        forms = verify_files(model, loaded.tokenizer, saved, frame, staging, precisions, batch_size)
         report = export_record(adapter_dir, staging, saved, source, inputs, forms, seconds, force)
         write_json(staging / REPORT, report)
         from qlora_helpers.report.onnx_card import write_export_card
 
         write_export_card(staging, report, output_dir.name)
-        usual_permissions(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(output_dir, report)
+
+
+def verify_files(model, tokenizer, saved, frame, folder: Path, precisions: list[str], batch_size: int) -> list:
+    """Each exported file's decisions against the merged PyTorch model's, on the same labelled rows."""
+    from qlora_helpers.infer.inference import predict_logits
+
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
+    texts = frame["text"].tolist()
+    reference = predict_logits(
+        model, tokenizer, texts, saved.max_length, batch_size, "cpu", True, saved.truncation, pairs
+    )
+    forms = []
+    for precision in precisions:
+        exported = OnnxClassifier.load(folder, precision).raw_logits(texts, batch_size, True, pairs)
+        forms.append(verify.compare(saved, frame, reference, exported, precision))
+        print(verify.describe(forms[-1]))
+    return forms
 
 
 def export_record(adapter_dir, staging: Path, saved, source, inputs, forms, seconds, force) -> dict[str, Any]:
