@@ -73,95 +73,57 @@ def agreement(predictions: Path, reference: Path, column: str) -> dict:
     return {"rows": len(mine), f"same_label_as_{reference.stem}": None if same is None else round(float(same), 6)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runs"))
-    parser.add_argument("--work", type=Path, help="where the runs' outputs go (default: a new temporary folder)")
-    args = parser.parse_args(argv)
-    out, work = args.out, args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    out.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
+def notebook_command(executed: Path, work: Path, name: str, dtype: str) -> list[str]:
+    """The notebook as a user runs it (papermill), on the shared MiniLM and IMDb reviews, in `dtype`."""
     model, data = os.environ["QLORA_MINILM"], os.environ["QLORA_IMDB"]
+    return [
+        sys.executable, "-m", "papermill", NOTEBOOK, str(executed), "-p", "PROFILE", "full", "-p", "MODEL", model,
+        "-p", "DATASET", data, "-y", "LABEL_NAMES: [negative, positive]", "-p", "COMPUTE_DTYPE", dtype,
+        "-p", "GPUS", "1", "-p", "OUTPUT_DIR", str(work / name), "-p", "PLOTS_DIR", str(work / f"plots-{name}"),
+        "--cwd", ".", "--log-output",
+    ]  # fmt: skip
+
+
+def notebook_steps(work: Path, out: Path) -> list[int]:
+    """The notebook in bf16 (or the GPU's own 16-bit type), then forced to fp16 as a T4 runs it."""
     codes = []
     for name, dtype in (("bf16", "auto"), ("fp16", "float16")):
         executed = work / f"notebook_{name}.ipynb"
-        command = [
-            sys.executable,
-            "-m",
-            "papermill",
-            NOTEBOOK,
-            str(executed),
-            "-p",
-            "PROFILE",
-            "full",
-            "-p",
-            "MODEL",
-            model,
-            "-p",
-            "DATASET",
-            data,
-            "-y",
-            "LABEL_NAMES: [negative, positive]",
-            "-p",
-            "COMPUTE_DTYPE",
-            dtype,
-            "-p",
-            "GPUS",
-            "1",
-            "-p",
-            "OUTPUT_DIR",
-            str(work / name),
-            "-p",
-            "PLOTS_DIR",
-            str(work / f"plots-{name}"),
-            "--cwd",
-            ".",
-            "--log-output",
-        ]
-        codes.append(
-            step(
-                f"notebook_{name}",
-                command,
-                out,
-                work / name / "metrics.json",
-                notebook=executed,
-                key=lambda e=executed: reload_line(e),
-            )
-        )
+        command = notebook_command(executed, work, name, dtype)
+        key = lambda e=executed: reload_line(e)  # noqa: E731
+        codes.append(step(f"notebook_{name}", command, out, work / name / "metrics.json", notebook=executed, key=key))
+    return codes
+
+
+def command_steps(work: Path, out: Path) -> list[int]:
+    """The README's commands on the adapter the bf16 notebook trained."""
     run, table = work / "bf16", work / "bf16" / "test_predictions.csv"
     text = ["--dataset", str(table), "--text-column", "text"]
-    codes.append(
+    pred, onnx = work / "pred.csv", work / "onnx"
+    codes = [
         step(
             "predict",
-            [*CLI, "predict", "--adapter", str(run), *text, "--output", str(work / "pred.csv")],
+            [*CLI, "predict", "--adapter", str(run), *text, "--output", str(pred)],
             out,
-            key=lambda: agreement(work / "pred.csv", table, "predicted"),
+            key=lambda: agreement(pred, table, "predicted"),
         )
-    )
+    ]
     for name, model_dir in (("evaluate", run), ("evaluate_merged", work / "merged")):
         if name == "evaluate_merged":
             codes.append(step("merge", [*CLI, "merge", "--adapter", str(run), "--output", str(model_dir)], out))
         report = work / name / "evaluation.json"  # its table of mistakes goes beside it: one folder each
-        codes.append(
-            step(
-                name,
-                [
-                    *CLI,
-                    "evaluate",
-                    "--adapter",
-                    str(model_dir),
-                    *text,
-                    "--label-column",
-                    "true",
-                    "--output",
-                    str(report),
-                ],
-                out,
-                report,
-                keep=("accuracy", "f1_macro", "rows"),
-            )
-        )
-    onnx = work / "onnx"
+        command = [
+            *CLI,
+            "evaluate",
+            "--adapter",
+            str(model_dir),
+            *text,
+            "--label-column",
+            "true",
+            "--output",
+            str(report),
+        ]
+        codes.append(step(name, command, out, report, keep=("accuracy", "f1_macro", "rows")))
     codes.append(
         step(
             "export",
@@ -175,14 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    codes.append(
-        step(
-            "predict_onnx",
-            [*CLI, "predict", "--onnx", str(onnx), *text, "--output", str(work / "onnx_pred.csv")],
-            out,
-            key=lambda: agreement(work / "onnx_pred.csv", work / "pred.csv", "label"),
-        )
-    )
+    command = [*CLI, "predict", "--onnx", str(onnx), *text, "--output", str(work / "onnx_pred.csv")]
+    codes.append(step("predict_onnx", command, out, key=lambda: agreement(work / "onnx_pred.csv", pred, "label")))
+    return codes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runs"))
+    parser.add_argument("--work", type=Path, help="where the runs' outputs go (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    out, work = args.out, args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    codes = notebook_steps(work, out) + command_steps(work, out)
     failed = sum(1 for c in codes if c)
     print(f"GPU check: {len(codes) - failed} of {len(codes)} steps ended with exit 0")
     return 1 if failed else 0

@@ -36,30 +36,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qlora_helpers.data.prepare import read_labelled_file
     from qlora_helpers.data.windows import check_window
     from qlora_helpers.infer.evaluation import mistakes_table, one_answer_note, save_table, seen_rows
-    from qlora_helpers.modeling.classifier_config import ClassifierConfig
     from qlora_helpers.run_files import write_json
 
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     adapter = Path(model_dir(args))
-    saved = ClassifierConfig.load(adapter)
-    check_shape(args, saved)
-    if args.label_delimiter is not None:
-        from dataclasses import replace
-
-        saved = replace(saved, labels=replace(saved.labels, delimiter=args.label_delimiter))
-    frame = read_labelled_file(
-        args.dataset,
-        saved,
-        args.text_column,
-        args.label_column,
-        header_of(args, saved),
-        args.text_pair_column,
-        args.text_columns,
-        args.split,
-    )
+    saved, frame = _saved_and_table(args, adapter)
     if args.long_text == "window":
         args.stride = check_window(saved.max_length, args.stride, pairs="text_pair" in frame)
     stem = Path(args.dataset).name.split(".")[0].replace(":", "_")
@@ -104,3 +87,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"{metrics['misclassified']} {saved.kind.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
+
+
+def _saved_and_table(args: argparse.Namespace, adapter: Path):
+    """The model's saved settings (with --label-delimiter applied) and the labelled table, read as it was trained."""
+    from qlora_helpers.data.prepare import read_labelled_file
+    from qlora_helpers.modeling.classifier_config import ClassifierConfig
+
+    saved = ClassifierConfig.load(adapter)
+    check_shape(args, saved)
+    if args.label_delimiter is not None:
+        from dataclasses import replace
+
+        saved = replace(saved, labels=replace(saved.labels, delimiter=args.label_delimiter))
+    frame = read_labelled_file(
+        args.dataset,
+        saved,
+        args.text_column,
+        args.label_column,
+        header_of(args, saved),
+        args.text_pair_column,
+        args.text_columns,
+        args.split,
+    )
+    return saved, frame

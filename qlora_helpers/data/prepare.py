@@ -193,7 +193,44 @@ def prepare_data_from_frames(
     named = {SPLIT_ALIASES.get(k.lower(), k): v for k, v in raw.items()}
     if given_test is not None:
         named.pop("test", None)
-    columns = list(next(iter(named.values())).columns)
+    tables = {**named, **({"test file": given_test} if given_test is not None else {})}
+    text_input, label_col, label_columns = _input_columns(tables, settings)
+    rows = {
+        name: _rows(frame, text_input, label_col, label_columns, f"split {name!r}") for name, frame in named.items()
+    }
+    dropped = sum(r.dropped for r in rows.values())
+    require(sum(len(r.inputs) for r in rows.values()) > 0, f"no rows with text left in {settings.dataset}")
+    cells = pd.concat([r.cells for r in rows.values()], ignore_index=True)
+    hint = (
+        "; the first row looks like a header: drop --no-header"
+        if not settings.header and _first_row_is_header(next(iter(named.values())), label_col)
+        else ""
+    )
+    task, space = _task_and_space(cells, settings, label_col, label_columns, hint)
+    encoded = {}
+    for name, r in rows.items():
+        encoded[name], n = _labelled(r, task, space, f"split {name!r} of {settings.dataset}")
+        dropped += n
+    notes = [note for frame in tables.values() for note in frame.attrs.get("notes", [])]
+    pool_name = "train" if "train" in encoded else ("all" if "all" in encoded else next(iter(encoded)))
+    pool = encoded[pool_name]
+    own = {k: encoded[k] for k in ("validation", "test") if k in encoded and k != pool_name}
+    pool, own = _sampled(pool, own, settings, task, space, notes, given_test is not None)
+    if given_test is not None:
+        test_rows = _rows(given_test, text_input, label_col, label_columns, f"test file {settings.test_file}")
+        own["test"], n = _labelled(test_rows, task, space, f"the test file {settings.test_file}")
+        dropped += test_rows.dropped + n
+        require(len(own["test"]) > 0, f"the test file {settings.test_file} has no rows with text and label")
+    splits, origin = make_splits(pool, own, settings, task, space, hint)
+    splits = {k: splits[k].reset_index(drop=True) for k in ("train", "validation", "test")}
+    notes += _overlap_notes(splits, text_input, "the test file" if given_test is not None else "")
+    notes += _label_notes(splits, task, space)
+    return PreparedData(splits, task, space, text_input, settings.dataset, origin + task.split_note, dropped, notes)
+
+
+def _input_columns(tables: dict[str, pd.DataFrame], settings: DataSettings) -> tuple[TextInput, str, list | None]:
+    """What the model reads and the label column(s), named or found, and present in every table."""
+    columns = list(next(iter(tables.values())).columns)
     text_input = resolve(
         columns,
         settings.text_column,
@@ -215,7 +252,6 @@ def prepare_data_from_frames(
         f"with --label-column",
     )
     needed += label_columns or [label_col]
-    tables = {**named, **({"test file": given_test} if given_test is not None else {})}
     for name, frame in tables.items():
         lacking = [c for c in needed if c not in frame.columns]
         require(
@@ -224,18 +260,11 @@ def prepare_data_from_frames(
             f"{lacking}; its columns are "
             f"{[str(c)[:40] for c in frame.columns[:12]]}{' ...' if len(frame.columns) > 12 else ''}",
         )
+    return text_input, label_col, label_columns
 
-    rows = {
-        name: _rows(frame, text_input, label_col, label_columns, f"split {name!r}") for name, frame in named.items()
-    }
-    dropped = sum(r.dropped for r in rows.values())
-    require(sum(len(r.inputs) for r in rows.values()) > 0, f"no rows with text left in {settings.dataset}")
-    cells = pd.concat([r.cells for r in rows.values()], ignore_index=True)
-    hint = (
-        "; the first row looks like a header: drop --no-header"
-        if not settings.header and _first_row_is_header(next(iter(named.values())), label_col)
-        else ""
-    )
+
+def _task_and_space(cells: pd.Series, settings: DataSettings, label_col: str, label_columns, hint: str):
+    """The task and its label space, decided once from every split's label cells."""
     try:
         task = tasks.choose(settings.task, cells, settings.label_delimiter, label_columns)
         names = list(settings.label_names) if settings.label_names else None
@@ -248,43 +277,34 @@ def prepare_data_from_frames(
         )
     except UserError as e:  # e.g. 'mixes numbers and names' when the header was read as a row
         raise UserError(f"{e}{hint}") from None
-    encoded = {}
-    for name, r in rows.items():
-        encoded[name], n = _labelled(r, task, space, f"split {name!r} of {settings.dataset}")
-        dropped += n
-    notes = [note for frame in tables.values() for note in frame.attrs.get("notes", [])]
+    return task, space
 
-    pool_name = "train" if "train" in encoded else ("all" if "all" in encoded else next(iter(encoded)))
-    pool = encoded[pool_name]
-    own = {k: encoded[k] for k in ("validation", "test") if k in encoded and k != pool_name}
+
+def _sampled(pool, own: dict, settings: DataSettings, task, space: LabelSpace, notes: list, test_file: bool):
+    """`max_samples`: a stratified sample of the pool and of the data's own splits (a test file stays whole)."""
     total = len(pool) + sum(len(v) for v in own.values())
-    if settings.max_samples is not None and settings.max_samples < total:
-        scale = settings.max_samples / total
-        floor = max(20, 3 * space.num_labels)
+    if settings.max_samples is None or settings.max_samples >= total:
+        return pool, own
+    scale = settings.max_samples / total
 
-        def sample(frame: pd.DataFrame, least: int) -> pd.DataFrame:
-            return stratified_sample(
-                frame, max(least, round(len(frame) * scale)), settings.seed, task.strata(frame["label"])
-            )
+    def sample(frame: pd.DataFrame, least: int) -> pd.DataFrame:
+        return stratified_sample(
+            frame, max(least, round(len(frame) * scale)), settings.seed, task.strata(frame["label"])
+        )
 
-        pool = sample(pool, floor)
-        own = {k: sample(v, space.num_labels) for k, v in own.items()}
-        kept = "; the test file is kept whole" if given_test is not None else ""
-        notes.append(f"max_samples={settings.max_samples}: stratified sample of {total} rows{kept}")
-    if given_test is not None:
-        test_rows = _rows(given_test, text_input, label_col, label_columns, f"test file {settings.test_file}")
-        own["test"], n = _labelled(test_rows, task, space, f"the test file {settings.test_file}")
-        dropped += test_rows.dropped + n
-        require(len(own["test"]) > 0, f"the test file {settings.test_file} has no rows with text and label")
-    splits, origin = make_splits(pool, own, settings, task, space, hint)
-    splits = {k: splits[k].reset_index(drop=True) for k in ("train", "validation", "test")}
-    notes += _overlap_notes(splits, text_input, "the test file" if given_test is not None else "")
-    notes += [n for n in [task.fit_note(pd.concat([f["label"] for f in splits.values()]))] if n]
+    kept = "; the test file is kept whole" if test_file else ""
+    notes.append(f"max_samples={settings.max_samples}: stratified sample of {total} rows{kept}")
+    return sample(pool, max(20, 3 * space.num_labels)), {k: sample(v, space.num_labels) for k, v in own.items()}
+
+
+def _label_notes(splits: dict[str, pd.DataFrame], task, space: LabelSpace) -> list[str]:
+    """Labels that look like another task's, and classes or labels a split has no row of."""
+    notes = [n for n in [task.fit_note(pd.concat([f["label"] for f in splits.values()]))] if n]
     for name, frame in splits.items():
         absent = task.absent(frame["label"], space)
         if absent:
             notes.append(f"{task.noun} with no row in {name}: {absent[:8]}{' ...' if len(absent) > 8 else ''}")
-    return PreparedData(splits, task, space, text_input, settings.dataset, origin + task.split_note, dropped, notes)
+    return notes
 
 
 def _first_row_is_header(frame: pd.DataFrame, label_col: str) -> bool:

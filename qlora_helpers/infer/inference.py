@@ -143,7 +143,6 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     - `merged`: as `16bit`, with the adapter folded into the weights by peft's `merge_and_unload`: a plain
       transformers model, no peft at run time. A merged model directory (from `merge`) also loads here.
     """
-    from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
     from qlora_helpers.modeling.quantization import load_4bit_model, load_tokenizer
@@ -178,8 +177,22 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
     )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
+    model = _with_adapter(model, path, saved.labels.num_labels)
+    if mode != "4bit":
+        model = model.to(_inference_dtype(hw))
+    if mode == "merged":
+        model = model.merge_and_unload()
+    model.eval()
+    return LoadedModel(model, load_tokenizer(str(path)), saved, hw, mode)
+
+
+def _with_adapter(model, path: Path, num_labels: int):
+    """The saved adapter (LoRA and the trained head) on the base model, with one line for a head that is missing
+    or of another size."""
+    from peft import PeftModel
+
     try:
-        model = PeftModel.from_pretrained(model, str(path))
+        return PeftModel.from_pretrained(model, str(path))
     except KeyError as e:  # peft reads the head's weights by name from the adapter file
         raise UserError(
             f"{path / 'adapter_model.safetensors'} lacks {e.args[0] if e.args else e}: the trained head was not "
@@ -189,16 +202,10 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
         if "size mismatch" not in str(e):
             raise
         raise UserError(
-            f"the adapter in {path} does not fit the {saved.labels.num_labels} label(s) its classifier_config.json "
+            f"the adapter in {path} does not fit the {num_labels} label(s) its classifier_config.json "
             f"names (the saved head has another size): the file was edited or comes from another run; copy the "
             f"folder again from the training run"
         ) from None
-    if mode != "4bit":
-        model = model.to(_inference_dtype(hw))
-    if mode == "merged":
-        model = model.merge_and_unload()
-    model.eval()
-    return LoadedModel(model, load_tokenizer(str(path)), saved, hw, mode)
 
 
 def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> LoadedModel:

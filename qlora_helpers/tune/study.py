@@ -205,18 +205,32 @@ def run_study(
 ) -> StudyResult:
     """Check everything, open (or resume) the study, run trials, save and plot the best; `train_best` then
     trains its configuration with `qlora-bert train` and reports the test split once."""
-    from qlora_helpers.figures import run_caption
-    from qlora_helpers.pipeline import load_data
-    from qlora_helpers.report.plots import plot_study
-    from qlora_helpers.train.loss import check_class_weights
-    from qlora_helpers.train.schedule import Schedule
-
     optuna = require_optuna()
     require(isinstance(trials, int) and trials >= 1, f"--trials must be at least 1, got {trials}")
     require(timeout is None or timeout > 0, f"--timeout is seconds > 0, got {timeout}")
     base.validate()
     files = StudyFiles(Path(base.output_dir))
     check_files(files, resume, base.overwrite, base.plots_dir)
+    data, space = _data_and_space(base, space_flags)
+    task = data.task
+    study = _open_study(optuna, base, files, space, fingerprint(base, data), task.selection_metric, resume)
+    runner = Study(optuna, study, space, base, files, task.selection_metric)
+    deadline = time.time() + timeout if timeout else None
+    runner.run(trials, deadline, launcher or child_launcher)
+    runner.save_best()
+    result = _report(runner, base, files, task.selection_metric)
+    if train_best:
+        require(result.best is not None, "no trial finished, so there is no best configuration to train")
+        result.test_metrics = train_best_configuration(result.best["command"], files.root / "best")
+    return result
+
+
+def _data_and_space(base: TrainConfig, space_flags: dict[str, str | None]):
+    """The user's data, read as `train` reads it, and the search space it and the model allow (printed)."""
+    from qlora_helpers.pipeline import load_data
+    from qlora_helpers.train.loss import check_class_weights
+    from qlora_helpers.train.schedule import Schedule
+
     data = load_data(base)
     task = data.task
     targets = task.targets(data.splits["train"]["label"], data.labels)
@@ -232,7 +246,12 @@ def run_study(
         check_class_weights(choice, task, data.labels)
     check_class_weights(space.fixed.get("class_weights", base.class_weights), task, data.labels)
     print(space.describe())
-    now = fingerprint(base, data)
+    return data, space
+
+
+def _open_study(optuna, base: TrainConfig, files: StudyFiles, space, now: dict, metric: str, resume: bool):
+    """A new study (replacing an old one under --overwrite), or the stored one resumed when it tunes the same
+    data over the same space; trials a stop cut off are marked failed."""
     if resume:
         stored = load_study(files)
         check_same_data(stored.user_attrs.get(FINGERPRINT), now, files.root)
@@ -255,33 +274,28 @@ def run_study(
     )
     if not resume:
         study.set_user_attr(FINGERPRINT, now)
-        study.set_user_attr("selection_metric", task.selection_metric)
+        study.set_user_attr("selection_metric", metric)
     interrupted = mark_interrupted(study)
     if interrupted:
         print(f"resuming: trial(s) {interrupted} were cut off by the stop; recorded as failed, not counted")
-    runner = Study(optuna, study, space, base, files, task.selection_metric)
-    deadline = time.time() + timeout if timeout else None
-    runner.run(trials, deadline, launcher or child_launcher)
-    runner.save_best()
-    best, rows = runner.best(), trial_rows(study)
-    plot = plot_study(
-        rows,
-        runner.importances(),
-        task.selection_metric,
-        base.plots_dir,
-        run_caption(base.model, base.profile, "tuning study"),
-    )
+    return study
+
+
+def _report(runner: Study, base: TrainConfig, files: StudyFiles, metric: str) -> StudyResult:
+    """The study's plot, and the best trial's command to train it."""
+    from qlora_helpers.figures import run_caption
+    from qlora_helpers.report.plots import plot_study
+
+    best, rows = runner.best(), trial_rows(runner.study)
+    caption = run_caption(base.model, base.profile, "tuning study")
+    plot = plot_study(rows, runner.importances(), metric, base.plots_dir, caption)
     if best is None:
         print(f"no trial finished; nothing to recommend (trial logs in {files.trials})")
     else:
-        print(f"best: trial {best['number']}, validation {task.selection_metric} {best['value']:.4f}; train it with:")
+        print(f"best: trial {best['number']}, validation {metric} {best['value']:.4f}; train it with:")
         print(best["command"])
         print(f"(saved in {files.best_command}; plot {plot})")
-    result = StudyResult(files, task.selection_metric, best, rows, plot)
-    if train_best:
-        require(best is not None, "no trial finished, so there is no best configuration to train")
-        result.test_metrics = train_best_configuration(best["command"], files.root / "best")
-    return result
+    return StudyResult(files, metric, best, rows, plot)
 
 
 def _max_positions(model: str) -> int | None:
