@@ -70,7 +70,7 @@ REFERENCE_RECIPE: dict[str, Any] = dict(
     target_modules=["query", "value"],
     truncation="head",
     group_by_length=False,
-    epochs=3.0,  # the seed tutorial's fixed length and patience, kept when the recipe's became data-driven
+    epochs=3.0,  # the seed tutorial's fixed length and patience: what a data-driven length is measured against
     early_stopping_patience=2,
 )
 

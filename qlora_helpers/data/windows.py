@@ -3,7 +3,7 @@
 Training keeps `max_length` tokens per text (head or head + tail); at prediction time a long review can
 instead be cut into windows of `max_length` tokens that overlap by `stride` tokens (the tokenizer's own
 `return_overflowing_tokens`), each window classified on its own, and the text's logits taken as the mean of
-its windows' logits: every part of the text gets an equal say, and a text that fits is one window, as before.
+its windows' logits: every part of the text gets an equal say, and a text that fits is one window.
 """
 
 from __future__ import annotations

@@ -84,8 +84,9 @@ def training_arguments(
     )
     if distributed.world_size() == 1 and args.n_gpu > 1:
         # One process on a machine with several GPUs: the Trainer would wrap the model in nn.DataParallel and
-        # silently double the batch (measured on 2 H200s). One GPU, as the Trainer itself does for model-parallel
-        # models; torchrun/accelerate launch is the way to use all of them (README: several GPUs).
+        # silently double the batch. One GPU, as the Trainer itself does for model-parallel models; torchrun or
+        # accelerate launch is the way to use all of them (README: several GPUs). A private field: no public
+        # argument limits one process to one of several visible GPUs.
         args._n_gpu = 1
     return args
 
@@ -104,7 +105,8 @@ class RecipeTrainer(Trainer):
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
         """With compiled layers, training drops an epoch's last, shorter batch (one batch size, one graph per
-        width bucket); evaluation never drops rows. `dataloader_drop_last` would apply to both."""
+        width bucket); evaluation never drops rows. `dataloader_drop_last` would apply to both, and the Trainer has
+        no public hook that tells training's loader from evaluation's, hence this private one."""
         keep = self.args.dataloader_drop_last
         self.args.dataloader_drop_last = keep or (self.full_train_batches and is_training)
         try:
