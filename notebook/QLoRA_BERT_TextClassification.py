@@ -29,8 +29,8 @@
 # could not. For a model as small as BERT the weights are not what fills the GPU - activations are - and
 # section 8 shows what the project measured.
 #
-# Every step below calls a small function of `qlora_helpers`; the same steps run from the command line with
-# `qlora-bert train`.
+# Every step below is a step of one `Run` (`qlora_helpers/run.py`), which carries the run's state from one to the
+# next; `qlora-bert train` runs the same steps.
 #
 # **Profiles.** `full` is the real recipe: bert-base-uncased on the 20k IMDb reviews from the Hugging Face
 # Hub, on a GPU. `offline` runs everywhere, with no GPU and no Hub: the real pretrained all-MiniLM-L6-v2
@@ -82,12 +82,12 @@ print("hosted notebook" if ON_HOSTED else "local notebook", "- working directory
 from IPython.display import Image, display
 import pandas as pd
 import qlora_helpers as qh
-from qlora_helpers import launch, pipeline
+from qlora_helpers import pipeline
+from qlora_helpers.run import Run
 from qlora_helpers.infer.evaluation import mistakes_table
 from qlora_helpers.modeling.encoders import first_4bit_layer
 from qlora_helpers.modeling.quantization import describe_4bit_layer
 from qlora_helpers.report.results import optional_result
-from qlora_helpers.train.tracking import choose_report_to
 
 NOTEBOOK = ("QLoRA_BERT_TextClassification.ipynb " + " ".join(
     f"{k}={v!r}" for k, v in dict(PROFILE=PROFILE, MODEL=MODEL, DATASET=DATASET, LABEL_NAMES=LABEL_NAMES,
@@ -99,8 +99,8 @@ cfg = qh.make_config(PROFILE, model=MODEL, dataset=DATASET, label_names=LABEL_NA
                      plots_dir=PLOTS_DIR, max_samples=MAX_SAMPLES, epochs=EPOCHS, overwrite=OVERWRITE,
                      compute_dtype=COMPUTE_DTYPE)
 print(f"PROFILE RUNNING: {cfg.profile}")
-report_to, line = choose_report_to(cfg.report_to)
-print(line)
+run = Run(cfg, command=NOTEBOOK, resume=RESUME)  # carries the run's state from step to step
+print(run.choose_logging())
 
 # %% [markdown]
 # The configuration object carries every setting of the recipe with the reason for it
@@ -121,7 +121,7 @@ print(line)
 # 80/10/10, stratified by label, with a fixed seed. The texts are tokenized here too.
 
 # %%
-ready = pipeline.prepare(cfg, resume=RESUME)
+ready = run.prepare()
 hw, data, tokenizer = ready.hw, ready.data, ready.tokenizer
 data.splits["train"].head()
 
@@ -162,7 +162,7 @@ display(Image(pipeline.plot_data(cfg, hw, data, tokenizer)))
 # numbers are read off the tensors themselves.
 
 # %%
-built = pipeline.model_for(cfg, ready)
+built = run.build()
 model = built.model
 name, layer = first_4bit_layer(model)
 print(name)
@@ -220,7 +220,7 @@ built.counts
 # $\sqrt{2}$ (`--lr-scaling`). With one GPU it trains here, in this process.
 
 # %%
-outcome = launch.fit(cfg, ready, built, report_to, resume=RESUME, gpus=None if GPUS == "all" else int(GPUS))
+outcome = run.train(gpus=None if GPUS == "all" else int(GPUS))
 {k: outcome.metrics.get(k) for k in ("train_runtime", "train_samples_per_second", "train_step_samples_per_second",
                                      "first_step_seconds", "optimizer_steps", f"best_val_{data.task.selection_metric}",
                                      "peak_gpu_memory_mb")}
@@ -240,7 +240,7 @@ outcome = launch.fit(cfg, ready, built, report_to, resume=RESUME, gpus=None if G
 # probabilities and no temperature.
 
 # %%
-result = pipeline.finish(cfg, ready, built, outcome, line, command=NOTEBOOK)
+result = run.finish()
 print(data.task.report(result.test_metrics))
 for name, path in result.plots.items():
     if name != "dataset_stats":

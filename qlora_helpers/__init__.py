@@ -1,7 +1,7 @@
 """QLoRA fine-tuning of BERT for text classification: 4-bit NF4 base (bitsandbytes), LoRA adapters (peft),
 the Hugging Face Trainer with paged 8-bit AdamW, honest evaluation and measured efficiency.
 
-The notebook calls these functions one step at a time; `train_pipeline` chains them.
+The notebook runs a `run.Run` one step at a time; `run.train_pipeline` runs every step.
 """
 
 from qlora_helpers.library_logs import quiet_known_library_warnings

@@ -1,5 +1,5 @@
-"""The whole run, step by step: each step is a small function the notebook calls one at a time, and
-`train_pipeline` chains them for the command line and the tests."""
+"""A run's steps, each a small function: check and prepare, build the model, and after training score, save and
+plot. `run.Run` carries a run's state through them; the notebook, the command line and the tests drive a Run."""
 
 from __future__ import annotations
 
@@ -36,16 +36,13 @@ from qlora_helpers.report.plots import plot_dataset_stats, plot_training_curves
 from qlora_helpers.run_files import (
     check_output_dir,
     command_line,
-    removed_on_failure,
-    resume_point,
     save_run,
     score_fields,
 )
 from qlora_helpers.tasks import calibration
 from qlora_helpers.tasks.labels import read_label_names_file
 from qlora_helpers.train.loss import check_class_weights
-from qlora_helpers.train.tracking import choose_report_to
-from qlora_helpers.train.training import TrainingJob, TrainOutcome, train
+from qlora_helpers.train.training import TrainOutcome
 
 
 def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
@@ -116,7 +113,7 @@ class Prepared:
 def prepare(cfg: TrainConfig, resume: bool = False, without_test: bool = False) -> Prepared:
     """Check the configuration, pick the hardware, load, split and tokenize the data.
 
-    `train_pipeline`, the benchmark runner and the probes all start here, so they measure the same setup.
+    Every run, the benchmark runner and the probes start here, so they measure the same setup.
     `without_test`: the test split is dropped before tokenizing (a tuning trial must never see it); the
     training and validation splits are those of the full run.
     """
@@ -234,31 +231,48 @@ def already_saved(cfg: TrainConfig, ready: Prepared, built: BuiltModel, outcome:
     return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)
 
 
+# training's own names for how it went -> metrics.json's: `run_record` writes them, `saved_outcome` reads them back
+SAVED_AS = {
+    "peak_gpu_memory_mb": "peak_gpu_memory_mb",  # the larger of the two below
+    "peak_train_memory_mb": "peak_train_memory_mb",
+    "peak_eval_memory_mb": "peak_eval_memory_mb",
+    "train_runtime": "train_runtime_s",
+    "train_samples_per_second": "train_samples_per_second",
+    "optimizer_steps": "optimizer_steps",
+    "best_checkpoint": "best_checkpoint",
+    "train_step_samples_per_second": "train_step_samples_per_second",
+    "step_ms": "train_step_ms",  # percentiles of the timed steps: a slow tail shows here, not in a mean
+    "first_step_seconds": "first_step_seconds",  # the compile wait, when the layers are compiled
+}
+DIGITS = {"train_runtime": 2, "train_samples_per_second": 3}
+
+
+def saved_outcome(m: dict) -> dict:
+    """Training's metrics as a finished run's metrics.json holds them (for a run other processes trained)."""
+    selection = m["selection_metric"]
+    own = {name: m.get(saved) for name, saved in SAVED_AS.items()}
+    return own | {f"best_val_{selection}": m.get(f"best_val_{selection}"), "world_size": m["world_size"]}
+
+
 def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_line: str, command: str) -> dict:
     """metrics.json's account of how the run went: what trained, how fast, in how much memory, on what."""
     m = outcome.metrics
     selection = data.task.selection_metric
+    trained = {
+        saved: round(m[name], DIGITS[name]) if name in DIGITS else m.get(name) for name, saved in SAVED_AS.items()
+    }
     return {
         "labels": list(data.labels.names),
         **built.counts,
-        "peak_gpu_memory_mb": m.get("peak_gpu_memory_mb"),  # the larger of the two below
-        "peak_train_memory_mb": m.get("peak_train_memory_mb"),
-        "peak_eval_memory_mb": m.get("peak_eval_memory_mb"),
-        "train_runtime_s": round(m["train_runtime"], 2),
-        "train_samples_per_second": round(m["train_samples_per_second"], 3),
-        "optimizer_steps": m["optimizer_steps"],
+        **trained,
         "selection_metric": selection,
         f"best_val_{selection}": m.get(f"best_val_{selection}"),
-        "best_checkpoint": m.get("best_checkpoint"),
         "effective_batch_size": outcome.config.effective_batch_size * distributed.world_size(),
         "world_size": distributed.world_size(),
         "learning_rate": outcome.config.lr_for(distributed.world_size()),
         "steps_per_epoch": outcome.schedule.steps_per_epoch,
         "epochs": round(outcome.schedule.epochs, 4),  # as run: `auto` resolved from the data
         "schedule": outcome.schedule.reason,
-        "train_step_samples_per_second": m.get("train_step_samples_per_second"),
-        "train_step_ms": m.get("step_ms"),  # percentiles of the timed steps: a slow tail shows here, not in a mean
-        "first_step_seconds": m.get("first_step_seconds"),  # the compile wait, when the layers are compiled
         "compiled_layers": built.compiled,
         "cuda_graphs": built.graphs,
         "compute_dtype": hw.dtype_name,
@@ -268,44 +282,3 @@ def run_record(cfg, hw, data, built: BuiltModel, outcome: TrainOutcome, report_l
         "config": outcome.config.to_dict(),
         "command": command or command_line(),
     }
-
-
-def train_pipeline(
-    cfg: TrainConfig, resume: bool = False, command: str = "", callbacks: list | None = None
-) -> RunResult | None:
-    """Data -> 4-bit model + LoRA -> Trainer -> test metrics -> adapter, metrics.json and plots.
-
-    `resume=True` continues an interrupted run from its last complete checkpoint (same configuration);
-    `callbacks` are extra TrainerCallbacks (a profiler, a tuner's pruner).
-    Under `torchrun`/`accelerate launch` every process trains its share of each batch on its own GPU;
-    only the main process evaluates on the test split, writes outputs and plots, and gets a RunResult
-    (the others get None).
-    """
-    folders = (cfg.output_dir, cfg.plots_dir) if distributed.is_main_process() else ()
-    with removed_on_failure(*folders):
-        return _train_pipeline(cfg, resume, command, callbacks)
-
-
-def _train_pipeline(cfg: TrainConfig, resume: bool, command: str, callbacks: list | None) -> RunResult | None:
-    with distributed.main_process_prints():
-        ready = prepare(cfg, resume)
-        checkpoint = resume_point(cfg.output_dir, resume, cfg)
-        report_to, report_line = choose_report_to(cfg.report_to)
-        print(report_line)
-        data_plot = plot_data(cfg, ready.hw, ready.data, ready.tokenizer) if distributed.is_main_process() else None
-        built = model_for(cfg, ready)
-        job = TrainingJob(
-            built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-        )
-        outcome = train(job, cfg, ready.hw, report_to, resume_from_checkpoint=checkpoint, extra_callbacks=callbacks)
-    if distributed.world_size() > 1:
-        distributed.report_rank(
-            f"trained {outcome.metrics['optimizer_steps']} optimizer steps on its share of "
-            f"{len(ready.tokenized['train']):,} training texts; peak GPU memory "
-            f"{outcome.metrics['peak_gpu_memory_mb']} MiB"
-        )
-    if not distributed.is_main_process():
-        return None
-    result = finish(cfg, ready, built, outcome, report_line, command)
-    result.plots["dataset_stats"] = data_plot
-    return result

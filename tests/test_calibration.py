@@ -112,7 +112,7 @@ def easy_topics(n=300, seed=0) -> pd.DataFrame:
 def multi_run(tiny_bert, tmp_path_factory):
     from conftest import tiny_run_config
 
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     tmp = tmp_path_factory.mktemp("calibrated")
     easy_topics().to_csv(tmp / "topics.csv", index=False)

@@ -30,7 +30,7 @@ LONG = " ".join(["the plot was boring and the acting awful"] * 12 + ["but the en
 def adapter(tiny_bert, easy_csv, tmp_path_factory):
     from conftest import tiny_run_config
 
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     out = tmp_path_factory.mktemp("export") / "adapter"
     return train_pipeline(tiny_run_config(tiny_bert, easy_csv, out, save_checkpoints=False)).output_dir
@@ -299,7 +299,7 @@ def test_every_task_exports_verified_and_predicts_as_pytorch(tiny_bert, tmp_path
     from conftest import tiny_run_config
 
     from qlora_helpers.infer.inference import load_for_inference
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     settings = task_data(kind, tmp_path / "data.csv")
     data, out = tmp_path / "data.csv", tmp_path / "run"

@@ -258,7 +258,7 @@ def test_a_finetuned_classifier_with_another_label_count_gets_a_new_head(tiny_be
     from transformers import AutoModelForSequenceClassification
 
     from qlora_helpers.infer.inference import load_adapter
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     start = tmp_path / "cls2"
     AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).save_pretrained(start)

@@ -16,7 +16,7 @@ from qlora_helpers.cli import main
 from qlora_helpers.errors import UserError
 from qlora_helpers.infer.inference import load_for_inference, mode_agreement
 from qlora_helpers.infer.merge import merge_adapter
-from qlora_helpers.pipeline import train_pipeline
+from qlora_helpers.run import train_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 # Measured on the CPU (fp32 maths): 16bit == 4bit exactly, merged within 7.5e-9. Asserted with 100x margin.

@@ -18,7 +18,7 @@ def layer(module: str) -> str:
     top = (module.split(".") + [""])[1]
     if top in ("config", "presets"):
         return "config"
-    if top in ("pipeline", "launch"):
+    if top in ("pipeline", "run"):
         return "pipeline"
     return "core" if top in CORE or not top else top
 

@@ -71,7 +71,7 @@ def test_epochs_and_patience_flags_take_auto_or_a_number():
 
 
 def test_auto_length_trains_the_steps_it_printed(tiny_config, capsys):
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     # 192 training rows, 8 x 2 a step: 12 steps an epoch; each class has 96 rows, seen 480 times -> 5 epochs
     cfg = tiny_config(epochs="auto", min_steps=30, min_label_rows=480, min_epochs=1.0, max_epochs=8.0)
@@ -82,7 +82,7 @@ def test_auto_length_trains_the_steps_it_printed(tiny_config, capsys):
 
 
 def test_auto_patience_is_a_third_of_the_run(tiny_config):
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     # 6 epochs, 2 evaluations each: 12 evaluations, patience 4 (a fixed 2 stopped a long AG News run too soon)
     cfg = tiny_config(epochs=6.0, early_stopping_patience="auto", lr=1e-6)  # lr too small: no gains

@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_run_config
 
 from qlora_helpers.infer.inference import load_adapter
-from qlora_helpers.pipeline import train_pipeline
+from qlora_helpers.run import train_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_nan_loss_stops_training_with_advice(tiny_config, monkeypatch):
     with pytest.raises(
         UserError, match=r"training stopped at step \d+: the loss became nan \(learning rate .*lower --lr"
     ):
-        pipeline.train_pipeline(cfg)
+        train_pipeline(cfg)
     from pathlib import Path
 
     assert not (Path(cfg.output_dir) / "metrics.json").exists()

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from qlora_helpers.pipeline import train_pipeline
 from qlora_helpers.presets import make_config
+from qlora_helpers.run import train_pipeline
 
 START, STOP = 60, 70
 SYNCS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync")

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qlora_helpers import distributed
-    from qlora_helpers.pipeline import train_pipeline
+    from qlora_helpers.run import train_pipeline
 
     cfg = config_from_args(args)
     try:

@@ -76,19 +76,16 @@ def run_trial(spec: dict[str, Any], trial=None) -> dict[str, Any]:
     out_of_memory. Other bad input raises `UserError`.
     """
     from qlora_helpers.config import TrainConfig
-    from qlora_helpers.pipeline import model_for, prepare
-    from qlora_helpers.train.training import TrainingJob, train
+    from qlora_helpers.run import Run
 
     cfg = TrainConfig(**spec["config"]).validate()
     started = time.time()
-    ready = prepare(cfg, without_test=True)
-    built = model_for(cfg, ready)
-    job = TrainingJob(
-        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-    )
+    run = Run(cfg)
+    ready = run.prepare(without_test=True)
+    run.build()
     reporter = TrialReporter(trial, ready.data.task.selection_metric, spec.get("deadline"))
     try:
-        outcome = train(job, cfg, ready.hw, "none", extra_callbacks=[reporter])
+        outcome = run.train(gpus=1, callbacks=[reporter])
     except OutOfMemory as e:
         return {"status": "out_of_memory", "value": reporter.best, "message": str(e)}
     return {
