@@ -114,7 +114,6 @@ def test_paths_a_module_finds_from_its_own_file_lead_to_the_checkout():
 # a function's length counts its logic: one keyword-argument call, literal or text template inside it is set aside
 LONGEST_FUNCTION, LONGEST_MODULE = 60, 400
 OVER_LENGTH = {  # what is still longer, and why it waits (each entry only shrinks)
-    "qlora_helpers/config.py::validate": "one check per field of the flat config; each group validates itself next",
     "benchmarks/studies/exporter_comparison.py::main": "a one-off study, kept as it ran",
 }
 

@@ -31,6 +31,8 @@ def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
         return None, {"nargs": "+", "type": str, "action": "extend"}  # a repeated flag adds, never replaces
     if base is bool:
         return None, {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(base) is typing.Literal:  # the choices go into the help; validate() names them on error
+        return typing.get_args(base), {"type": str}
     return None, {"type": base}
 
 
@@ -65,16 +67,17 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
     for f in dataclasses.fields(TrainConfig):
         if not f.metadata.get("cli", True) or f.name in skip:
             continue
-        _, kw = _flag_type(hints[f.name])
+        choices, kw = _flag_type(hints[f.name])
         if "parse" in f.metadata:
             kw["type"] = PARSERS[f.metadata["parse"]]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        among = f"; one of {', '.join(choices)}" if choices else ""
         group.add_argument(
             f"--{f.name.replace('_', '-')}",
             *aliases.get(f.name, []),
             dest=f.name,
             default=argparse.SUPPRESS,
-            help=f"{f.metadata['why']} (default: {default})",
+            help=f"{f.metadata['why']} (default: {default}{among})",
             **kw,
         )
 

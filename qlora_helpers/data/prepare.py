@@ -7,13 +7,14 @@ tuple of label ids, or a number), plus the task and the label space.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from qlora_helpers import tasks
+from qlora_helpers.config import TrainConfig
 from qlora_helpers.data.splits import make_splits, stratified_sample
 from qlora_helpers.data.tables import (
     LABEL_CANDIDATES,
@@ -28,6 +29,9 @@ from qlora_helpers.errors import UserError, require
 from qlora_helpers.tasks import labels as lb
 from qlora_helpers.tasks.labels import LabelSpace
 
+# the recipe's defaults, from the one place that holds them (TrainConfig), for settings made without a config
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
 
 @dataclass(frozen=True)
 class DataSettings:
@@ -41,14 +45,14 @@ class DataSettings:
     label_column: str | None = None
     label_columns: tuple[str, ...] | None = None
     label_names: tuple[str, ...] | None = None
-    label_delimiter: str = ","
-    task: str = "auto"
-    header: bool = True
+    label_delimiter: str = DEFAULTS["label_delimiter"]
+    task: str = DEFAULTS["task"]
+    header: bool = DEFAULTS["header"]
     test_file: str | None = None
     max_samples: int | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
+    val_fraction: float = DEFAULTS["val_fraction"]
+    test_fraction: float = DEFAULTS["test_fraction"]
+    seed: int = DEFAULTS["seed"]
 
     @classmethod
     def from_config(cls, cfg, text_separator: str = " [SEP] ", label_names: list[str] | None = None) -> DataSettings:
