@@ -11,9 +11,6 @@ import torch
 from tqdm.auto import tqdm
 
 from qlora_helpers.data.collate import PaddingCollator
-from qlora_helpers.data.text_input import (
-    texts_from_file,  # noqa: F401  (where callers have found it)
-)
 from qlora_helpers.data.tokens import encode_rows
 from qlora_helpers.data.windows import combine
 from qlora_helpers.errors import UserError, require
@@ -78,15 +75,14 @@ class LoadedModel(Predictor):
     hardware: Hardware
     mode: str = "4bit"
 
-    def raw_logits(self, texts, batch_size=None, progress=None, pairs=None, long_text="truncate", stride=None):
-        self.check_pairs(texts, pairs)
+    def backend_logits(self, texts, batch_size, progress, pairs, long_text, stride):
         return predict_logits(
             self.model,
             self.tokenizer,
             texts,
             self.saved.max_length,
-            batch_size or self.batch_size,
-            progress=self.progress if progress is None else progress,
+            batch_size,
+            progress=progress,
             truncation=self.saved.truncation,
             pairs=pairs,
             long_text=long_text,

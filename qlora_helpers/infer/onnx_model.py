@@ -225,13 +225,11 @@ class OnnxClassifier(Predictor):
         """What `evaluate` records about where it ran, as `LoadedModel.hardware` tells it."""
         return SimpleNamespace(name="cpu (onnxruntime)", dtype_name=self.precision)
 
-    def raw_logits(self, texts, batch_size=None, progress=None, pairs=None, long_text="truncate", stride=None):
-        """The model's own logits (no temperature), in the texts' order; batches of similar length."""
+    def backend_logits(self, texts, batch_size, progress, pairs, long_text, stride):
+        """onnxruntime's logits, in the texts' order; batches of similar length."""
         from tqdm.auto import tqdm
 
         saved = self.saved
-        self.check_pairs(texts, pairs)
-        batch_size = batch_size or self.batch_size
         rows, owner = encode_rows(self.tokenizer, texts, saved.max_length, saved.truncation, pairs, long_text, stride)
         names = [i.name for i in self.session.get_inputs()]
         pad_values = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": self.tokenizer.pad_token_type_id}
@@ -240,7 +238,7 @@ class OnnxClassifier(Predictor):
         for start in tqdm(
             range(0, len(rows), batch_size),
             desc="Predicting",
-            disable=not (self.progress if progress is None else progress),
+            disable=not progress,
             unit="batch",
         ):
             idx = order[start : start + batch_size]

@@ -2,7 +2,7 @@
 calibrated probabilities, decisions and rows, and score a labelled table.
 
 A backend (PyTorch in inference.py, onnxruntime in onnx_model.py) subclasses `Predictor` and supplies
-`raw_logits`; everything after the logits is here once. No torch: the ONNX serving box imports this too.
+`backend_logits`; everything around the logits is here once. No torch: the ONNX serving box imports this too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ class Predictor(ABC):
     progress: bool = True  # a progress bar by default (PyTorch on a GPU); ONNX on a CPU is quiet
 
     @abstractmethod
+    def backend_logits(
+        self, texts: list[str], batch_size: int, progress: bool, pairs: list[str] | None, long_text: str, stride
+    ) -> np.ndarray:
+        """The backend's own logits for checked texts, in their order."""
+
     def raw_logits(
         self,
         texts: list[str],
@@ -32,7 +37,11 @@ class Predictor(ABC):
         long_text: str = "truncate",
         stride: int | None = None,
     ) -> np.ndarray:
-        """The model's own logits (before the saved temperature), in the texts' order."""
+        """The model's own logits (before the saved temperature), in the texts' order; the backend's batch and
+        progress bar unless given."""
+        self.check_pairs(texts, pairs)
+        batch_size, progress = batch_size or self.batch_size, self.progress if progress is None else progress
+        return self.backend_logits(texts, batch_size, progress, pairs, long_text, stride)
 
     @property
     def names(self) -> list[str]:
