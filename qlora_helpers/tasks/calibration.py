@@ -26,10 +26,6 @@ from qlora_helpers.tasks.metrics import BINS, expected_calibration_error
 BOUNDS = (0.05, 20.0)  # a temperature outside these is a sign of a broken model, not of over-confidence
 
 
-def calibratable(task) -> bool:
-    return task.classifies
-
-
 def fit_temperature(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> float:
     """The T in BOUNDS that minimises the negative log-likelihood of `logits / T` (searched on log T); 1 where the
     validation split has no wrong decision to calibrate on."""
@@ -57,21 +53,21 @@ def brier(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> fl
 def measure(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, temperature: float) -> dict[str, Any]:
     """ECE and Brier score of raw `logits` and of `logits / temperature`, on one split."""
     out: dict[str, Any] = {"rows": int(len(encoded))}
+    truth = task.calibration_truth(encoded, space)
     for when, scaled in (("before", logits), ("after", logits / temperature)):
-        conf, hit = confidences(task, encoded, scaled, space)
+        conf, hit = task.confidences(truth, scaled)
         out[f"ece_{when}"] = round(expected_calibration_error(conf, hit), 5)
-        out[f"brier_{when}"] = round(brier(task, encoded, scaled, space), 5)
+        out[f"brier_{when}"] = round(task.brier(truth, scaled, space), 5)
     return out
 
 
 def calibrate(task, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> dict[str, Any] | None:
     """The temperature fitted on a validation split's raw logits, with what it does there (None: regression)."""
-    if not calibratable(task):
+    if not task.classifies:
         return None
     temperature = fit_temperature(task, encoded, logits, space)
-    kept = task.separated(
-        task.calibration_truth(encoded, space), np.asarray(logits)
-    )  # not T == 1: a fit may land there
+    # said from the data, not from T == 1: a fit may land there
+    kept = task.separated(task.calibration_truth(encoded, space), np.asarray(logits))
     return {
         "temperature": temperature,
         "method": "temperature scaling: one T minimising the validation negative log-likelihood"
