@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from qlora_helpers.errors import UserError, names, positive, require
+from qlora_helpers.errors import UserError, require, require_names, require_positive
 
 HUB_MODEL = "bert-base-uncased"
 HUB_DATASET = "dipanjanS/imdb_sentiment_finetune_dataset20k"
@@ -117,7 +117,7 @@ class DataArguments:
             f"max_samples must be at least 20 (enough for three stratified splits), got {self.max_samples!r}",
         )
         for name in ("label_names", "text_columns", "label_columns"):
-            names(name, getattr(self, name))
+            require_names(name, getattr(self, name))
         require(
             not (self.label_names and self.label_names_file),
             "give label names either with --label-names or with --label-names-file, not both",
@@ -188,10 +188,10 @@ class LoraArguments:
 
     def check(self) -> None:
         """This group's own settings, each within its allowed range."""
-        positive(self, "lora_r", integer=True)
-        positive(self, "lora_alpha")
+        require_positive(self, "lora_r", integer=True)
+        require_positive(self, "lora_alpha")
         require(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        names("target_modules", self.target_modules)
+        require_names("target_modules", self.target_modules)
         require(
             bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
             f"target_modules must name at least one linear layer, e.g. query value, or be {ALL_LINEAR}",
@@ -264,9 +264,9 @@ class OptimizationArguments:
         from transformers.training_args import OptimizerNames
 
         for name in ("batch_size", "grad_accum", "eval_batch_size", "evals_per_epoch", "min_steps"):
-            positive(self, name, integer=True)
+            require_positive(self, name, integer=True)
         for name in ("lr", "max_grad_norm", "min_epochs", "max_epochs"):
-            positive(self, name)
+            require_positive(self, name)
         e = self.epochs
         require(
             e == "auto" or (isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < 1e6),

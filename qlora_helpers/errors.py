@@ -26,7 +26,7 @@ class OutOfMemory(UserError):
     trial as failed and goes on."""
 
 
-def positive(cfg: Any, name: str, integer: bool = False) -> None:
+def require_positive(cfg: Any, name: str, integer: bool = False) -> None:
     """A setting of `cfg` that must be a positive (whole) number; the error names its flag."""
     v = getattr(cfg, name)
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
@@ -37,7 +37,7 @@ def positive(cfg: Any, name: str, integer: bool = False) -> None:
     )
 
 
-def names(name: str, v: Any) -> None:
+def require_names(name: str, v: Any) -> None:
     """A setting that must be a list of names, or None."""
     require(
         v is None or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from qlora_helpers.errors import require
 from qlora_helpers.tasks.labels import LabelSpace
 
 if TYPE_CHECKING:
@@ -108,8 +109,6 @@ class Task(ABC):
 
     def cut(self, record: dict[str, Any] | None, space: LabelSpace, mode: str | None = None):
         """The decision thresholds a saved rule gives (`mode` picks one of a multi-label model's); None here."""
-        from qlora_helpers.errors import require
-
         require(mode is None, f"--thresholds applies to multi-label models; this one is {self.name}")
         return None
 
