@@ -7,7 +7,7 @@ step exits 0.
     QLORA_MINILM=... QLORA_IMDB=... python -m benchmarks.gpu_check [--out benchmarks/results/runs] [--work DIR]
 
 The notebook runs the full profile on MiniLM (the only real weights offline) and the 20k IMDb reviews, with the
-defaults of today; one H100 ran the whole check in 4.7 minutes, another in 9.5 (benchmarks/results/runs/).
+defaults of today; the steps took 4.4 minutes on one H100 and 8.9 on another (the records' seconds, results/runs/).
 """
 
 from __future__ import annotations
