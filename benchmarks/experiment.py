@@ -184,7 +184,22 @@ def run_fields(output_dir: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return {k: metrics.get(k) for k in RUN_FIELDS}
+    return {k: metrics.get(k) for k in RUN_FIELDS} | validation_curve(Path(output_dir))
+
+
+def validation_curve(run: Path) -> dict[str, Any]:
+    """Each evaluation's step and selection score from the run's training_log.json, and where the best came: a
+    best score in the last evaluation or two says the run stopped while it was still climbing."""
+    log = run / "training_log.json"
+    if not log.is_file():
+        return {}
+    evals = [e for e in json.loads(log.read_text()) if any(k.startswith("eval_") for k in e) and "step" in e]
+    key = next((k for k in ("eval_spearman", "eval_f1_macro", "eval_accuracy") if evals and k in evals[0]), None)
+    if key is None:
+        return {}
+    curve = [[e["step"], round(float(e[key]), 4)] for e in evals if key in e]
+    best = max(range(len(curve)), key=lambda i: curve[i][1])
+    return {"val_curve": curve, "val_curve_metric": key, "best_eval_index": best + 1, "evaluations": len(curve)}
 
 
 def cli(args: list[str], memory_cap_gib: float | None = None) -> int:
