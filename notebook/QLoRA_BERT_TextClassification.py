@@ -216,8 +216,8 @@ built.counts
 # **Every GPU.** With several GPUs visible (Kaggle's 2 x T4) and `GPUS = "all"`, the cell below trains on all
 # of them: one process per GPU, started by torchrun's own launcher, each holding the whole model and a share
 # of every batch (data parallelism); this notebook waits, then reads the trained adapter back. Each process
-# keeps the micro-batch, so the effective batch doubles on two GPUs and the learning rate grows by
-# $\sqrt{2}$ (`--lr-scaling`). With one GPU it trains here, in this process.
+# keeps the micro-batch, so the effective batch doubles on two GPUs; the learning rate stays as set
+# (`--lr-scaling sqrt` raises it by $\sqrt{2}$). With one GPU it trains here, in this process.
 
 # %%
 outcome = run.train(gpus=None if GPUS == "all" else int(GPUS))

@@ -228,9 +228,9 @@ class OptimizationArguments:
     eval_batch_size: int = _f(256, "No gradients in evaluation, so larger batches are cheap.")
     lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch.")
     lr_scaling: LrScaling = _f(
-        "sqrt",
-        "On N processes the effective batch is N times larger: sqrt = lr x sqrt(N) (Adam's square-root rule, "
-        "Malladi et al. 2022); none = --lr as given.",
+        "none",
+        "On N processes the effective batch is N times larger: none = --lr as given (the step floor of "
+        "--epochs auto keeps the steps); sqrt = lr x sqrt(N) (Adam's square-root rule, Malladi et al. 2022).",
     )
     lr_scheduler: Scheduler = _f("cosine", "Smooth decay to zero after warm-up.")
     warmup: float = _f(

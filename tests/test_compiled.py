@@ -95,8 +95,9 @@ def test_when_and_how_the_step_is_compiled(tiny_config):
     assert compiled.mode(one_step, CPU) is None
     with pytest.raises(UserError, match="compile must be one of"):
         cfg.replace(compile="yes")
-    assert (cfg.lr_for(1), cfg.lr_for(4)) == (cfg.lr, 2 * cfg.lr)  # sqrt(N) for N processes
-    assert cfg.replace(lr_scaling="none").lr_for(4) == cfg.lr
+    assert cfg.lr_for(4) == cfg.lr  # the default keeps --lr on any number of processes
+    sqrt = cfg.replace(lr_scaling="sqrt")
+    assert (sqrt.lr_for(1), sqrt.lr_for(4)) == (cfg.lr, 2 * cfg.lr)  # sqrt(N) for N processes
 
 
 def test_an_unpadded_batch_reaches_the_compiled_layer_with_an_all_true_mask():
