@@ -27,7 +27,7 @@ Truncation = Literal["head", "head_tail"]  # data/tokens.py cuts a long text as 
 TaskChoice = Literal["auto", "single_label", "multi_label", "regression"]  # tasks/ implements all but auto
 LrScaling = Literal["sqrt", "none"]
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
-ReportTo = Literal["auto", "none", "wandb"]
+ReportTo = Literal["auto", "none", "wandb", "tensorboard"]
 COMPILE_MODES, COMPUTE_DTYPES, QUANT_TYPES = get_args(CompileMode), get_args(ComputeDtype), get_args(QuantType)
 TRUNCATIONS, TASK_CHOICES, LR_SCALINGS = get_args(Truncation), get_args(TaskChoice), get_args(LrScaling)
 SCHEDULERS = get_args(Scheduler)
@@ -318,7 +318,9 @@ class OutputArguments:
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
     plots_dir: str = _f("", "Where the PNG plots are written (default: OUTPUT_DIR/plots, so each run keeps its own).")
     report_to: ReportTo = _f(
-        "auto", "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none/wandb."
+        "auto",
+        "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none, wandb, or "
+        "tensorboard (event files under OUTPUT_DIR/runs; pip install tensorboard).",
     )
     overwrite: bool = _f(False, "Replace the outputs of a finished run in output_dir.")
     profile: str = _f("full", "Which preset produced this configuration (recorded in metrics.json).", cli=False)

@@ -40,8 +40,9 @@ class Run:
     checkpoint: str | None = None  # the checkpoint a resumed run continues from
 
     def choose_logging(self) -> str:
-        """Weights & Biases when a key is available and login works, else local only; the line that says so."""
-        self.report_to, self.report_line = choose_report_to(self.cfg.report_to)
+        """Weights & Biases when a key is available and login works, TensorBoard when asked for, else local only;
+        the line that says so."""
+        self.report_to, self.report_line = choose_report_to(self.cfg.report_to, output_dir=self.cfg.output_dir)
         return self.report_line
 
     def prepare(self, without_test: bool = False) -> Prepared:

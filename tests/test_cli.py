@@ -30,7 +30,7 @@ def cli(*args, cwd=None):
 @pytest.fixture(scope="module")
 def trained(tiny_bert, easy_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "adapter"
-    r = cli(*train_args(tiny_bert, easy_csv, out, lora_dropout=0.05, eval_batch_size=16))
+    r = cli(*train_args(tiny_bert, easy_csv, out, lora_dropout=0.05, eval_batch_size=16, report_to="tensorboard"))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -47,7 +47,16 @@ def test_train_writes_outputs_and_prints_metrics(trained):
     assert metrics["config"]["truncation"] == "head_tail" and metrics["world_size"] == 1
     assert sum(metrics["data"]["sizes"].values()) == 240
     assert (out.parent / "adapter-plots" / "training_curves.png").is_file()
-    assert "logging: local only" in r.stdout
+    assert f"logging: TensorBoard event files under {out / 'runs'}" in r.stdout
+
+
+def test_tensorboard_gets_the_runs_curves(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = trained
+    (events,) = {p.parent for p in (out / "runs").rglob("events.out.tfevents.*")}  # one run, one writer
+    tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert {"train/loss", "eval/accuracy", "eval/loss"} <= set(tags), tags
 
 
 def test_predict_texts_and_file(trained, tmp_path):

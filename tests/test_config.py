@@ -113,7 +113,7 @@ def test_imdb_label_names_only_for_imdb_data(tmp_path):
         ({"target_modules": []}, "target_modules must name at least one"),
         ({"target_modules": ["all-linear", "query"]}, "all-linear already means every linear layer"),
         ({"max_samples": 5}, "max_samples must be at least 20"),
-        ({"report_to": "tensorboard"}, "report_to must be one of"),
+        ({"report_to": "mlflow"}, "report_to must be one of"),
         ({"split_seed": -1}, "split_seed must be a whole number >= 0"),
         ({"save_checkpoints": False}, "early stopping restores the best checkpoint"),
         ({"task": "ordinal"}, "task must be one of ('auto', 'single_label', 'multi_label', 'regression')"),

@@ -1,5 +1,6 @@
 """Weights & Biases is optional: one line says which way a run logs, and nothing stops training."""
 
+import os
 import sys
 import types
 
@@ -73,3 +74,18 @@ def test_offline_mode_needs_no_key(monkeypatch, tmp_path):
     )
     assert choose_report_to("none", env)[0] == "none"
     monkeypatch.delenv("WANDB_MODE")
+
+
+def test_tensorboard_when_asked_and_a_line_when_it_is_missing(monkeypatch, tmp_path):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    report_to, line = choose_report_to("tensorboard", tmp_path / "x.env", output_dir=str(tmp_path / "run"))
+    where = tmp_path / "run" / "runs"
+    assert report_to == "tensorboard" and os.environ["TENSORBOARD_LOGGING_DIR"] == str(where)
+    assert line == f"logging: TensorBoard event files under {where} (view them: tensorboard --logdir {where})"
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "is_tensorboard_available", lambda: False)
+    assert choose_report_to("tensorboard", tmp_path / "x.env", output_dir="out") == (
+        "none",
+        "logging: local only - report_to=tensorboard but tensorboard is not installed: pip install tensorboard",
+    )

@@ -1,4 +1,5 @@
-"""Optional Weights & Biases logging: on when a key is available and login works, otherwise local only.
+"""Optional Weights & Biases logging: on when a key is available and login works, otherwise local only; or
+TensorBoard, when asked for, as event files beside the run.
 
 The key comes from the environment or a `.env` file (python-dotenv). `WANDB_MODE=offline` needs no key:
 wandb writes the run to local files, to upload later with `wandb sync` (machines without internet).
@@ -19,10 +20,14 @@ def load_env(env_file: str | Path = ".env") -> bool:
     return bool(Path(env_file).is_file() and load_dotenv(env_file, override=False))
 
 
-def choose_report_to(mode: str = "auto", env_file: str | Path = ".env") -> tuple[str, str]:
+def choose_report_to(
+    mode: str = "auto", env_file: str | Path = ".env", output_dir: str = "OUTPUT_DIR"
+) -> tuple[str, str]:
     """Return (`report_to` for the Trainer, the one line to print)."""
     if mode == "none":
         return "none", "logging: local only (report_to=none)"
+    if mode == "tensorboard":
+        return tensorboard(output_dir)
     load_env(env_file)
     if os.environ.get("WANDB_MODE", "").strip().lower() == "offline":
         try:
@@ -49,3 +54,18 @@ def choose_report_to(mode: str = "auto", env_file: str | Path = ".env") -> tuple
         return "none", "logging: local only - Weights & Biases login failed"
     os.environ.setdefault("WANDB_PROJECT", "qlora-bert-text-classification")
     return "wandb", f"logging: Weights & Biases, project {os.environ['WANDB_PROJECT']}"
+
+
+def tensorboard(output_dir: str) -> tuple[str, str]:
+    """The Trainer's own TensorBoard writer (torch.utils.tensorboard), which needs the tensorboard package; without
+    it the run trains on, locally, and says what to install."""
+    from transformers.integrations import is_tensorboard_available
+
+    if not is_tensorboard_available():
+        return (
+            "none",
+            "logging: local only - report_to=tensorboard but tensorboard is not installed: pip install tensorboard",
+        )
+    where = Path(output_dir) / "runs"  # beside the run's files, not inside checkpoints/ (the Trainer's own place)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(where)  # what transformers' TensorBoardCallback reads
+    return "tensorboard", f"logging: TensorBoard event files under {where} (view them: tensorboard --logdir {where})"
