@@ -264,3 +264,69 @@ def test_a_list_flag_given_twice_keeps_both_values():
     add_config_flags(parser)
     args = parser.parse_args(["--target-modules", "query", "--target-modules", "key", "value"])
     assert args.target_modules == ["query", "key", "value"]
+
+
+def test_the_model_card_names_the_base_model_without_this_machines_path(trained):
+    out, _ = trained
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\npipeline_tag: text-classification\ntags:\n")
+    assert "base_model:" not in card  # the tiny model was built here: no Hub id to link
+    assert "- Base model: `tiny-bert" in card and "a local model with no Hub id" in card
+    assert str(out.parent.parent) not in card.split("- Data:")[0]
+
+
+class FakeHub:
+    """huggingface_hub.HfApi's two calls `upload` makes, writing into a folder instead of the network."""
+
+    root: Path
+    fail: Exception | None = None
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        if self.fail:
+            raise self.fail
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, ignore_patterns, commit_message):
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        for name in filter_repo_objects(files, ignore_patterns=ignore_patterns):
+            target = self.root / repo_id / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((Path(folder_path) / name).read_bytes())
+
+
+def test_upload_sends_the_run_and_its_card_but_not_checkpoints(trained, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    out, _ = trained
+    FakeHub.root = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    (out / "checkpoints" / "checkpoint-9").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints" / "checkpoint-9" / "optimizer.pt").write_bytes(b"x")
+    assert main(["upload", str(out), "--repo-id", "me/imdb-qlora"]) == 0
+    assert capsys.readouterr().out.strip() == f"uploaded {out} to https://huggingface.co/me/imdb-qlora"
+    sent = {p.relative_to(tmp_path / "hub" / "me" / "imdb-qlora").as_posix() for p in (tmp_path / "hub").rglob("*.*")}
+    assert {"README.md", "adapter_model.safetensors", "classifier_config.json", "metrics.json"} <= sent
+    assert not [n for n in sent if n.startswith(("checkpoints/", "runs/"))], sent
+
+
+@pytest.mark.parametrize(
+    "folder, repo, fail, message",
+    [
+        ("empty", "me/x", None, "is not a train, merge or export output"),
+        ("run", "no-namespace", None, "must be NAMESPACE/NAME"),
+        ("run", "me/x", "token", "log in with `hf auth login` or set HF_TOKEN"),
+    ],
+)
+def test_upload_refusals_are_one_line(folder, repo, fail, message, trained, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    out, _ = trained
+    FakeHub.root, FakeHub.fail = tmp_path / "hub", LocalTokenNotFoundError("no token") if fail else None
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    (tmp_path / "empty").mkdir()
+    assert main(["upload", str(out if folder == "run" else tmp_path / "empty"), "--repo-id", repo]) == 2
+    FakeHub.fail = None
+    assert message in capsys.readouterr().err and not (tmp_path / "hub").exists()

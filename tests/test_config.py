@@ -199,3 +199,20 @@ def test_infinite_numbers_are_refused_at_the_edge(setting):
 
     with pytest.raises(UserError, match=f"{next(iter(setting))} must be a positive"):
         make_config("full", **setting)
+
+
+def test_a_base_model_is_known_by_its_hub_id_where_anything_says_it(tmp_path):
+    from qlora_helpers.hub import base_model_hub_id
+
+    snapshot = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "config.json").write_text('{"_name_or_path": "bert-base-uncased"}')
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "config.json").write_text(f'{{"_name_or_path": "{tmp_path}/elsewhere"}}')
+    assert base_model_hub_id("prajjwal1/bert-tiny") == "prajjwal1/bert-tiny"
+    assert base_model_hub_id(str(snapshot)) == "sentence-transformers/all-MiniLM-L6-v2"
+    assert base_model_hub_id(str(saved)) == "bert-base-uncased"
+    assert base_model_hub_id(str(built)) is None and base_model_hub_id(str(tmp_path / "none")) is None

@@ -1,4 +1,4 @@
-"""Command line: `qlora-bert {train,predict,evaluate,merge,export,tune} ...` (or `python -m qlora_helpers ...`).
+"""Command line: `qlora-bert {train,predict,evaluate,merge,export,tune,upload} ...` (or `python -m qlora_helpers ...`).
 
 Every `train` flag is generated from `TrainConfig`, so the flags, their defaults and their help (the
 recipe's reasons) cannot drift from the configuration the notebook and the tests use. Each command is a
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from qlora_helpers.cli import evaluate, export, merge, predict, train, tune
+from qlora_helpers.cli import evaluate, export, merge, predict, train, tune, upload
 from qlora_helpers.cli.flags import EXIT_BAD_INPUT, Parser, config_from_args
 from qlora_helpers.dependencies import INSTALL, check_dependencies
 from qlora_helpers.errors import UserError
@@ -21,6 +21,7 @@ COMMANDS = {
     "merge": merge,
     "export": export,
     "tune": tune,
+    "upload": upload,
 }
 __all__ = ["EXIT_BAD_INPUT", "build_parser", "config_from_args", "main", "run"]
 
@@ -44,7 +45,9 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not getattr(args, "onnx", None):  # serving an export needs only onnxruntime and tokenizers, not torch
+        if (
+            not getattr(args, "onnx", None) and args.command != "upload"
+        ):  # serving an export or uploading needs no torch
             check_dependencies()
         return COMMANDS[args.command].run(args)
     except UserError as e:

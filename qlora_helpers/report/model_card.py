@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from qlora_helpers import tasks
+from qlora_helpers.hub import base_model_hub_id
 
 
 def write_model_card(directory: str | Path, merged_from: str | None = None, dtype: str | None = None) -> Path:
@@ -43,12 +44,14 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
             f"macro-F1 {m['test_at_threshold_0.5']['f1_macro']:.4f}."
         )
     headline += calibration_note(m)
-    text = f"""# {Path(c["model"]).name} fine-tuned with QLoRA for text classification
+    hub_id = base_model_hub_id(c["model"])
+    title = f"{hub_id or Path(c['model']).name} fine-tuned with QLoRA for text classification"
+    text = f"""{front_matter(hub_id, merged=bool(merged_from))}# {title}
 
 {form}
 
 ## Base model and data
-- Base model: `{c["model"]}`
+- Base model: {base_model_line(c["model"], hub_id)}
 - Data: `{c["dataset"]}`, text column `{d["text_column"]}`, label column `{d["label_column"]}`
 - Task: {task.name}; labels: {labels}
 - Splits: {sizes} ({d["split_origin"]}); {d["dropped_rows"]} rows with empty text or label dropped
@@ -106,3 +109,18 @@ def calibration_note(m: dict) -> str:
         f"{record['bins']} bins): ECE {t['ece_before']:.4f} -> {t['ece_after']:.4f}, Brier score "
         f"{t['brier_before']:.4f} -> {t['brier_after']:.4f}."
     )
+
+
+def front_matter(hub_id: str | None, merged: bool) -> str:
+    """The Hub's card metadata: which library loads the folder, the task, and the base model where its id is known
+    (the Hub then links the two)."""
+    lines = ["---", f"library_name: {'transformers' if merged else 'peft'}", "pipeline_tag: text-classification"]
+    lines += [f"base_model: {hub_id}"] if hub_id else []
+    return "\n".join([*lines, "tags:", "- qlora", "- lora", "- text-classification", "---", "", ""])
+
+
+def base_model_line(model: str, hub_id: str | None) -> str:
+    """The base model by its Hub id (linked), or a local folder by its own name, never by this machine's path."""
+    if hub_id:
+        return f"[`{hub_id}`](https://huggingface.co/{hub_id})"
+    return f"`{Path(model).name}`, a local model with no Hub id (not found in the Hub cache or its config.json)"
