@@ -228,9 +228,7 @@ class OptimizationArguments:
     eval_batch_size: int = _f(256, "No gradients in evaluation, so larger batches are cheap.")
     lr: float = _f(5e-4, "About 10x a full fine-tuning rate, as usual for LoRA, raised for the larger batch.")
     lr_scaling: LrScaling = _f(
-        "none",
-        "On N processes the effective batch is N times larger: none = --lr as given (the step floor of "
-        "--epochs auto keeps the steps); sqrt = lr x sqrt(N) (Adam's square-root rule, Malladi et al. 2022).",
+        "none", "On N processes: none = --lr as given; sqrt = lr x sqrt(N) (Malladi et al. 2022)."
     )
     lr_scheduler: Scheduler = _f("cosine", "Smooth decay to zero after warm-up.")
     warmup: float = _f(
@@ -318,9 +316,7 @@ class OutputArguments:
     output_dir: str = _f("outputs/qlora-bert-imdb", "Adapter, tokenizer, label mapping, metrics.json and checkpoints.")
     plots_dir: str = _f("", "Where the PNG plots are written (default: OUTPUT_DIR/plots, so each run keeps its own).")
     report_to: ReportTo = _f(
-        "auto",
-        "auto = Weights & Biases when WANDB_API_KEY is set and login works, else local only; or none, wandb, or "
-        "tensorboard (event files under OUTPUT_DIR/runs; pip install tensorboard).",
+        "auto", "auto = W&B when WANDB_API_KEY is set and login works, else local; none, wandb, or tensorboard."
     )
     overwrite: bool = _f(False, "Replace the outputs of a finished run in output_dir.")
     profile: str = _f("full", "Which preset produced this configuration (recorded in metrics.json).", cli=False)
