@@ -243,6 +243,7 @@ SAVED_AS = {
     "train_step_samples_per_second": "train_step_samples_per_second",
     "step_ms": "train_step_ms",  # percentiles of the timed steps: a slow tail shows here, not in a mean
     "first_step_seconds": "first_step_seconds",  # the compile wait, when the layers are compiled
+    "length_check": "length_check",  # where the best validation score came; still rising at the end or not
 }
 DIGITS = {"train_runtime": 2, "train_samples_per_second": 3}
 

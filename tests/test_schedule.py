@@ -7,7 +7,7 @@ import pytest
 
 from qlora_helpers import tasks
 from qlora_helpers.presets import make_config
-from qlora_helpers.train.schedule import Schedule
+from qlora_helpers.train.schedule import Schedule, climbing_note, still_climbing
 
 
 def schedule(n_train, label_rows, unit="class", **changes):
@@ -79,6 +79,29 @@ def test_auto_length_trains_the_steps_it_printed(tiny_config, capsys):
     assert result.metrics["optimizer_steps"] == 60 and result.metrics["epochs"] == 5.0
     assert "-> 5.0 epochs: 60 steps" in capsys.readouterr().out
     assert result.metrics["schedule"].startswith("192 training rows, batch 16: 12 steps an epoch")
+    check = result.metrics["length_check"]  # every 6 steps: 10 evaluations, the best among them
+    assert check["evaluations"] == 10 and check["best_step"] == 6 * check["best_evaluation"]
+
+
+def curve(*scores, every=40):
+    return [{"loss": 0.5, "step": every * (i + 1) - 1} for i in range(len(scores))] + [
+        {"eval_spearman": s, "step": every * (i + 1)} for i, s in enumerate(scores)
+    ]
+
+
+def test_a_run_that_ends_while_validation_still_rises_says_so():
+    rising = still_climbing(curve(0.70, 0.80, 0.84, 0.85, 0.86), "spearman", planned_steps=200)
+    assert rising == {"best_step": 200, "best_evaluation": 5, "evaluations": 5, "still_climbing": True}
+    note = climbing_note(rising, "spearman", epochs=7.5)
+    assert note.startswith("note: validation spearman was still improving") and note.endswith("--epochs 15")
+    one_before = still_climbing(curve(0.70, 0.80, 0.84, 0.86, 0.86), "spearman", planned_steps=200)
+    assert one_before["still_climbing"] and one_before["best_step"] == 160  # equal bests: the first, as kept
+    assert (
+        still_climbing(curve(0.70, 0.80, 0.86, 0.80, 0.79), "spearman", planned_steps=200)["still_climbing"] is False
+    )
+    stopped = still_climbing(curve(0.70, 0.80, 0.86), "spearman", planned_steps=600)  # early stopping ended it
+    assert stopped["still_climbing"] is False and climbing_note(stopped, "spearman", 7.5) is None
+    assert still_climbing(curve(0.7, 0.8), "spearman", planned_steps=80) is None
 
 
 def test_auto_patience_is_a_third_of_the_run(tiny_config):

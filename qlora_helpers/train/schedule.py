@@ -91,3 +91,28 @@ class Schedule:
         reason = f"{head}: {total:,} steps; evaluation every {eval_steps:,} steps, {stop}"
         logging_steps = max(1, min(eval_steps, steps_per_epoch // 10))
         return cls(steps_per_epoch, total, eval_steps, logging_steps, epochs, int(patience), reason)
+
+
+def still_climbing(log_history: list[dict], metric: str, planned_steps: int) -> dict | None:
+    """Where the best validation score came, and whether a run that used its whole schedule was still improving
+    at the end (its best in the last evaluation or two): a sign that the length rule gave it too few steps.
+    None with fewer than three evaluations, where a curve says nothing."""
+    key = f"eval_{metric}"
+    curve = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+    if len(curve) < 3:
+        return None
+    best = max(range(len(curve)), key=lambda i: curve[i][1])  # the first of equal bests, as the Trainer keeps it
+    ran_out = curve[-1][0] >= planned_steps  # early stopping did not end it
+    found = {"best_step": curve[best][0], "best_evaluation": best + 1, "evaluations": len(curve)}
+    return {**found, "still_climbing": ran_out and best >= len(curve) - 2}
+
+
+def climbing_note(found: dict | None, metric: str, epochs: float) -> str | None:
+    """The line a run prints when it ended while validation was still improving; None otherwise."""
+    if not found or not found["still_climbing"]:
+        return None
+    return (
+        f"note: validation {metric} was still improving when the schedule ended (best at step {found['best_step']:,}, "
+        f"evaluation {found['best_evaluation']} of {found['evaluations']}); a longer run may score higher: "
+        f"--epochs {max(epochs * 2, epochs + 1):g}"
+    )

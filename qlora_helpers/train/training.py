@@ -16,7 +16,7 @@ from qlora_helpers.hardware import Hardware, peak_gpu_memory_mb, reset_peak_gpu_
 from qlora_helpers.modeling import compiled
 from qlora_helpers.train.callbacks import MemoryWatch, StopOnNonFiniteLoss, TrainingClock, progress_lines
 from qlora_helpers.train.loss import class_weight_vector
-from qlora_helpers.train.schedule import Schedule
+from qlora_helpers.train.schedule import Schedule, climbing_note, still_climbing
 
 __all__ = ["Schedule", "TrainingJob", "TrainOutcome", "build_trainer", "train", "training_arguments"]
 
@@ -338,4 +338,10 @@ def _train_once(
     metrics["timed_steps"], metrics["timed_seconds"] = clock.steps, round(clock.seconds, 3)
     metrics["step_ms"] = clock.step_ms_percentiles()
     metrics["first_step_seconds"] = compile_clock[0].seconds if compile_clock else None
+    metrics["length_check"] = still_climbing(
+        trainer.state.log_history, job.task.selection_metric, schedule.total_steps
+    )
+    note = climbing_note(metrics["length_check"], job.task.selection_metric, schedule.epochs)
+    if note and distributed.is_main_process():
+        print(note)
     return TrainOutcome(trainer, metrics, list(trainer.state.log_history), schedule, cfg)
