@@ -187,7 +187,7 @@ def test_record(cfg: TrainConfig, data, model, tokenizer, outcome) -> dict[str, 
         tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
     )
     test = data.splits["test"]
-    metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
+    metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.decision_thresholds())
     record = dict(
         **{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
         **{f"best_val_{data.task.selection_metric}": outcome.metrics.get(f"best_val_{data.task.selection_metric}")},

@@ -253,7 +253,7 @@ for name, path in result.plots.items():
 
 # %%
 with pd.option_context("display.max_colwidth", 300):
-    display(mistakes_table(data.splits["test"], result.test_logits, result.saved, result.saved.cut()).head(5))
+    display(mistakes_table(data.splits["test"], result.test_logits, result.saved, result.saved.decision_thresholds()).head(5))
 
 # %% [markdown]
 # Calibration in numbers: the expected calibration error (ECE, 15 bins) and the Brier score before and after

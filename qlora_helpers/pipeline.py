@@ -153,7 +153,9 @@ def plot_results(cfg, hw, data: PreparedData, outcome: TrainOutcome, test_metric
         outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch, caption, data.task.selection_metric
     )
     test = data.splits["test"]["label"]
-    pictures = data.task.plot(test, test_logits, test_metrics, data.labels, saved.cut(), cfg.plots_dir, caption)
+    pictures = data.task.plot(
+        test, test_logits, test_metrics, data.labels, saved.decision_thresholds(), cfg.plots_dir, caption
+    )
     if saved.temperature:  # the test logits are calibrated: the diagram shows them and the raw ones behind them
         raw = test_logits * saved.temperature
         pictures["reliability"] = calibration.plot(
@@ -191,8 +193,10 @@ def finish(
         tune_decision(model, tokenizer, validation, saved, cfg.eval_batch_size, saved.calibrated(val_logits))
     )
     test = data.splits["test"]
-    test_metrics, test_logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
-    warning = one_answer_note(saved, test_logits, saved.cut())
+    test_metrics, test_logits = evaluate_split(
+        model, tokenizer, test, saved, cfg.eval_batch_size, saved.decision_thresholds()
+    )
+    warning = one_answer_note(saved, test_logits, saved.decision_thresholds())
     if warning:
         print(warning)
     if calibrated:
@@ -200,7 +204,7 @@ def finish(
         calibrated["test"] = calibration.measure(data.task, test["label"], raw, data.labels, saved.temperature)
     out = Path(outcome.config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_table(predictions_table(test, test_logits, saved, saved.cut()), out / "test_predictions.csv")
+    save_table(predictions_table(test, test_logits, saved, saved.decision_thresholds()), out / "test_predictions.csv")
     save_seen_rows(out, data.splits)
     metrics = {"task": data.task.name, **score_fields(test_metrics, "test"), "warning": warning}
     if calibrated:
@@ -223,7 +227,7 @@ def already_saved(cfg: TrainConfig, ready: Prepared, built: BuiltModel, outcome:
     saved = ClassifierConfig.load(out)
     test = ready.data.splits["test"]
     test_metrics, test_logits = evaluate_split(
-        built.model, ready.tokenizer, test, saved, cfg.eval_batch_size, saved.cut()
+        built.model, ready.tokenizer, test, saved, cfg.eval_batch_size, saved.decision_thresholds()
     )
     metrics = json.loads((out / "metrics.json").read_text())
     plots = plot_results(cfg, ready.hw, ready.data, outcome, test_metrics, test_logits, saved)

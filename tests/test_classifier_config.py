@@ -39,7 +39,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert path == tmp_path / FILE and json.loads(path.read_text())["labels"]["delimiter"] == ";"
     again = ClassifierConfig.load(tmp_path)
     assert again == saved and again.kind.name == "multi_label" and again.problem_type == "multi_label_classification"
-    assert list(again.cut()) == [saved.thresholds["per_label"][n] for n in NAMES]
+    assert list(again.decision_thresholds()) == [saved.thresholds["per_label"][n] for n in NAMES]
     scores = ClassifierConfig(
         "regression",
         LabelSpace(("score",), (), "stars", extras={"min": 1.0, "max": 5.0, "bins": [1.0, 3.0, 5.0]}),
@@ -50,7 +50,7 @@ def test_save_and_load_round_trip(tmp_path):
     )
     scores.save(tmp_path / "scores")
     back = ClassifierConfig.load(tmp_path / "scores")
-    assert back == scores and back.labels.extras == scores.labels.extras and back.cut() is None
+    assert back == scores and back.labels.extras == scores.labels.extras and back.decision_thresholds() is None
     assert back.text_input.separator == " | " and back.kind.name == "regression"
 
 
@@ -129,10 +129,12 @@ def test_a_run_saved_before_classifier_config_still_loads(tmp_path, multi_label)
     assert saved.text_input == TextInput(("review",), None, " [SEP] ")
     if multi_label:
         assert saved.labels == LabelSpace(NAMES, ("2", "5", "9"), "emotions", ";")
-        assert saved.thresholds == record and list(saved.cut()) == [record["per_label"][n] for n in NAMES]
+        assert saved.thresholds == record and list(saved.decision_thresholds()) == [
+            record["per_label"][n] for n in NAMES
+        ]
     else:
         assert saved.labels == LabelSpace(("negative", "positive"), (0, 1), "sentiment")
-        assert saved.thresholds is None and saved.cut() is None
+        assert saved.thresholds is None and saved.decision_thresholds() is None
     (tmp_path / "label_mapping.json").write_text('{"id2label": {"0": "a"')
     with pytest.raises(UserError, match=r"holds damaged run files \(JSONDecodeError") as err:
         ClassifierConfig.load(tmp_path)

@@ -90,8 +90,11 @@ def test_thresholds_tuned_saved_and_reloaded(tmp_path):
     saved = ClassifierConfig("multi_label", space, TextInput(("text",)), 32, "head", "base").with_thresholds(record)
     saved.save(tmp_path)
     again = ClassifierConfig.load(tmp_path)
-    assert again.thresholds == record and list(again.cut()) == [record["per_label"][n] for n in "abc"]
-    assert list(again.cut("global")) == [record["global"]] * 3 and list(again.cut("0.5")) == [0.5] * 3
+    assert again.thresholds == record and list(again.decision_thresholds()) == [record["per_label"][n] for n in "abc"]
+    assert (
+        list(again.decision_thresholds("global")) == [record["global"]] * 3
+        and list(again.decision_thresholds("0.5")) == [0.5] * 3
+    )
     (tmp_path / "classifier_config.json").write_text("{not json")
     with pytest.raises(UserError, match="classifier_config.json is damaged"):
         ClassifierConfig.load(tmp_path)

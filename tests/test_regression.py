@@ -59,7 +59,7 @@ def test_train_chooses_regression_and_scores_it(scored_run):
     }
     saved = ClassifierConfig.load(out)
     assert (saved.task, saved.labels.names, saved.labels.column) == ("regression", ("score",), "score")
-    assert saved.text_input.columns == ("title", "body") and saved.cut() is None
+    assert saved.text_input.columns == ("title", "body") and saved.decision_thresholds() is None
     table = pd.read_csv(out / "test_predictions.csv")
     assert list(table.columns) == ["text", "true", "predicted", "abs_error"] and len(table) == 24
     assert ((table["true"] - table["predicted"]).abs() - table["abs_error"]).abs().max() < 1e-5

@@ -73,7 +73,8 @@ def test_outputs_and_metrics_json(finished_run):
     )
     assert saved["input"]["text_columns"] == ["review"] and saved["labels"]["column"] == "sentiment"
     assert (saved["max_length"], saved["truncation"], saved["base_model"]) == (32, "head_tail", cfg.model)
-    assert saved["thresholds"] is None and result.saved.cut() is None  # one class per text: argmax decides
+    # one class per text: argmax decides
+    assert saved["thresholds"] is None and result.saved.decision_thresholds() is None
     assert m["trainable_percent"] == pytest.approx(100 * m["trainable_params"] / m["total_params"], abs=1e-3)
     assert m["data"]["sizes"] == {"train": 192, "validation": 24, "test": 24}
     assert m["test_confusion_matrix"] == result.metrics["test_confusion_matrix"]

@@ -60,8 +60,8 @@ def calibrate_adapter(adapter: Path, data_files: dict[str, str], batch_size: int
     record["saved_without_temperature"] = was_uncalibrated
     if task.name == "multi_label":
         retuned = task.tune(validation["label"], val_logits / t, space)
-        before = task.scores(test["label"], test_logits, space, saved.cut())["f1_macro"]
-        after = task.scores(test["label"], test_logits / t, space, task.cut(retuned, space))["f1_macro"]
+        before = task.scores(test["label"], test_logits, space, saved.decision_thresholds())["f1_macro"]
+        after = task.scores(test["label"], test_logits / t, space, task.thresholds_from(retuned, space))["f1_macro"]
         record["test_f1_macro"] = {
             "saved_thresholds_raw_probabilities": round(float(before), 6),
             "thresholds_tuned_after_calibration": round(float(after), 6),

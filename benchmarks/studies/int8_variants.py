@@ -265,7 +265,7 @@ def measure_variant(variant: dict, source: Path, texts: list[str], saved, ref, c
 
     from qlora_helpers.infer.onnx_model import OnnxClassifier
 
-    work, cut = Path(tempfile.mkdtemp(prefix="int8-")), saved.cut()
+    work, thresholds = Path(tempfile.mkdtemp(prefix="int8-")), saved.decision_thresholds()
     for f in ("tokenizer.json", "tokenizer_config.json", "classifier_config.json"):
         shutil.copy(source / f, work / f)
     started = time.perf_counter()
@@ -278,13 +278,13 @@ def measure_variant(variant: dict, source: Path, texts: list[str], saved, ref, c
         "method": variant["method"],
         "about": variant["about"],
         "options": dict(variant["options"]),
-        "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, cut), 4),
+        "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, thresholds), 4),
         "max_abs_prob_diff": round(float(change.max()), 4),
         "int8_mb": round(size / 2**20, 2),
         "size_vs_fp32": round(size / fp32_bytes, 4),
         "quantize_seconds": round(seconds, 1),
     }  # fmt: skip
-    per_decision = saved.kind.decision_agreement(out, ref, cut)
+    per_decision = saved.kind.decision_agreement(out, ref, thresholds)
     if per_decision is not None:
         record["per_label_agreement"] = round(per_decision, 4)
     return record, work

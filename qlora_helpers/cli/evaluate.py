@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     mistakes = output.with_name(f"misclassified_{stem}.csv")
     check_new_files([output, mistakes], args.overwrite)
     loaded = load_model(args)
-    cut = saved.cut()
-    metrics, logits = loaded.scores(frame, args.batch_size, cut, args.long_text, args.stride)
+    thresholds = saved.decision_thresholds()
+    metrics, logits = loaded.scores(frame, args.batch_size, thresholds, args.long_text, args.stride)
     summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
     if saved.thresholds:
         others = saved.scores_at_thresholds(frame["label"], logits, ("0.5", "global"))
@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
         compute_dtype=loaded.hardware.dtype_name,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    wrong = mistakes_table(frame, logits, saved, cut)
+    wrong = mistakes_table(frame, logits, saved, thresholds)
     save_table(wrong, mistakes)
     metrics["misclassified"] = len(wrong)
     metrics["misclassified_file"] = str(mistakes)
-    metrics["warning"] = one_answer_note(saved, logits, cut)
+    metrics["warning"] = one_answer_note(saved, logits, thresholds)
     write_json(output, metrics)
     print(saved.kind.report(metrics))
     if metrics["warning"]:

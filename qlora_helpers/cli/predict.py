@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
     saved = ClassifierConfig.load(model_dir(args))
     check_shape(args, saved)
-    saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
+    saved.decision_thresholds(
+        args.thresholds
+    )  # --thresholds on a model without thresholds: said before the model loads
     if args.top_k is not None:
         saved.kind.rows(np.zeros((0, saved.labels.num_labels)), saved.labels, None, args.top_k)  # ... and --top-k
     texts, pairs = gather_texts(args, saved)

@@ -27,11 +27,11 @@ def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, lon
 
 
 def evaluate_split(
-    model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, cut=None, long_text="truncate", stride=None
+    model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, thresholds=None, long_text="truncate", stride=None
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The task's scores of `frame` (label sets at `cut`) and the logits behind them."""
+    """The task's scores of `frame` (label sets at `thresholds`) and the logits behind them."""
     logits = logits_of(model, tokenizer, frame, saved, batch_size, long_text, stride)
-    return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
+    return saved.kind.scores(frame["label"], logits, saved.labels, thresholds), logits
 
 
 def tune_decision(
@@ -52,14 +52,14 @@ def tune_decision(
     return record
 
 
-def one_answer_note(saved, logits: np.ndarray, cut=None) -> str | None:
+def one_answer_note(saved, logits: np.ndarray, thresholds=None) -> str | None:
     """A warning when the model gives every row the same decision: it learned the majority baseline (or nothing),
     whatever its score says."""
     if len(logits) < 2 or not saved.kind.classifies:
         return None
-    decided = np.asarray(saved.kind.decide(logits, cut))
+    decided = np.asarray(saved.kind.decide(logits, thresholds))
     if (decided == decided[0]).all():
-        rows = saved.kind.rows(logits[:1], saved.labels, cut)[0]
+        rows = saved.kind.rows(logits[:1], saved.labels, thresholds)[0]
         answer = rows.get("label", rows.get("labels"))
         return (
             f"warning: the model gives all {len(logits):,} rows the same answer ({answer}): it has learned no more "
@@ -73,16 +73,16 @@ def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return {k: frame[k].reset_index(drop=True) for k in ("text", "text_pair") if k in frame}
 
 
-def predictions_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+def predictions_table(frame: pd.DataFrame, logits: np.ndarray, saved, thresholds=None) -> pd.DataFrame:
     """Every row: its input, the true and the predicted label (or score) and how sure the model was."""
-    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, thresholds)
     return pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
 
 
-def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, saved, thresholds=None) -> pd.DataFrame:
     """The rows the model got wrong, most confident mistake first (for scores: the largest error first):
     where to look when a score disappoints."""
-    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, thresholds)
     wrong = table["_wrong"].to_numpy()
     shown = pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
     order = np.argsort(-table["_sort"].to_numpy()[wrong], kind="stable")

@@ -218,7 +218,7 @@ def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, 
     return {
         m: {
             "label_agreement": saved.kind.agreement(
-                saved.calibrated(v), saved.calibrated(ref), saved.labels, saved.cut()
+                saved.calibrated(v), saved.calibrated(ref), saved.labels, saved.decision_thresholds()
             ),
             "max_abs_logit_diff": float(np.abs(v - ref).max()),
             "texts": len(texts),

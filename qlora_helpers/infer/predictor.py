@@ -47,9 +47,9 @@ class Predictor(ABC):
     def names(self) -> list[str]:
         return list(self.saved.labels.names)
 
-    def cut(self, mode: str | None = None):
+    def decision_thresholds(self, mode: str | None = None):
         """The decision thresholds of label sets (`mode`: one of the saved ones), None for the other tasks."""
-        return self.saved.cut(mode)
+        return self.saved.decision_thresholds(mode)
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model needs a second text for every text; a single-text model takes none."""
@@ -73,18 +73,18 @@ class Predictor(ABC):
     ) -> list[dict[str, Any]]:
         """One dict per text: the decision (a label and its probability, the labels above their thresholds, or
         a score), then every label's probability (only the `top_k` highest if given)."""
-        cut = self.cut(threshold_mode)
+        thresholds = self.decision_thresholds(threshold_mode)
         logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
-        decided = self.saved.kind.rows(logits, self.saved.labels, cut, top_k)
+        decided = self.saved.kind.rows(logits, self.saved.labels, thresholds, top_k)
         return [
             {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
             for i, (t, row) in enumerate(zip(texts, decided))
         ]
 
     def scores(
-        self, frame: pd.DataFrame, batch_size: int | None = None, cut=None, long_text="truncate", stride=None
+        self, frame: pd.DataFrame, batch_size: int | None = None, thresholds=None, long_text="truncate", stride=None
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """The task's scores of a labelled table (label sets at `cut`) and the calibrated logits behind them."""
+        """The task's scores of a labelled table (label sets at `thresholds`) and the calibrated logits behind them."""
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         logits = self.logits(frame["text"].tolist(), batch_size, None, pairs, long_text, stride)
-        return self.saved.kind.scores(frame["label"], logits, self.saved.labels, cut), logits
+        return self.saved.kind.scores(frame["label"], logits, self.saved.labels, thresholds), logits

@@ -111,6 +111,8 @@ def check_reload(
     diff = float(np.abs(again - trained_logits).max()) if len(frame) else 0.0
     if diff > tolerance:
         problems.append(f"logits differ by {diff:.2e}, beyond the {tolerance:.2e} rounding allows")
-    agreement = trained_saved.kind.agreement(again, trained_logits, trained_saved.labels, trained_saved.cut())
+    agreement = trained_saved.kind.agreement(
+        again, trained_logits, trained_saved.labels, trained_saved.decision_thresholds()
+    )
     check = ReloadCheck(len(frame), float(agreement), diff, tolerance, reason, compared, problems)
     return reloaded, check

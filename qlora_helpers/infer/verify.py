@@ -80,17 +80,17 @@ def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndar
     """Agreement, largest probability difference and the task metric of both, against the precision's targets.
 
     Both sets of logits are the models' raw ones; the saved temperature is applied to both."""
-    task, space, cut = saved.kind, saved.labels, saved.cut()
+    task, space, thresholds = saved.kind, saved.labels, saved.decision_thresholds()
     ref, out = saved.calibrated(reference), saved.calibrated(exported)
     metric = task.selection_metric
-    ref_score = float(task.scores(frame["label"], ref, space, cut)[metric])
-    out_score = float(task.scores(frame["label"], out, space, cut)[metric])
+    ref_score = float(task.scores(frame["label"], ref, space, thresholds)[metric])
+    out_score = float(task.scores(frame["label"], out, space, thresholds)[metric])
     diff = float(np.abs(task.probabilities(out, space) - task.probabilities(ref, space)).max())
     targets = task.export_targets(dict(TARGETS[precision]), space)
     record: dict[str, Any] = {
         "precision": precision,
         "rows": int(len(frame)),
-        "label_agreement": round(task.agreement(out, ref, space, cut), 6),
+        "label_agreement": round(task.agreement(out, ref, space, thresholds), 6),
         "compared": task.compared,
         "max_abs_diff": diff,
         "metric": metric + (" at the saved thresholds" if saved.thresholds else ""),
@@ -99,7 +99,7 @@ def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndar
         "metric_drop_points": metric_drop(ref_score, out_score),
         "targets": targets,
     }
-    per_decision = task.decision_agreement(out, ref, cut)
+    per_decision = task.decision_agreement(out, ref, thresholds)
     if per_decision is not None:
         record["per_label_decision_agreement"] = round(per_decision, 6)
     decisions = record.get("per_label_decision_agreement", record["label_agreement"])

@@ -49,16 +49,18 @@ class ClassifierConfig:
     def problem_type(self) -> str:
         return self.kind.problem_type
 
-    def cut(self, mode: str | None = None) -> np.ndarray | None:
+    def decision_thresholds(self, mode: str | None = None) -> np.ndarray | None:
         """The decision thresholds (`mode`: per_label, global or 0.5; default the saved choice); None where
         the task decides without thresholds."""
-        return self.kind.cut(self.thresholds, self.labels, mode)
+        return self.kind.thresholds_from(self.thresholds, self.labels, mode)
 
     def scores_at_thresholds(self, encoded, logits: np.ndarray, modes: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """A label-set model's set scores at other saved thresholds than its own (`modes`: 0.5, global,
         per_label), for `train`'s metrics and `evaluate`'s report alike."""
         keys = ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")
-        scored = {mode: self.kind.scores(encoded, logits, self.labels, self.cut(mode)) for mode in modes}
+        scored = {
+            mode: self.kind.scores(encoded, logits, self.labels, self.decision_thresholds(mode)) for mode in modes
+        }
         return {mode: {k: m[k] for k in keys} for mode, m in scored.items()}
 
     def with_thresholds(self, record: dict[str, Any] | None) -> ClassifierConfig:
@@ -115,7 +117,7 @@ class ClassifierConfig:
             t is None or (saved.kind.classifies and number),
             f"temperature {t!r} must be a positive finite number, and only for a classifier",
         )
-        saved.cut()  # thresholds in range, one per label: checked at load, not at the first prediction
+        saved.decision_thresholds()  # thresholds in range, one per label: checked at load, not at the first prediction
         return saved
 
     @classmethod
