@@ -96,7 +96,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> ClassifierConfig:
-        saved = cls(
+        classifier_config = cls(
             r["task"],
             LabelSpace.from_record(r["labels"]),
             TextInput.from_record(r["input"]),
@@ -109,16 +109,20 @@ class ClassifierConfig:
             r.get("thresholds"),
             r.get("temperature"),
         )
-        require(saved.max_length > 0, f"max_length {saved.max_length} must be a positive number of tokens")
-        saved.kind.check_saved(saved.labels, "the labels' values")
-        t = saved.temperature
+        require(
+            classifier_config.max_length > 0,
+            f"max_length {classifier_config.max_length} must be a positive number of tokens",
+        )
+        classifier_config.kind.check_saved(classifier_config.labels, "the labels' values")
+        t = classifier_config.temperature
         number = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
         require(
-            t is None or (saved.kind.classifies and number),
+            t is None or (classifier_config.kind.classifies and number),
             f"temperature {t!r} must be a positive finite number, and only for a classifier",
         )
-        saved.decision_thresholds()  # thresholds in range, one per label: checked at load, not at the first prediction
-        return saved
+        # thresholds in range, one per label: checked at load, not at the first prediction
+        classifier_config.decision_thresholds()
+        return classifier_config
 
     @classmethod
     def load(cls, directory: str | Path) -> ClassifierConfig:
