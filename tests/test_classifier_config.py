@@ -40,7 +40,7 @@ def test_save_and_load_round_trip(tmp_path):
     again = ClassifierConfig.load(tmp_path)
     assert (
         again == classifier_config
-        and again.kind.name == "multi_label"
+        and again.task.name == "multi_label"
         and again.problem_type == "multi_label_classification"
     )
     assert list(again.decision_thresholds()) == [classifier_config.thresholds["per_label"][n] for n in NAMES]
@@ -55,7 +55,7 @@ def test_save_and_load_round_trip(tmp_path):
     scores.save(tmp_path / "scores")
     back = ClassifierConfig.load(tmp_path / "scores")
     assert back == scores and back.labels.extras == scores.labels.extras and back.decision_thresholds() is None
-    assert back.text_input.separator == " | " and back.kind.name == "regression"
+    assert back.text_input.separator == " | " and back.task.name == "regression"
 
 
 def test_a_truncated_file_is_one_line_naming_it(tmp_path):
@@ -128,7 +128,7 @@ def write_legacy_run(directory, multi_label: bool):
 def test_a_run_saved_before_classifier_config_still_loads(tmp_path, multi_label):
     record = write_legacy_run(tmp_path, multi_label)
     classifier_config = ClassifierConfig.load(tmp_path)
-    assert classifier_config.task == ("multi_label" if multi_label else "single_label")
+    assert classifier_config.task_name == ("multi_label" if multi_label else "single_label")
     assert (
         classifier_config.max_length,
         classifier_config.truncation,

@@ -217,7 +217,7 @@ def test_jsonl_list_labels_train_with_multi_label(tiny_bert, tmp_path):
     assert main(multi_label_args(tiny_bert, path, out, "--multi-label", max_steps=2)) == 0
     classifier_config = ClassifierConfig.load(out)
     assert (
-        classifier_config.task == "multi_label"
+        classifier_config.task_name == "multi_label"
         and classifier_config.labels.names[4] == "approval"
         and classifier_config.labels.num_labels == 28
     )

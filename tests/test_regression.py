@@ -58,7 +58,7 @@ def test_train_chooses_regression_and_scores_it(scored_run):
         k: metrics[k] for k in ("test_pearson", "test_spearman", "test_mse", "test_mae")
     }
     classifier_config = ClassifierConfig.load(out)
-    assert (classifier_config.task, classifier_config.labels.names, classifier_config.labels.column) == (
+    assert (classifier_config.task_name, classifier_config.labels.names, classifier_config.labels.column) == (
         "regression",
         ("score",),
         "score",

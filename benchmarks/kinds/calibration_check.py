@@ -44,7 +44,7 @@ def calibrate_adapter(adapter: Path, data_files: dict[str, str], batch_size: int
 
     loaded = load_for_inference(adapter, "merged", "float32")
     classifier_config = loaded.classifier_config
-    task, space = classifier_config.kind, classifier_config.labels
+    task, space = classifier_config.task, classifier_config.labels
     was_uncalibrated = classifier_config.temperature is None
     validation, check = validation_split(adapter, data_files)
     test, _ = verification_frame(adapter, classifier_config)

@@ -276,20 +276,20 @@ def measure_variant(variant: dict, source: Path, texts: list[str], classifier_co
     out = classifier_config.calibrated(OnnxClassifier.load(work, "int8", threads).raw_logits(texts, 64))
     size, fp32_bytes = (work / INT8).stat().st_size, (source / FP32).stat().st_size
     change = np.abs(
-        classifier_config.kind.probabilities(out, classifier_config.labels)
-        - classifier_config.kind.probabilities(ref, classifier_config.labels)
+        classifier_config.task.probabilities(out, classifier_config.labels)
+        - classifier_config.task.probabilities(ref, classifier_config.labels)
     )
     record = {
         "method": variant["method"],
         "about": variant["about"],
         "options": dict(variant["options"]),
-        "set_agreement": round(classifier_config.kind.agreement(out, ref, classifier_config.labels, thresholds), 4),
+        "set_agreement": round(classifier_config.task.agreement(out, ref, classifier_config.labels, thresholds), 4),
         "max_abs_prob_diff": round(float(change.max()), 4),
         "int8_mb": round(size / 2**20, 2),
         "size_vs_fp32": round(size / fp32_bytes, 4),
         "quantize_seconds": round(seconds, 1),
     }  # fmt: skip
-    per_decision = classifier_config.kind.decision_agreement(out, ref, thresholds)
+    per_decision = classifier_config.task.decision_agreement(out, ref, thresholds)
     if per_decision is not None:
         record["per_label_agreement"] = round(per_decision, 4)
     return record, work

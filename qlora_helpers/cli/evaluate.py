@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args)
     thresholds = classifier_config.decision_thresholds()
     metrics, logits = loaded.scores(frame, args.batch_size, thresholds, args.long_text, args.stride)
-    summary = {k: metrics[k] for k in classifier_config.kind.summary_keys if k in metrics}
+    summary = {k: metrics[k] for k in classifier_config.task.summary_keys if k in metrics}
     if classifier_config.thresholds:
         others = classifier_config.scores_at_thresholds(frame["label"], logits, ("0.5", "global"))
         metrics["thresholds"] = classifier_config.thresholds.get("mode", "per_label")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         summary |= {"f1_macro_at_0.5": others["0.5"]["f1_macro"], "f1_micro_at_0.5": others["0.5"]["f1_micro"]}
     seen = seen_rows(adapter, frame)
     metrics.update(
-        task=classifier_config.task,
+        task=classifier_config.task_name,
         dataset=str(args.dataset),
         rows=len(frame),
         rows_seen_in_training=seen,
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["misclassified_file"] = str(mistakes)
     metrics["warning"] = one_answer_note(classifier_config, logits, thresholds)
     write_json(output, metrics)
-    print(classifier_config.kind.report(metrics))
+    print(classifier_config.task.report(metrics))
     if metrics["warning"]:
         print(metrics["warning"])
     if seen and (seen["train"] or seen["validation"]):
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             f"note: {seen['train']} of these {len(frame)} rows are in the model's training split and "
             f"{seen['validation']} in its validation split; scores on them overstate what it does on new text"
         )
-    print(f"{metrics['misclassified']} {classifier_config.kind.mistakes}: {mistakes}")
+    print(f"{metrics['misclassified']} {classifier_config.task.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
 

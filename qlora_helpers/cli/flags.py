@@ -148,8 +148,8 @@ def check_shape(args: argparse.Namespace, classifier_config) -> None:
     """The data-shape flags given to predict/evaluate must describe the model's own input and task."""
     task = getattr(args, "task", None)
     require(
-        task in (None, "auto", classifier_config.task),
-        f"--task {task} given, but this model was trained as {classifier_config.task}; leave the flag out or use "
+        task in (None, "auto", classifier_config.task_name),
+        f"--task {task} given, but this model was trained as {classifier_config.task_name}; leave the flag out or use "
         f"its own model",
     )
     trained = list(classifier_config.text_input.columns)

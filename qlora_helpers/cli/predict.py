@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     classifier_config.decision_thresholds(args.thresholds)
     if args.top_k is not None:
         empty = np.zeros((0, classifier_config.labels.num_labels))
-        classifier_config.kind.rows(empty, classifier_config.labels, None, args.top_k)
+        classifier_config.task.rows(empty, classifier_config.labels, None, args.top_k)
     texts, pairs = gather_texts(args, classifier_config)
     out = Path(args.output) if args.output else None
     if out is not None:

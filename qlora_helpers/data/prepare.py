@@ -374,7 +374,7 @@ def read_labelled_file(
     text_input = from_saved(
         classifier_config.text_input, columns, text_column, text_pair_column, TEXT_CANDIDATES, text_columns
     )
-    space, task = classifier_config.labels, tasks.get(classifier_config.task)
+    space, task = classifier_config.labels, classifier_config.task
     if space.columns:
         label_col = "+".join(space.columns)
     else:

@@ -40,7 +40,7 @@ def evaluate_split(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The task's scores of `frame` (label sets at `thresholds`) and the logits behind them."""
     logits = logits_of(model, tokenizer, frame, classifier_config, batch_size, long_text, stride)
-    return classifier_config.kind.scores(frame["label"], logits, classifier_config.labels, thresholds), logits
+    return classifier_config.task.scores(frame["label"], logits, classifier_config.labels, thresholds), logits
 
 
 def tune_decision(
@@ -49,7 +49,7 @@ def tune_decision(
     """The task's decision rule fitted on the validation split (never on test): per-label thresholds for label
     sets, nothing for the other tasks. `logits`: the split's (calibrated) logits, when already computed."""
     logits = logits_of(model, tokenizer, validation, classifier_config, batch_size) if logits is None else logits
-    record = classifier_config.kind.tune(validation["label"], logits, classifier_config.labels)
+    record = classifier_config.task.tune(validation["label"], logits, classifier_config.labels)
     if record is not None:
         scores = record["validation_f1_macro"]
         print(
@@ -64,11 +64,11 @@ def tune_decision(
 def one_answer_note(classifier_config, logits: np.ndarray, thresholds=None) -> str | None:
     """A warning when the model gives every row the same decision: it learned the majority baseline (or nothing),
     whatever its score says."""
-    if len(logits) < 2 or not classifier_config.kind.classifies:
+    if len(logits) < 2 or not classifier_config.task.classifies:
         return None
-    decided = np.asarray(classifier_config.kind.decide(logits, thresholds))
+    decided = np.asarray(classifier_config.task.decide(logits, thresholds))
     if (decided == decided[0]).all():
-        rows = classifier_config.kind.rows(logits[:1], classifier_config.labels, thresholds)[0]
+        rows = classifier_config.task.rows(logits[:1], classifier_config.labels, thresholds)[0]
         answer = rows.get("label", rows.get("labels"))
         return (
             f"warning: the model gives all {len(logits):,} rows the same answer ({answer}): it has learned no more "
@@ -84,7 +84,7 @@ def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
 
 def predictions_table(frame: pd.DataFrame, logits: np.ndarray, classifier_config, thresholds=None) -> pd.DataFrame:
     """Every row: its input, the true and the predicted label (or score) and how sure the model was."""
-    table = classifier_config.kind.table(
+    table = classifier_config.task.table(
         frame["label"].reset_index(drop=True), logits, classifier_config.labels, thresholds
     )
     return pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
@@ -93,7 +93,7 @@ def predictions_table(frame: pd.DataFrame, logits: np.ndarray, classifier_config
 def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, classifier_config, thresholds=None) -> pd.DataFrame:
     """The rows the model got wrong, most confident mistake first (for scores: the largest error first):
     where to look when a score disappoints."""
-    table = classifier_config.kind.table(
+    table = classifier_config.task.table(
         frame["label"].reset_index(drop=True), logits, classifier_config.labels, thresholds
     )
     wrong = table["_wrong"].to_numpy()

@@ -265,7 +265,7 @@ def export_record(
         "verified": passed,
         "accepted_with_force": bool(force and not passed),
         "adapter": str(adapter_dir),
-        "task": classifier_config.task,
+        "task": classifier_config.task_name,
         "labels": len(classifier_config.labels.names),
         "base_model": classifier_config.base_model,
         "temperature": classifier_config.temperature,

@@ -217,7 +217,7 @@ def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, 
     ref = logits["4bit"]
     return {
         m: {
-            "label_agreement": classifier_config.kind.agreement(
+            "label_agreement": classifier_config.task.agreement(
                 classifier_config.calibrated(v),
                 classifier_config.calibrated(ref),
                 classifier_config.labels,

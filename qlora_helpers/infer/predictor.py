@@ -77,7 +77,7 @@ class Predictor(ABC):
         a score), then every label's probability (only the `top_k` highest if given)."""
         thresholds = self.decision_thresholds(threshold_mode)
         logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
-        decided = self.classifier_config.kind.rows(logits, self.classifier_config.labels, thresholds, top_k)
+        decided = self.classifier_config.task.rows(logits, self.classifier_config.labels, thresholds, top_k)
         return [
             {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
             for i, (t, row) in enumerate(zip(texts, decided))
@@ -89,6 +89,6 @@ class Predictor(ABC):
         """The task's scores of a labelled table (label sets at `thresholds`) and the calibrated logits behind them."""
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         logits = self.logits(frame["text"].tolist(), batch_size, None, pairs, long_text, stride)
-        return self.classifier_config.kind.scores(
+        return self.classifier_config.task.scores(
             frame["label"], logits, self.classifier_config.labels, thresholds
         ), logits

@@ -111,7 +111,7 @@ def check_reload(
     diff = float(np.abs(again - trained_logits).max()) if len(frame) else 0.0
     if diff > tolerance:
         problems.append(f"logits differ by {diff:.2e}, beyond the {tolerance:.2e} rounding allows")
-    agreement = trained_config.kind.agreement(
+    agreement = trained_config.task.agreement(
         again, trained_logits, trained_config.labels, trained_config.decision_thresholds()
     )
     check = ReloadCheck(len(frame), float(agreement), diff, tolerance, reason, compared, problems)

@@ -88,7 +88,7 @@ def compare(
     """Agreement, largest probability difference and the task metric of both, against the precision's targets.
 
     Both sets of logits are the models' raw ones; the saved temperature is applied to both."""
-    task, space, thresholds = classifier_config.kind, classifier_config.labels, classifier_config.decision_thresholds()
+    task, space, thresholds = classifier_config.task, classifier_config.labels, classifier_config.decision_thresholds()
     ref, out = classifier_config.calibrated(reference), classifier_config.calibrated(exported)
     metric = task.selection_metric
     ref_score = float(task.scores(frame["label"], ref, space, thresholds)[metric])
