@@ -182,21 +182,23 @@ def test_record(cfg: TrainConfig, data, model, tokenizer, outcome) -> dict[str, 
     from qlora_helpers.infer.evaluation import evaluate_split, tune_decision
     from qlora_helpers.pipeline import classifier_config
 
-    saved = classifier_config(cfg, data)
-    saved = saved.with_thresholds(
-        tune_decision(model, tokenizer, data.splits["validation"], saved, cfg.eval_batch_size)
+    clf_config = classifier_config(cfg, data)
+    clf_config = clf_config.with_thresholds(
+        tune_decision(model, tokenizer, data.splits["validation"], clf_config, cfg.eval_batch_size)
     )
     test = data.splits["test"]
-    metrics, logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
+    metrics, logits = evaluate_split(
+        model, tokenizer, test, clf_config, cfg.eval_batch_size, clf_config.decision_thresholds()
+    )
     record = dict(
         **{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
         **{f"best_val_{data.task.selection_metric}": outcome.metrics.get(f"best_val_{data.task.selection_metric}")},
         train_runtime_s=round(outcome.metrics["train_runtime"], 1),
         test_rows=len(test),
     )
-    if saved.thresholds:
-        half = saved.scores_at_thresholds(test["label"], logits, ("0.5",))["0.5"]
-        record["thresholds"] = {k: saved.thresholds[k] for k in ("global", "validation_f1_macro")}
+    if clf_config.thresholds:
+        half = clf_config.scores_at_thresholds(test["label"], logits, ("0.5",))["0.5"]
+        record["thresholds"] = {k: clf_config.thresholds[k] for k in ("global", "validation_f1_macro")}
         record["test_at_threshold_0.5"] = {k: half[k] for k in ("f1_macro", "f1_micro")}
     return record
 

@@ -253,7 +253,8 @@ for name, path in result.plots.items():
 
 # %%
 with pd.option_context("display.max_colwidth", 300):
-    display(mistakes_table(data.splits["test"], result.test_logits, result.saved, result.saved.cut()).head(5))
+    display(mistakes_table(data.splits["test"], result.test_logits, result.classifier_config,
+                           result.classifier_config.decision_thresholds()).head(5))
 
 # %% [markdown]
 # Calibration in numbers: the expected calibration error (ECE, 15 bins) and the Brier score before and after
@@ -283,7 +284,7 @@ pd.DataFrame({k: calibrated[k] for k in ("validation", "test")}).T if calibrated
 from qlora_helpers.infer.reload_check import check_reload
 
 test = data.splits["test"]
-reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.saved,
+reloaded, check = check_reload(cfg.output_dir, model, test, result.test_logits, result.classifier_config,
                                cfg.eval_batch_size, cfg.compute_dtype)  # the batches and dtype of the test logits
 print(check.describe())
 assert check.passed, check.problems

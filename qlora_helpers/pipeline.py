@@ -145,7 +145,7 @@ def plot_data(cfg: TrainConfig, hw: Hardware, data: PreparedData, tokenizer) -> 
     )
 
 
-def plot_results(cfg, hw, data: PreparedData, outcome: TrainOutcome, test_metrics, test_logits, saved) -> dict:
+def plot_results(cfg, hw, data: PreparedData, outcome: TrainOutcome, test_metrics, test_logits, clf_config) -> dict:
     """The learning curves and the task's picture of the test split, each titled with model, profile, device
     and date."""
     caption = run_caption(cfg.model, cfg.profile, hw.name)
@@ -153,11 +153,13 @@ def plot_results(cfg, hw, data: PreparedData, outcome: TrainOutcome, test_metric
         outcome.log_history, cfg.plots_dir, outcome.schedule.steps_per_epoch, caption, data.task.selection_metric
     )
     test = data.splits["test"]["label"]
-    pictures = data.task.plot(test, test_logits, test_metrics, data.labels, saved.cut(), cfg.plots_dir, caption)
-    if saved.temperature:  # the test logits are calibrated: the diagram shows them and the raw ones behind them
-        raw = test_logits * saved.temperature
+    pictures = data.task.plot(
+        test, test_logits, test_metrics, data.labels, clf_config.decision_thresholds(), cfg.plots_dir, caption
+    )
+    if clf_config.temperature:  # the test logits are calibrated: the diagram shows them and the raw ones behind them
+        raw = test_logits * clf_config.temperature
         pictures["reliability"] = calibration.plot(
-            data.task, test, raw, data.labels, saved.temperature, cfg.plots_dir, caption
+            data.task, test, raw, data.labels, clf_config.temperature, cfg.plots_dir, caption
         )
     return {"training_curves": curves, **pictures}
 
@@ -169,7 +171,7 @@ class RunResult:
     plots: dict[str, Path]
     test_logits: np.ndarray
     outcome: TrainOutcome
-    saved: ClassifierConfig
+    classifier_config: ClassifierConfig
     test_metrics: dict[str, Any]  # the task's scores of the test split, as task.report shows them
 
 
@@ -181,54 +183,59 @@ def finish(
     hw, data, model, tokenizer = ready.hw, ready.data, built.model, ready.tokenizer
     if outcome.trainer is None:  # trained and saved by the processes `fit` launched: read, score, show
         return already_saved(cfg, ready, built, outcome)
-    saved, validation = classifier_config(outcome.config, data), data.splits["validation"]
-    val_logits = logits_of(model, tokenizer, validation, saved, cfg.eval_batch_size)  # raw: no temperature yet
+    clf_config, validation = classifier_config(outcome.config, data), data.splits["validation"]
+    val_logits = logits_of(model, tokenizer, validation, clf_config, cfg.eval_batch_size)  # raw: no temperature yet
     calibrated = calibration.calibrate(data.task, validation["label"], val_logits, data.labels)
     if calibrated:
-        saved = saved.with_temperature(calibrated["temperature"])
+        clf_config = clf_config.with_temperature(calibrated["temperature"])
         print(calibration.describe(calibrated))
-    saved = saved.with_thresholds(  # tuned on the calibrated probabilities that predict prints
-        tune_decision(model, tokenizer, validation, saved, cfg.eval_batch_size, saved.calibrated(val_logits))
+    clf_config = clf_config.with_thresholds(  # tuned on the calibrated probabilities that predict prints
+        tune_decision(model, tokenizer, validation, clf_config, cfg.eval_batch_size, clf_config.calibrated(val_logits))
     )
     test = data.splits["test"]
-    test_metrics, test_logits = evaluate_split(model, tokenizer, test, saved, cfg.eval_batch_size, saved.cut())
-    warning = one_answer_note(saved, test_logits, saved.cut())
+    test_metrics, test_logits = evaluate_split(
+        model, tokenizer, test, clf_config, cfg.eval_batch_size, clf_config.decision_thresholds()
+    )
+    warning = one_answer_note(clf_config, test_logits, clf_config.decision_thresholds())
     if warning:
         print(warning)
     if calibrated:
-        raw = test_logits * saved.temperature
-        calibrated["test"] = calibration.measure(data.task, test["label"], raw, data.labels, saved.temperature)
+        raw = test_logits * clf_config.temperature
+        calibrated["test"] = calibration.measure(data.task, test["label"], raw, data.labels, clf_config.temperature)
     out = Path(outcome.config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_table(predictions_table(test, test_logits, saved, saved.cut()), out / "test_predictions.csv")
+    save_table(
+        predictions_table(test, test_logits, clf_config, clf_config.decision_thresholds()),
+        out / "test_predictions.csv",
+    )
     save_seen_rows(out, data.splits)
     metrics = {"task": data.task.name, **score_fields(test_metrics, "test"), "warning": warning}
     if calibrated:
         metrics["calibration"] = calibrated
-    if saved.thresholds:
-        metrics["thresholds"] = {k: saved.thresholds[k] for k in ("mode", "global", "validation_f1_macro")}
-        metrics["test_at_threshold_0.5"] = saved.scores_at_thresholds(test["label"], test_logits, ("0.5",))["0.5"]
+    if clf_config.thresholds:
+        metrics["thresholds"] = {k: clf_config.thresholds[k] for k in ("mode", "global", "validation_f1_macro")}
+        metrics["test_at_threshold_0.5"] = clf_config.scores_at_thresholds(test["label"], test_logits, ("0.5",))["0.5"]
     metrics |= run_record(cfg, hw, data, built, outcome, report_line, command)
-    metrics = save_run(out, model, tokenizer, saved, outcome.config.to_dict(), outcome.log_history, metrics)
+    metrics = save_run(out, model, tokenizer, clf_config, outcome.config.to_dict(), outcome.log_history, metrics)
     write_model_card(out)
-    plots = plot_results(cfg, hw, data, outcome, test_metrics, test_logits, saved)
+    plots = plot_results(cfg, hw, data, outcome, test_metrics, test_logits, clf_config)
     print(f"test {data.task.headline(metrics)}; outputs in {out}, plots in {cfg.plots_dir}")
-    return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)
+    return RunResult(metrics, out, plots, test_logits, outcome, clf_config, test_metrics)
 
 
 def already_saved(cfg: TrainConfig, ready: Prepared, built: BuiltModel, outcome: TrainOutcome) -> RunResult:
     import json
 
     out = Path(cfg.output_dir)
-    saved = ClassifierConfig.load(out)
+    clf_config = ClassifierConfig.load(out)
     test = ready.data.splits["test"]
     test_metrics, test_logits = evaluate_split(
-        built.model, ready.tokenizer, test, saved, cfg.eval_batch_size, saved.cut()
+        built.model, ready.tokenizer, test, clf_config, cfg.eval_batch_size, clf_config.decision_thresholds()
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    plots = plot_results(cfg, ready.hw, ready.data, outcome, test_metrics, test_logits, saved)
+    plots = plot_results(cfg, ready.hw, ready.data, outcome, test_metrics, test_logits, clf_config)
     print(f"test {ready.data.task.headline(metrics)} (saved by the training processes in {out})")
-    return RunResult(metrics, out, plots, test_logits, outcome, saved, test_metrics)
+    return RunResult(metrics, out, plots, test_logits, outcome, clf_config, test_metrics)
 
 
 # training's own names for how it went -> metrics.json's: `run_record` writes them, `saved_outcome` reads them back

@@ -209,14 +209,16 @@ def score_fields(scores: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def save_run(out: Path, model, tokenizer, saved, config: dict[str, Any], log_history: list, metrics: dict) -> dict:
+def save_run(
+    out: Path, model, tokenizer, classifier_config, config: dict[str, Any], log_history: list, metrics: dict
+) -> dict:
     """Adapter (+ head), tokenizer, classifier configuration, the training configuration and log, then
     metrics.json last (its presence marks the run finished); the caller writes the model card from it."""
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)  # replacing a run (--overwrite): unfinished until all is written
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    saved.save(out)
+    classifier_config.save(out)
     write_json(out / TRAINING_CONFIG, config)
     write_json(out / "training_log.json", log_history)
     metrics = {

@@ -455,10 +455,10 @@ def test_a_damaged_saved_model_and_wrong_flags_are_one_line_before_loading(train
     (damaged / "classifier_config.json").write_text(text[:100])
     fails(capsys, ["predict", "--adapter", damaged, "fine"], "classifier_config.json is damaged (JSONDecodeError")
     record = json.loads(text)
-    cuts = {"mode": "per_label", "global": 0.5, "per_label": {"negative": 7, "positive": -1}}
+    out_of_range = {"mode": "per_label", "global": 0.5, "per_label": {"negative": 7, "positive": -1}}
     for changes, message in [
         (
-            dict(task="multi_label", thresholds=cuts),
+            dict(task="multi_label", thresholds=out_of_range),
             "must lie between 0 and 1 (a probability), but negative=7, positive=-1",
         ),
         (dict(input={**record["input"], "text_pair_column": "second"}), "reads sentence pairs"),

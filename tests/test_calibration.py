@@ -128,33 +128,45 @@ def test_a_run_saves_reports_and_plots_its_calibration(multi_run):
     cfg, result = multi_run
     out = result.output_dir
     metrics = json.loads((out / "metrics.json").read_text())
-    saved = ClassifierConfig.load(out)
+    classifier_config = ClassifierConfig.load(out)
     record = metrics["calibration"]
-    assert saved.temperature == record["temperature"] and 0.05 <= saved.temperature <= 20
+    assert classifier_config.temperature == record["temperature"] and 0.05 <= classifier_config.temperature <= 20
     for split in ("validation", "test"):
         assert set(record[split]) == {"rows", "ece_before", "ece_after", "brier_before", "brier_after"}
     assert (result.plots["reliability"]).name == "reliability_diagram.png" and result.plots["reliability"].is_file()
-    assert f"temperature of {saved.temperature:.3f}" in (out / "README.md").read_text()
+    assert f"temperature of {classifier_config.temperature:.3f}" in (out / "README.md").read_text()
 
     # predict gives the calibrated probabilities: the model's raw logits divided by the saved temperature
     loaded = load_for_inference(out, "4bit")
     texts = ["goal match team and song", "we had pasta today"]
-    raw = predict_logits(loaded.model, loaded.tokenizer, texts, saved.max_length, truncation=saved.truncation)
+    raw = predict_logits(
+        loaded.model, loaded.tokenizer, texts, classifier_config.max_length, truncation=classifier_config.truncation
+    )
     rows = loaded.predict(texts, progress=False)
-    shown = [[r["probabilities"][n] for n in saved.labels.names] for r in rows]
-    assert np.allclose(shown, sigmoid(raw / saved.temperature), atol=1e-6)
-    assert not np.allclose(shown, sigmoid(raw), atol=1e-3) or abs(saved.temperature - 1) < 0.01
+    shown = [[r["probabilities"][n] for n in classifier_config.labels.names] for r in rows]
+    assert np.allclose(shown, sigmoid(raw / classifier_config.temperature), atol=1e-6)
+    assert not np.allclose(shown, sigmoid(raw), atol=1e-3) or abs(classifier_config.temperature - 1) < 0.01
 
     # thresholds were tuned on the calibrated validation probabilities
     from qlora_helpers.data.prepare import DataSettings, prepare_data
 
     validation = prepare_data(DataSettings.from_config(cfg, " [SEP] ", None)).splits["validation"]
     val_raw = predict_logits(
-        loaded.model, loaded.tokenizer, validation["text"].tolist(), saved.max_length, truncation=saved.truncation
+        loaded.model,
+        loaded.tokenizer,
+        validation["text"].tolist(),
+        classifier_config.max_length,
+        truncation=classifier_config.truncation,
     )
-    truth = MULTI.targets(validation["label"], saved.labels)
-    names = list(saved.labels.names)
-    retuned = thresholds.tune(np.array(truth), sigmoid(val_raw / saved.temperature), names)
+    truth = MULTI.targets(validation["label"], classifier_config.labels)
+    names = list(classifier_config.labels.names)
+    retuned = thresholds.tune(np.array(truth), sigmoid(val_raw / classifier_config.temperature), names)
     # the temperature minimises the validation log-loss (ECE on 31 rows may go either way), so that never rises
-    assert MULTI.nll(np.array(truth), val_raw / saved.temperature) <= MULTI.nll(np.array(truth), val_raw) + 1e-6
-    assert retuned["per_label"] == saved.thresholds["per_label"] and retuned["global"] == saved.thresholds["global"]
+    assert (
+        MULTI.nll(np.array(truth), val_raw / classifier_config.temperature)
+        <= MULTI.nll(np.array(truth), val_raw) + 1e-6
+    )
+    assert (
+        retuned["per_label"] == classifier_config.thresholds["per_label"]
+        and retuned["global"] == classifier_config.thresholds["global"]
+    )

@@ -34,12 +34,16 @@ def multi_label_config() -> ClassifierConfig:
 
 
 def test_save_and_load_round_trip(tmp_path):
-    saved = multi_label_config()
-    path = saved.save(tmp_path)
+    classifier_config = multi_label_config()
+    path = classifier_config.save(tmp_path)
     assert path == tmp_path / FILE and json.loads(path.read_text())["labels"]["delimiter"] == ";"
     again = ClassifierConfig.load(tmp_path)
-    assert again == saved and again.kind.name == "multi_label" and again.problem_type == "multi_label_classification"
-    assert list(again.cut()) == [saved.thresholds["per_label"][n] for n in NAMES]
+    assert (
+        again == classifier_config
+        and again.task.name == "multi_label"
+        and again.problem_type == "multi_label_classification"
+    )
+    assert list(again.decision_thresholds()) == [classifier_config.thresholds["per_label"][n] for n in NAMES]
     scores = ClassifierConfig(
         "regression",
         LabelSpace(("score",), (), "stars", extras={"min": 1.0, "max": 5.0, "bins": [1.0, 3.0, 5.0]}),
@@ -50,8 +54,8 @@ def test_save_and_load_round_trip(tmp_path):
     )
     scores.save(tmp_path / "scores")
     back = ClassifierConfig.load(tmp_path / "scores")
-    assert back == scores and back.labels.extras == scores.labels.extras and back.cut() is None
-    assert back.text_input.separator == " | " and back.kind.name == "regression"
+    assert back == scores and back.labels.extras == scores.labels.extras and back.decision_thresholds() is None
+    assert back.text_input.separator == " | " and back.task.name == "regression"
 
 
 def test_a_truncated_file_is_one_line_naming_it(tmp_path):
@@ -123,16 +127,23 @@ def write_legacy_run(directory, multi_label: bool):
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_a_run_saved_before_classifier_config_still_loads(tmp_path, multi_label):
     record = write_legacy_run(tmp_path, multi_label)
-    saved = ClassifierConfig.load(tmp_path)
-    assert saved.task == ("multi_label" if multi_label else "single_label")
-    assert (saved.max_length, saved.truncation, saved.quant_type, saved.cudnn_attention) == (48, "head", "nf4", False)
-    assert saved.text_input == TextInput(("review",), None, " [SEP] ")
+    classifier_config = ClassifierConfig.load(tmp_path)
+    assert classifier_config.task_name == ("multi_label" if multi_label else "single_label")
+    assert (
+        classifier_config.max_length,
+        classifier_config.truncation,
+        classifier_config.quant_type,
+        classifier_config.cudnn_attention,
+    ) == (48, "head", "nf4", False)
+    assert classifier_config.text_input == TextInput(("review",), None, " [SEP] ")
     if multi_label:
-        assert saved.labels == LabelSpace(NAMES, ("2", "5", "9"), "emotions", ";")
-        assert saved.thresholds == record and list(saved.cut()) == [record["per_label"][n] for n in NAMES]
+        assert classifier_config.labels == LabelSpace(NAMES, ("2", "5", "9"), "emotions", ";")
+        assert classifier_config.thresholds == record and list(classifier_config.decision_thresholds()) == [
+            record["per_label"][n] for n in NAMES
+        ]
     else:
-        assert saved.labels == LabelSpace(("negative", "positive"), (0, 1), "sentiment")
-        assert saved.thresholds is None and saved.cut() is None
+        assert classifier_config.labels == LabelSpace(("negative", "positive"), (0, 1), "sentiment")
+        assert classifier_config.thresholds is None and classifier_config.decision_thresholds() is None
     (tmp_path / "label_mapping.json").write_text('{"id2label": {"0": "a"')
     with pytest.raises(UserError, match=r"holds damaged run files \(JSONDecodeError") as err:
         ClassifierConfig.load(tmp_path)

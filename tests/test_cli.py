@@ -247,12 +247,13 @@ def test_a_model_trained_on_a_headerless_file_reads_its_files_headerless_again()
 
     from qlora_helpers.cli.flags import header_of
 
-    def saved(text, label):
+    def classifier_config(text, label):
         return SimpleNamespace(text_input=SimpleNamespace(columns=text), labels=SimpleNamespace(column=label))
 
-    assert header_of(Namespace(header=None), saved(["0"], "1")) is False  # GoEmotions' TSV: columns by position
-    assert header_of(Namespace(header=None), saved(["review"], "sentiment")) is True
-    assert header_of(Namespace(header=True), saved(["0"], "1")) is True  # a flag given wins
+    # GoEmotions' TSV: columns by position
+    assert header_of(Namespace(header=None), classifier_config(["0"], "1")) is False
+    assert header_of(Namespace(header=None), classifier_config(["review"], "sentiment")) is True
+    assert header_of(Namespace(header=True), classifier_config(["0"], "1")) is True  # a flag given wins
 
 
 def test_a_list_flag_given_twice_keeps_both_values():

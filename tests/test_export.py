@@ -364,16 +364,16 @@ def test_int8_regression_is_judged_as_int8_classifiers_are_not_by_the_fp32_toler
     regression = tasks.get("regression")
     scores = pd.Series(np.linspace(0.0, 5.0, 200))
     space = regression.label_space(scores)
-    saved = ClassifierConfig("regression", space, TextInput(("text",), None), 32, "head", "tiny")
+    classifier_config = ClassifierConfig("regression", space, TextInput(("text",), None), 32, "head", "tiny")
     reference = ((scores.to_numpy() - space.extras["mean"]) / space.extras["std"])[:, None]
     nudged = reference + 0.004  # 0.0115 on the 0-5 scale: inside 1% of the range, beyond 1e-3 of it
     frame = pd.DataFrame({"text": ["x"] * len(scores), "label": scores})
-    int8 = verify.compare(saved, frame, reference, nudged, "int8")
-    fp32 = verify.compare(saved, frame, reference, nudged, "fp32")
+    int8 = verify.compare(classifier_config, frame, reference, nudged, "int8")
+    fp32 = verify.compare(classifier_config, frame, reference, nudged, "fp32")
     assert int8["passed"] and "max_abs_diff" not in int8["targets"] and int8["label_agreement"] == 1.0
     assert not fp32["passed"] and fp32["targets"]["max_abs_diff"] == 0.005 and fp32["max_abs_diff"] > 0.005
     scrambled = reference[::-1] * 0.2  # far off: agreement and Spearman both fall
-    assert not verify.compare(saved, frame, reference, scrambled, "int8")["passed"]
+    assert not verify.compare(classifier_config, frame, reference, scrambled, "int8")["passed"]
 
 
 def test_the_onnx_file_given_instead_of_its_folder_names_the_folder(exported, capsys):

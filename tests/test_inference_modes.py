@@ -52,7 +52,7 @@ def test_a_reloaded_adapter_cuts_long_texts_as_in_training(adapter):
 
     out, _ = adapter
     loaded = load_for_inference(out, "4bit")
-    assert loaded.saved.truncation == "head_tail" and loaded.saved.max_length == 32
+    assert loaded.classifier_config.truncation == "head_tail" and loaded.classifier_config.max_length == 32
     long_review = [" ".join(["boring"] * 40 + ["wonderful"] * 40)]  # the verdict changes at the end
     as_trained = loaded.raw_logits(long_review, progress=False)
     head_tail = predict_logits(loaded.model, loaded.tokenizer, long_review, 32, truncation="head_tail", progress=False)
@@ -191,20 +191,21 @@ def test_a_run_saved_before_classifier_config_predicts_as_before(adapter, tmp_pa
     out, trained_logits = adapter
     legacy = tmp_path / "legacy"
     shutil.copytree(out, legacy, ignore=shutil.ignore_patterns("checkpoints", "classifier_config.json"))
-    saved = ClassifierConfig.load(out)
+    classifier_config = ClassifierConfig.load(out)
     mapping = {
-        "id2label": {str(i): n for i, n in saved.labels.id2label.items()},
-        "label2id": saved.labels.label2id,
-        "label_values": list(saved.labels.values),
-        "label_column": saved.labels.column,
+        "id2label": {str(i): n for i, n in classifier_config.labels.id2label.items()},
+        "label2id": classifier_config.labels.label2id,
+        "label_values": list(classifier_config.labels.values),
+        "label_column": classifier_config.labels.column,
         "multi_label": False,
-        **saved.text_input.record(),
+        **classifier_config.text_input.record(),
     }
     (legacy / "label_mapping.json").write_text(json.dumps(mapping))
-    assert ClassifierConfig.load(legacy) == saved.with_temperature(None)  # calibration came with classifier_config
+    # calibration came with classifier_config
+    assert ClassifierConfig.load(legacy) == classifier_config.with_temperature(None)
     texts = pd.read_csv(out / "test_predictions.csv")["text"].tolist()
     legacy_logits = load_for_inference(legacy, "4bit").logits(texts, progress=False)
-    assert np.array_equal(saved.calibrated(legacy_logits), trained_logits)
+    assert np.array_equal(classifier_config.calibrated(legacy_logits), trained_logits)
 
 
 def test_adapter_dir_has_a_model_card(adapter):

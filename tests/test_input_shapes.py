@@ -150,17 +150,19 @@ def test_thresholds_of_a_multi_label_pair_task_are_tuned_on_both_texts(tiny_bert
         }
     )
     space = LabelSpace(("great", "other"), ("great", "other"), "label")
-    saved = ClassifierConfig("multi_label", space, TextInput(("question",), "answer"), 32, "head", "tiny")
+    classifier_config = ClassifierConfig("multi_label", space, TextInput(("question",), "answer"), 32, "head", "tiny")
     from qlora_helpers.infer import inference
 
     seen, real = [], inference.predict_logits
     monkeypatch.setattr(inference, "predict_logits", lambda *a, **kw: seen.append(kw["pairs"]) or real(*a, **kw))
-    record = evaluation.tune_decision(SecondTextReader(great), tok, validation, saved, batch_size=16)
+    record = evaluation.tune_decision(SecondTextReader(great), tok, validation, classifier_config, batch_size=16)
     assert seen == [validation["text_pair"].tolist()]
     assert record["validation_rows"] == rows and record["tuned_labels"] == ["great", "other"]
     assert record["validation_f1_macro"]["per_label"] == record["validation_f1_macro"]["0.5"] == 1.0
     # fed the first texts alone, the same model can only say `other`: macro-F1 of chance or below
-    alone = evaluation.evaluate_split(SecondTextReader(great), tok, validation.drop(columns="text_pair"), saved, 16)[0]
+    alone = evaluation.evaluate_split(
+        SecondTextReader(great), tok, validation.drop(columns="text_pair"), classifier_config, 16
+    )[0]
     assert alone["f1_macro"] <= 0.5
 
 

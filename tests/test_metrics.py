@@ -61,10 +61,10 @@ def test_a_model_that_gives_every_row_one_answer_is_called_the_majority_baseline
     from qlora_helpers.infer.evaluation import one_answer_note
     from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
-    saved = ClassifierConfig.from_record(
+    classifier_config = ClassifierConfig.from_record(
         {"task": "single_label", "labels": {"names": ["neg", "pos"], "values": ["0", "1"]},
          "input": {"text_columns": ["text"]}, "max_length": 32, "base_model": "x"}
     )  # fmt: skip
     same = np.array([[0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])
-    assert "all 3 rows the same answer (pos)" in one_answer_note(saved, same)
-    assert one_answer_note(saved, np.array([[0.1, 0.9], [0.9, 0.1]])) is None
+    assert "all 3 rows the same answer (pos)" in one_answer_note(classifier_config, same)
+    assert one_answer_note(classifier_config, np.array([[0.1, 0.9], [0.9, 0.1]])) is None

@@ -87,11 +87,16 @@ def test_thresholds_tuned_saved_and_reloaded(tmp_path):
     assert 0.2 <= record["per_label"]["a"] <= 0.35
     assert record["validation_f1_macro"]["per_label"] >= record["validation_f1_macro"]["0.5"]
     space = LabelSpace(("a", "b", "c"), ("a", "b", "c"), "labels")
-    saved = ClassifierConfig("multi_label", space, TextInput(("text",)), 32, "head", "base").with_thresholds(record)
-    saved.save(tmp_path)
+    classifier_config = ClassifierConfig(
+        "multi_label", space, TextInput(("text",)), 32, "head", "base"
+    ).with_thresholds(record)
+    classifier_config.save(tmp_path)
     again = ClassifierConfig.load(tmp_path)
-    assert again.thresholds == record and list(again.cut()) == [record["per_label"][n] for n in "abc"]
-    assert list(again.cut("global")) == [record["global"]] * 3 and list(again.cut("0.5")) == [0.5] * 3
+    assert again.thresholds == record and list(again.decision_thresholds()) == [record["per_label"][n] for n in "abc"]
+    assert (
+        list(again.decision_thresholds("global")) == [record["global"]] * 3
+        and list(again.decision_thresholds("0.5")) == [0.5] * 3
+    )
     (tmp_path / "classifier_config.json").write_text("{not json")
     with pytest.raises(UserError, match="classifier_config.json is damaged"):
         ClassifierConfig.load(tmp_path)
@@ -210,8 +215,12 @@ def test_jsonl_list_labels_train_with_multi_label(tiny_bert, tmp_path):
     out = tmp_path / "run"
     path = goemotions_jsonl(tmp_path / "posts.jsonl")
     assert main(multi_label_args(tiny_bert, path, out, "--multi-label", max_steps=2)) == 0
-    saved = ClassifierConfig.load(out)
-    assert saved.task == "multi_label" and saved.labels.names[4] == "approval" and saved.labels.num_labels == 28
+    classifier_config = ClassifierConfig.load(out)
+    assert (
+        classifier_config.task_name == "multi_label"
+        and classifier_config.labels.names[4] == "approval"
+        and classifier_config.labels.num_labels == 28
+    )
     truth = pd.read_csv(out / "test_predictions.csv").set_index("text")["true"]
     expected = {"agree thanks": "approval,gratitude", "ok": "neutral", "thanks": "gratitude", "agree": "approval"}
     assert all(label == expected[text.rsplit(" post", 1)[0]] for text, label in truth.items())

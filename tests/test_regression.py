@@ -57,9 +57,15 @@ def test_train_chooses_regression_and_scores_it(scored_run):
     assert {k: summary[k] for k in ("test_pearson", "test_spearman", "test_mse", "test_mae")} == {
         k: metrics[k] for k in ("test_pearson", "test_spearman", "test_mse", "test_mae")
     }
-    saved = ClassifierConfig.load(out)
-    assert (saved.task, saved.labels.names, saved.labels.column) == ("regression", ("score",), "score")
-    assert saved.text_input.columns == ("title", "body") and saved.cut() is None
+    classifier_config = ClassifierConfig.load(out)
+    assert (classifier_config.task_name, classifier_config.labels.names, classifier_config.labels.column) == (
+        "regression",
+        ("score",),
+        "score",
+    )
+    assert (
+        classifier_config.text_input.columns == ("title", "body") and classifier_config.decision_thresholds() is None
+    )
     table = pd.read_csv(out / "test_predictions.csv")
     assert list(table.columns) == ["text", "true", "predicted", "abs_error"] and len(table) == 24
     assert ((table["true"] - table["predicted"]).abs() - table["abs_error"]).abs().max() < 1e-5

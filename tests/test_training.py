@@ -73,7 +73,8 @@ def test_outputs_and_metrics_json(finished_run):
     )
     assert saved["input"]["text_columns"] == ["review"] and saved["labels"]["column"] == "sentiment"
     assert (saved["max_length"], saved["truncation"], saved["base_model"]) == (32, "head_tail", cfg.model)
-    assert saved["thresholds"] is None and result.saved.cut() is None  # one class per text: argmax decides
+    # one class per text: argmax decides
+    assert saved["thresholds"] is None and result.classifier_config.decision_thresholds() is None
     assert m["trainable_percent"] == pytest.approx(100 * m["trainable_params"] / m["total_params"], abs=1e-3)
     assert m["data"]["sizes"] == {"train": 192, "validation": 24, "test": 24}
     assert m["test_confusion_matrix"] == result.metrics["test_confusion_matrix"]
@@ -214,7 +215,7 @@ def test_reload_check_passes_a_correct_run_exactly(run_copy):
     from qlora_helpers.infer.reload_check import check_reload
 
     copy, model, test, result, cfg = run_copy
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
+    _, check = check_reload(copy, model, test, result.test_logits, result.classifier_config, cfg.eval_batch_size)
     assert check.passed and check.agreement == 1.0 and check.max_logit_diff == 0.0
     assert check.tensors_compared > 0 and "float32 epsilon" in check.reason and check.describe().endswith("PASSED")
 
@@ -232,7 +233,7 @@ def test_reload_check_fails_a_head_not_saved_as_trained(run_copy, how):
     else:
         weights = {k: v * 0 if "classifier" in k else v for k, v in weights.items()}
     save_file(weights, copy / "adapter_model.safetensors")
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
+    _, check = check_reload(copy, model, test, result.test_logits, result.classifier_config, cfg.eval_batch_size)
     said = "head was not saved" if how == "left out" else "was not saved as trained"
     assert not check.passed and any("classifier" in p and said in p for p in check.problems)
 
@@ -244,7 +245,7 @@ def test_reload_check_fails_reordered_labels(run_copy):
     config = json.loads((copy / "classifier_config.json").read_text())
     config["labels"]["names"] = config["labels"]["names"][::-1]
     (copy / "classifier_config.json").write_text(json.dumps(config))
-    _, check = check_reload(copy, model, test, result.test_logits, result.saved, cfg.eval_batch_size)
+    _, check = check_reload(copy, model, test, result.test_logits, result.classifier_config, cfg.eval_batch_size)
     assert not check.passed and any(p.startswith("labels differs") for p in check.problems)
 
 
@@ -255,9 +256,9 @@ def test_reload_check_fails_a_lost_temperature_or_threshold(run_copy, lost):
 
     copy, model, test, result, cfg = run_copy
     trained = (
-        result.saved.with_temperature(1.5)
+        result.classifier_config.with_temperature(1.5)
         if lost == "temperature"
-        else result.saved.with_thresholds({"mode": "global", "global": 0.3})
+        else result.classifier_config.with_thresholds({"mode": "global", "global": 0.3})
     )
     logits = result.test_logits / 1.5 if lost == "temperature" else result.test_logits
     _, check = check_reload(copy, model, test, logits, trained, cfg.eval_batch_size)

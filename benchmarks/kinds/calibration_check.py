@@ -43,10 +43,11 @@ def calibrate_adapter(adapter: Path, data_files: dict[str, str], batch_size: int
     from qlora_helpers.tasks import calibration
 
     loaded = load_for_inference(adapter, "merged", "float32")
-    saved, task, space = loaded.saved, loaded.saved.kind, loaded.saved.labels
-    was_uncalibrated = saved.temperature is None
+    classifier_config = loaded.classifier_config
+    task, space = classifier_config.task, classifier_config.labels
+    was_uncalibrated = classifier_config.temperature is None
     validation, check = validation_split(adapter, data_files)
-    test, _ = verification_frame(adapter, saved)
+    test, _ = verification_frame(adapter, classifier_config)
 
     def raw(frame):
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
@@ -60,8 +61,8 @@ def calibrate_adapter(adapter: Path, data_files: dict[str, str], batch_size: int
     record["saved_without_temperature"] = was_uncalibrated
     if task.name == "multi_label":
         retuned = task.tune(validation["label"], val_logits / t, space)
-        before = task.scores(test["label"], test_logits, space, saved.cut())["f1_macro"]
-        after = task.scores(test["label"], test_logits / t, space, task.cut(retuned, space))["f1_macro"]
+        before = task.scores(test["label"], test_logits, space, classifier_config.decision_thresholds())["f1_macro"]
+        after = task.scores(test["label"], test_logits / t, space, task.thresholds_from(retuned, space))["f1_macro"]
         record["test_f1_macro"] = {
             "saved_thresholds_raw_probabilities": round(float(before), 6),
             "thresholds_tuned_after_calibration": round(float(after), 6),

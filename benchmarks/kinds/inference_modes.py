@@ -44,14 +44,18 @@ def time_mode(
         "load_seconds": round(time.perf_counter() - t, 2),
         "weight_memory_mb": round((torch.cuda.memory_allocated() - before) / MIB, 1) if cuda else None,
         "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
-        "max_length": loaded.saved.max_length,
+        "max_length": loaded.classifier_config.max_length,
         "batches": {},
     }
     model, tok = loaded.model, loaded.tokenizer
     device = next(p.device for p in model.parameters())
     for bs in batch_sizes:
         batch = tok(
-            texts[:bs], truncation=True, max_length=loaded.saved.max_length, padding="max_length", return_tensors="pt"
+            texts[:bs],
+            truncation=True,
+            max_length=loaded.classifier_config.max_length,
+            padding="max_length",
+            return_tensors="pt",
         ).to(device)
         with torch.no_grad():
             for _ in range(3):  # warm-up: kernels, allocator, dequantization buffers
@@ -67,7 +71,7 @@ def time_mode(
         record["batches"][str(bs)] = {
             "latency_ms": round(ms, 3),
             "samples_per_second": round(bs / ms * 1000, 1),
-            "tokens_per_text": loaded.saved.max_length,
+            "tokens_per_text": loaded.classifier_config.max_length,
         }
     record["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / MIB, 1) if cuda else None
     return record

@@ -164,8 +164,10 @@ def calibration_reader(export: Path, texts: list[str], batch: int = 32):
     from qlora_helpers.infer.onnx_model import OnnxClassifier, pad_batch
 
     model = OnnxClassifier.load(export, "fp32")
-    saved, tok = model.saved, model.tokenizer
-    rows, _ = encode_rows(tok, texts, saved.max_length, saved.truncation, None, "truncate", None)
+    classifier_config, tok = model.classifier_config, model.tokenizer
+    rows, _ = encode_rows(
+        tok, texts, classifier_config.max_length, classifier_config.truncation, None, "truncate", None
+    )
     names = [i.name for i in model.session.get_inputs()]
     pads = {"input_ids": tok.pad_token_id, "token_type_ids": tok.pad_token_type_id}
     order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
@@ -259,32 +261,35 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure_variant(variant: dict, source: Path, texts: list[str], saved, ref, calibration, threads: int):
+def measure_variant(variant: dict, source: Path, texts: list[str], classifier_config, ref, calibration, threads: int):
     """One variant quantized from the export's fp32 file into a folder of its own, and its agreement with fp32."""
     import numpy as np
 
     from qlora_helpers.infer.onnx_model import OnnxClassifier
 
-    work, cut = Path(tempfile.mkdtemp(prefix="int8-")), saved.cut()
+    work, thresholds = Path(tempfile.mkdtemp(prefix="int8-")), classifier_config.decision_thresholds()
     for f in ("tokenizer.json", "tokenizer_config.json", "classifier_config.json"):
         shutil.copy(source / f, work / f)
     started = time.perf_counter()
     quantize(variant, source / FP32, work / INT8, calibration)
     seconds = time.perf_counter() - started
-    out = saved.calibrated(OnnxClassifier.load(work, "int8", threads).raw_logits(texts, 64))
+    out = classifier_config.calibrated(OnnxClassifier.load(work, "int8", threads).raw_logits(texts, 64))
     size, fp32_bytes = (work / INT8).stat().st_size, (source / FP32).stat().st_size
-    change = np.abs(saved.kind.probabilities(out, saved.labels) - saved.kind.probabilities(ref, saved.labels))
+    change = np.abs(
+        classifier_config.task.probabilities(out, classifier_config.labels)
+        - classifier_config.task.probabilities(ref, classifier_config.labels)
+    )
     record = {
         "method": variant["method"],
         "about": variant["about"],
         "options": dict(variant["options"]),
-        "set_agreement": round(saved.kind.agreement(out, ref, saved.labels, cut), 4),
+        "set_agreement": round(classifier_config.task.agreement(out, ref, classifier_config.labels, thresholds), 4),
         "max_abs_prob_diff": round(float(change.max()), 4),
         "int8_mb": round(size / 2**20, 2),
         "size_vs_fp32": round(size / fp32_bytes, 4),
         "quantize_seconds": round(seconds, 1),
     }  # fmt: skip
-    per_decision = saved.kind.decision_agreement(out, ref, cut)
+    per_decision = classifier_config.task.decision_agreement(out, ref, thresholds)
     if per_decision is not None:
         record["per_label_agreement"] = round(per_decision, 4)
     return record, work
@@ -310,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     source = Path(args.export)
     texts = pd.read_csv(args.texts_from)["text"].astype(str).tolist()[: args.rows]
     reference = OnnxClassifier.load(source, "fp32", args.threads)
-    saved = reference.saved
-    ref = saved.calibrated(reference.raw_logits(texts, 64))
+    classifier_config = reference.classifier_config
+    ref = classifier_config.calibrated(reference.raw_logits(texts, 64))
     calibration, calibration_note = None, None
     if any(VARIANTS[v]["method"] == "static" for v in chosen):
         if not (args.calibration_data and args.adapter):
@@ -322,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     records, folders = {}, {}
     for name in chosen:
         records[name], folders[name] = measure_variant(
-            VARIANTS[name], source, texts, saved, ref, calibration, args.threads
+            VARIANTS[name], source, texts, classifier_config, ref, calibration, args.threads
         )
         print(name, records[name], flush=True)
     del reference

@@ -68,11 +68,11 @@ def main() -> None:
         built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
     )
     training.train(job, cfg, ready.hw)
-    saved = pipeline.classifier_config(cfg, ready.data)
-    trained = {b: logits_of(built.model, ready.tokenizer, test, saved, b) for b in (64, 256)}
+    classifier_config = pipeline.classifier_config(cfg, ready.data)
+    trained = {b: logits_of(built.model, ready.tokenizer, test, classifier_config, b) for b in (64, 256)}
     built.model.save_pretrained(cfg.output_dir)  # what save_run writes for a reload: adapter, tokenizer, settings
     ready.tokenizer.save_pretrained(cfg.output_dir)
-    saved.save(cfg.output_dir)
+    classifier_config.save(cfg.output_dir)
     reloaded = load_adapter(cfg.output_dir)
     again = reloaded.logits(test["text"].tolist(), 64, progress=False)
     record = {

@@ -42,25 +42,25 @@ def run(args: argparse.Namespace) -> int:
 
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     adapter = Path(model_dir(args))
-    saved, frame = _saved_and_table(args, adapter)
+    classifier_config, frame = _config_and_table(args, adapter)
     if args.long_text == "window":
-        args.stride = check_window(saved.max_length, args.stride, pairs="text_pair" in frame)
+        args.stride = check_window(classifier_config.max_length, args.stride, pairs="text_pair" in frame)
     stem = Path(args.dataset).name.split(".")[0].replace(":", "_")
     output = Path(args.output) if args.output else adapter / f"evaluation_{stem}.json"
     mistakes = output.with_name(f"misclassified_{stem}.csv")
     check_new_files([output, mistakes], args.overwrite)
     loaded = load_model(args)
-    cut = saved.cut()
-    metrics, logits = loaded.scores(frame, args.batch_size, cut, args.long_text, args.stride)
-    summary = {k: metrics[k] for k in saved.kind.summary_keys if k in metrics}
-    if saved.thresholds:
-        others = saved.scores_at_thresholds(frame["label"], logits, ("0.5", "global"))
-        metrics["thresholds"] = saved.thresholds.get("mode", "per_label")
+    thresholds = classifier_config.decision_thresholds()
+    metrics, logits = loaded.scores(frame, args.batch_size, thresholds, args.long_text, args.stride)
+    summary = {k: metrics[k] for k in classifier_config.task.summary_keys if k in metrics}
+    if classifier_config.thresholds:
+        others = classifier_config.scores_at_thresholds(frame["label"], logits, ("0.5", "global"))
+        metrics["thresholds"] = classifier_config.thresholds.get("mode", "per_label")
         metrics["at_other_thresholds"] = others
         summary |= {"f1_macro_at_0.5": others["0.5"]["f1_macro"], "f1_micro_at_0.5": others["0.5"]["f1_micro"]}
     seen = seen_rows(adapter, frame)
     metrics.update(
-        task=saved.task,
+        task=classifier_config.task_name,
         dataset=str(args.dataset),
         rows=len(frame),
         rows_seen_in_training=seen,
@@ -70,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         compute_dtype=loaded.hardware.dtype_name,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    wrong = mistakes_table(frame, logits, saved, cut)
+    wrong = mistakes_table(frame, logits, classifier_config, thresholds)
     save_table(wrong, mistakes)
     metrics["misclassified"] = len(wrong)
     metrics["misclassified_file"] = str(mistakes)
-    metrics["warning"] = one_answer_note(saved, logits, cut)
+    metrics["warning"] = one_answer_note(classifier_config, logits, thresholds)
     write_json(output, metrics)
-    print(saved.kind.report(metrics))
+    print(classifier_config.task.report(metrics))
     if metrics["warning"]:
         print(metrics["warning"])
     if seen and (seen["train"] or seen["validation"]):
@@ -84,30 +84,32 @@ def run(args: argparse.Namespace) -> int:
             f"note: {seen['train']} of these {len(frame)} rows are in the model's training split and "
             f"{seen['validation']} in its validation split; scores on them overstate what it does on new text"
         )
-    print(f"{metrics['misclassified']} {saved.kind.mistakes}: {mistakes}")
+    print(f"{metrics['misclassified']} {classifier_config.task.mistakes}: {mistakes}")
     print(json.dumps({**summary, "rows": len(frame), "written_to": str(output)}))
     return 0
 
 
-def _saved_and_table(args: argparse.Namespace, adapter: Path):
+def _config_and_table(args: argparse.Namespace, adapter: Path):
     """The model's saved settings (with --label-delimiter applied) and the labelled table, read as it was trained."""
     from qlora_helpers.data.prepare import read_labelled_file
     from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
-    saved = ClassifierConfig.load(adapter)
-    check_shape(args, saved)
+    classifier_config = ClassifierConfig.load(adapter)
+    check_shape(args, classifier_config)
     if args.label_delimiter is not None:
         from dataclasses import replace
 
-        saved = replace(saved, labels=replace(saved.labels, delimiter=args.label_delimiter))
+        classifier_config = replace(
+            classifier_config, labels=replace(classifier_config.labels, delimiter=args.label_delimiter)
+        )
     frame = read_labelled_file(
         args.dataset,
-        saved,
+        classifier_config,
         args.text_column,
         args.label_column,
-        header_of(args, saved),
+        header_of(args, classifier_config),
         args.text_pair_column,
         args.text_columns,
         args.split,
     )
-    return saved, frame
+    return classifier_config, frame

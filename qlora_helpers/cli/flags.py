@@ -144,14 +144,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return make_config(args.profile, **overrides)
 
 
-def check_shape(args: argparse.Namespace, saved) -> None:
+def check_shape(args: argparse.Namespace, classifier_config) -> None:
     """The data-shape flags given to predict/evaluate must describe the model's own input and task."""
     task = getattr(args, "task", None)
     require(
-        task in (None, "auto", saved.task),
-        f"--task {task} given, but this model was trained as {saved.task}; leave the flag out or use its own model",
+        task in (None, "auto", classifier_config.task_name),
+        f"--task {task} given, but this model was trained as {classifier_config.task_name}; leave the flag out or use "
+        f"its own model",
     )
-    trained = list(saved.text_input.columns)
+    trained = list(classifier_config.text_input.columns)
     require(
         not (args.text_columns and len(args.text_columns) != len(trained)),
         f"the model was trained on {len(trained)} text column(s) {trained}; --text-columns names "
@@ -159,16 +160,20 @@ def check_shape(args: argparse.Namespace, saved) -> None:
     )
     if args.label_columns:
         require(
-            saved.labels.columns and len(args.label_columns) == len(saved.labels.columns),
+            classifier_config.labels.columns and len(args.label_columns) == len(classifier_config.labels.columns),
             f"--label-columns names {len(args.label_columns)} column(s); the model was trained on "
-            + (f"{len(saved.labels.columns)} label columns" if saved.labels.columns else "one label column"),
+            + (
+                f"{len(classifier_config.labels.columns)} label columns"
+                if classifier_config.labels.columns
+                else "one label column"
+            ),
         )
     if args.text_separator is not None:
         given = " [SEP] " if args.text_separator == "sep" else args.text_separator
         require(
-            given == saved.text_input.separator or len(saved.text_input.columns) == 1,
-            f"--text-separator {args.text_separator!r} differs from training's {saved.text_input.separator!r}; "
-            f"leave it out to join the columns as in training",
+            given == classifier_config.text_input.separator or len(classifier_config.text_input.columns) == 1,
+            f"--text-separator {args.text_separator!r} differs from training's "
+            f"{classifier_config.text_input.separator!r}; leave it out to join the columns as in training",
         )
     require(
         args.long_text == "window" or args.stride is None,
@@ -176,12 +181,16 @@ def check_shape(args: argparse.Namespace, saved) -> None:
     )
 
 
-def header_of(args: argparse.Namespace, saved=None) -> bool:
+def header_of(args: argparse.Namespace, classifier_config=None) -> bool:
     """--header/--no-header as given; else as the model was trained: a model trained on a headerless file names
     its columns by position ("0", "1"), so its files are read without a header again."""
     if args.header is not None:
         return args.header
-    columns = [*saved.text_input.columns, saved.labels.column] if saved is not None else []
+    columns = (
+        [*classifier_config.text_input.columns, classifier_config.labels.column]
+        if classifier_config is not None
+        else []
+    )
     return not (columns and all(str(c).isdigit() for c in columns if c))
 
 

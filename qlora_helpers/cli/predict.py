@@ -52,14 +52,14 @@ def add_parser(sub) -> None:
     add_shape_flags(predict)
 
 
-def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
+def texts_from_dataset(args: argparse.Namespace, classifier_config) -> tuple[list[str], list[str] | None]:
     """The texts (and second texts) of `predict --dataset`, read from the columns training read."""
     from qlora_helpers.data.tables import TEXT_CANDIDATES, read_local_file
     from qlora_helpers.data.text_input import check_pairs, from_saved
 
-    frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args, saved))
+    frame = read_local_file(Path(args.dataset).expanduser(), header=header_of(args, classifier_config))
     chosen = from_saved(
-        saved.text_input,
+        classifier_config.text_input,
         list(frame.columns),
         args.text_column,
         args.text_pair_column,
@@ -74,7 +74,7 @@ def texts_from_dataset(args: argparse.Namespace, saved) -> tuple[list[str], list
     return inputs["text"].tolist(), None
 
 
-def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] | None]:
+def gather_texts(args: argparse.Namespace, classifier_config) -> tuple[list[str], list[str] | None]:
     """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
     from qlora_helpers.data.text_input import texts_from_file
 
@@ -88,15 +88,15 @@ def gather_texts(args: argparse.Namespace, saved) -> tuple[list[str], list[str] 
         raise UserError(
             "--text-pair pairs the texts given as arguments; for a file of pairs use --dataset with two columns"
         )
-    if pairs is None and texts and saved.text_input.pair_column:
+    if pairs is None and texts and classifier_config.text_input.pair_column:
         raise UserError(
-            f"this model reads sentence pairs (second texts from {saved.text_input.pair_column!r} in training); "
-            f"give a second text for each: --text-pair, or --dataset with both columns"
+            f"this model reads sentence pairs (second texts from {classifier_config.text_input.pair_column!r} in "
+            f"training); give a second text for each: --text-pair, or --dataset with both columns"
         )
-    if pairs is not None and not saved.text_input.pair_column:
+    if pairs is not None and not classifier_config.text_input.pair_column:
         raise UserError("this model was trained on single texts; leave out the second texts (--text-pair)")
     if args.dataset:
-        more, more_pairs = texts_from_dataset(args, saved)
+        more, more_pairs = texts_from_dataset(args, classifier_config)
         if texts and (more_pairs is None) != (pairs is None):
             raise UserError("give pairs both as arguments (--text-pair) and in --dataset, or single texts in both")
         texts = texts + more
@@ -115,17 +115,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
-    saved = ClassifierConfig.load(model_dir(args))
-    check_shape(args, saved)
-    saved.cut(args.thresholds)  # --thresholds on a model without thresholds: said before the model loads
+    classifier_config = ClassifierConfig.load(model_dir(args))
+    check_shape(args, classifier_config)
+    # --thresholds on a model without thresholds, and --top-k: said before the model loads
+    classifier_config.decision_thresholds(args.thresholds)
     if args.top_k is not None:
-        saved.kind.rows(np.zeros((0, saved.labels.num_labels)), saved.labels, None, args.top_k)  # ... and --top-k
-    texts, pairs = gather_texts(args, saved)
+        empty = np.zeros((0, classifier_config.labels.num_labels))
+        classifier_config.task.rows(empty, classifier_config.labels, None, args.top_k)
+    texts, pairs = gather_texts(args, classifier_config)
     out = Path(args.output) if args.output else None
     if out is not None:
         require_output_file(out, args.overwrite)
     if args.long_text == "window":
-        args.stride = check_window(saved.max_length, args.stride, pairs=pairs is not None)
+        args.stride = check_window(classifier_config.max_length, args.stride, pairs=pairs is not None)
     loaded = load_model(args, args.mode)
     share = distributed.my_share(len(texts))  # under torchrun: each process predicts its part, the main one writes
     rows = loaded.predict(

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.finish()
     if result is None:  # not the main process of a distributed run: it printed and wrote nothing
         return 0
-    keys = tuple(f"test_{k}" for k in result.saved.kind.summary_keys) + (
+    keys = tuple(f"test_{k}" for k in result.classifier_config.task.summary_keys) + (
         "trainable_params",
         "total_params",
         "trainable_percent",

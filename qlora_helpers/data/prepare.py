@@ -357,7 +357,7 @@ def read_evaluation_table(source: str, header: bool = True, split: str | None = 
 
 def read_labelled_file(
     path: str,
-    saved,
+    classifier_config,
     text_column: str | None = None,
     label_column: str | None = None,
     header: bool = True,
@@ -371,8 +371,10 @@ def read_labelled_file(
 
     df = read_evaluation_table(path, header, split)
     columns = list(df.columns)
-    text_input = from_saved(saved.text_input, columns, text_column, text_pair_column, TEXT_CANDIDATES, text_columns)
-    space, task = saved.labels, tasks.get(saved.task)
+    text_input = from_saved(
+        classifier_config.text_input, columns, text_column, text_pair_column, TEXT_CANDIDATES, text_columns
+    )
+    space, task = classifier_config.labels, classifier_config.task
     if space.columns:
         label_col = "+".join(space.columns)
     else:

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 
-def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, long_text="truncate", stride=None):
+def logits_of(
+    model, tokenizer, frame: pd.DataFrame, classifier_config, batch_size: int, long_text="truncate", stride=None
+):
     """Logits of a table's rows, read as the model was trained to read them (pairs with their second texts), divided
     by the saved temperature (calibration.py)."""
     from qlora_helpers.infer.inference import predict_logits
@@ -20,27 +22,34 @@ def logits_of(model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, lon
     pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
     texts = frame["text"].tolist()
     logits = predict_logits(
-        model, tokenizer, texts, saved.max_length, batch_size, truncation=saved.truncation, pairs=pairs,
-        long_text=long_text, stride=stride,
+        model, tokenizer, texts, classifier_config.max_length, batch_size,
+        truncation=classifier_config.truncation, pairs=pairs, long_text=long_text, stride=stride,
     )  # fmt: skip
-    return saved.calibrated(logits)
+    return classifier_config.calibrated(logits)
 
 
 def evaluate_split(
-    model, tokenizer, frame: pd.DataFrame, saved, batch_size: int, cut=None, long_text="truncate", stride=None
+    model,
+    tokenizer,
+    frame: pd.DataFrame,
+    classifier_config,
+    batch_size: int,
+    thresholds=None,
+    long_text="truncate",
+    stride=None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The task's scores of `frame` (label sets at `cut`) and the logits behind them."""
-    logits = logits_of(model, tokenizer, frame, saved, batch_size, long_text, stride)
-    return saved.kind.scores(frame["label"], logits, saved.labels, cut), logits
+    """The task's scores of `frame` (label sets at `thresholds`) and the logits behind them."""
+    logits = logits_of(model, tokenizer, frame, classifier_config, batch_size, long_text, stride)
+    return classifier_config.task.scores(frame["label"], logits, classifier_config.labels, thresholds), logits
 
 
 def tune_decision(
-    model, tokenizer, validation: pd.DataFrame, saved, batch_size: int, logits: np.ndarray | None = None
+    model, tokenizer, validation: pd.DataFrame, classifier_config, batch_size: int, logits: np.ndarray | None = None
 ) -> dict[str, Any] | None:
     """The task's decision rule fitted on the validation split (never on test): per-label thresholds for label
     sets, nothing for the other tasks. `logits`: the split's (calibrated) logits, when already computed."""
-    logits = logits_of(model, tokenizer, validation, saved, batch_size) if logits is None else logits
-    record = saved.kind.tune(validation["label"], logits, saved.labels)
+    logits = logits_of(model, tokenizer, validation, classifier_config, batch_size) if logits is None else logits
+    record = classifier_config.task.tune(validation["label"], logits, classifier_config.labels)
     if record is not None:
         scores = record["validation_f1_macro"]
         print(
@@ -52,14 +61,14 @@ def tune_decision(
     return record
 
 
-def one_answer_note(saved, logits: np.ndarray, cut=None) -> str | None:
+def one_answer_note(classifier_config, logits: np.ndarray, thresholds=None) -> str | None:
     """A warning when the model gives every row the same decision: it learned the majority baseline (or nothing),
     whatever its score says."""
-    if len(logits) < 2 or not saved.kind.classifies:
+    if len(logits) < 2 or not classifier_config.task.classifies:
         return None
-    decided = np.asarray(saved.kind.decide(logits, cut))
+    decided = np.asarray(classifier_config.task.decide(logits, thresholds))
     if (decided == decided[0]).all():
-        rows = saved.kind.rows(logits[:1], saved.labels, cut)[0]
+        rows = classifier_config.task.rows(logits[:1], classifier_config.labels, thresholds)[0]
         answer = rows.get("label", rows.get("labels"))
         return (
             f"warning: the model gives all {len(logits):,} rows the same answer ({answer}): it has learned no more "
@@ -73,16 +82,20 @@ def inputs_of(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return {k: frame[k].reset_index(drop=True) for k in ("text", "text_pair") if k in frame}
 
 
-def predictions_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+def predictions_table(frame: pd.DataFrame, logits: np.ndarray, classifier_config, thresholds=None) -> pd.DataFrame:
     """Every row: its input, the true and the predicted label (or score) and how sure the model was."""
-    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    table = classifier_config.task.table(
+        frame["label"].reset_index(drop=True), logits, classifier_config.labels, thresholds
+    )
     return pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
 
 
-def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, saved, cut=None) -> pd.DataFrame:
+def mistakes_table(frame: pd.DataFrame, logits: np.ndarray, classifier_config, thresholds=None) -> pd.DataFrame:
     """The rows the model got wrong, most confident mistake first (for scores: the largest error first):
     where to look when a score disappoints."""
-    table = saved.kind.table(frame["label"].reset_index(drop=True), logits, saved.labels, cut)
+    table = classifier_config.task.table(
+        frame["label"].reset_index(drop=True), logits, classifier_config.labels, thresholds
+    )
     wrong = table["_wrong"].to_numpy()
     shown = pd.DataFrame({**inputs_of(frame), **{k: v for k, v in table.items() if not k.startswith("_")}})
     order = np.argsort(-table["_sort"].to_numpy()[wrong], kind="stable")

@@ -57,21 +57,21 @@ def check_export_output(output_dir: Path, adapter_dir: Path, overwrite: bool) ->
 
 def check_adapter(adapter_dir: Path) -> ClassifierConfig:
     """A finished run (or merged model) whose base model can be found; said before anything loads."""
-    saved = ClassifierConfig.load(adapter_dir)
+    classifier_config = ClassifierConfig.load(adapter_dir)
     has_adapter = (adapter_dir / "adapter_config.json").is_file()
     require(
         has_adapter or (adapter_dir / "config.json").is_file(),
         f"{adapter_dir} holds no trained model (no adapter_config.json or config.json); pass the --output-dir of a "
         f"finished `train` run or the output of `merge`",
     )
-    base = saved.base_model
+    base = classifier_config.base_model
     local = base.startswith((".", "/", "~")) or Path(base).expanduser().exists()
     require(
         not has_adapter or not local or Path(base).expanduser().is_dir(),
         f"the base model of {adapter_dir} is missing: {base} does not exist; put it back there, or set "
         f"base_model in {adapter_dir / CONFIG_FILE} to where it is now",
     )
-    return saved
+    return classifier_config
 
 
 def to_onnx(model, tokenizer, path: Path) -> list[str]:
@@ -186,8 +186,8 @@ def export_onnx(
     require_extra("onnx", "onnxruntime", "onnxscript")
     require(adapter_dir.is_dir(), f"adapter folder not found: {adapter_dir}; pass the --output-dir of a `train` run")
     check_export_output(output_dir, adapter_dir, overwrite)
-    saved = check_adapter(adapter_dir)
-    frame, source = verify.verification_frame(adapter_dir, saved, verify_file)
+    classifier_config = check_adapter(adapter_dir)
+    frame, source = verify.verification_frame(adapter_dir, classifier_config, verify_file)
     import torch
 
     from qlora_helpers.infer.inference import load_for_inference
@@ -195,7 +195,9 @@ def export_onnx(
     try:
         loaded = load_for_inference(adapter_dir, "merged", "float32")
     except OSError as e:  # a Hub id that cannot be reached, or a damaged base model folder
-        raise UserError(f"cannot load the base model {saved.base_model!r} of {adapter_dir}: {str(e)[:160]}") from None
+        raise UserError(
+            f"cannot load the base model {classifier_config.base_model!r} of {adapter_dir}: {str(e)[:160]}"
+        ) from None
     model = loaded.model.to("cpu", torch.float32).eval()
     with written_whole(output_dir) as staging:
         started = time.perf_counter()
@@ -206,14 +208,14 @@ def export_onnx(
             quantize_int8(staging / FP32, staging / INT8)
             seconds["quantize"] = round(time.perf_counter() - started, 1)
         loaded.tokenizer.save_pretrained(str(staging))
-        saved.save(staging)
+        classifier_config.save(staging)
         for name in (METRICS, SEEN_ROWS):  # the run's scores for the card; its rows, for `evaluate --onnx`'s check
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)
         print(f"verifying on {len(frame):,} labelled rows of {source}: PyTorch (merged, fp32, CPU) ...")
         precisions = ["fp32", *([quantize] if quantize else [])]
-        forms = verify_files(model, loaded.tokenizer, saved, frame, staging, precisions, batch_size)
-        report = export_record(adapter_dir, staging, saved, source, inputs, forms, seconds, force)
+        forms = verify_files(model, loaded.tokenizer, classifier_config, frame, staging, precisions, batch_size)
+        report = export_record(adapter_dir, staging, classifier_config, source, inputs, forms, seconds, force)
         write_json(staging / REPORT, report)
         from qlora_helpers.report.onnx_card import write_export_card
 
@@ -221,24 +223,36 @@ def export_onnx(
     return ExportResult(output_dir, report)
 
 
-def verify_files(model, tokenizer, saved, frame, folder: Path, precisions: list[str], batch_size: int) -> list:
+def verify_files(
+    model, tokenizer, classifier_config, frame, folder: Path, precisions: list[str], batch_size: int
+) -> list:
     """Each exported file's decisions against the merged PyTorch model's, on the same labelled rows."""
     from qlora_helpers.infer.inference import predict_logits
 
     pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
     texts = frame["text"].tolist()
     reference = predict_logits(
-        model, tokenizer, texts, saved.max_length, batch_size, "cpu", True, saved.truncation, pairs
+        model,
+        tokenizer,
+        texts,
+        classifier_config.max_length,
+        batch_size,
+        "cpu",
+        True,
+        classifier_config.truncation,
+        pairs,
     )
     forms = []
     for precision in precisions:
         exported = OnnxClassifier.load(folder, precision).raw_logits(texts, batch_size, True, pairs)
-        forms.append(verify.compare(saved, frame, reference, exported, precision))
+        forms.append(verify.compare(classifier_config, frame, reference, exported, precision))
         print(verify.describe(forms[-1]))
     return forms
 
 
-def export_record(adapter_dir, staging: Path, saved, source, inputs, forms, seconds, force) -> dict[str, Any]:
+def export_record(
+    adapter_dir, staging: Path, classifier_config, source, inputs, forms, seconds, force
+) -> dict[str, Any]:
     """export_report.json: what was exported, how, how it compares with PyTorch, and whether it is verified."""
     import onnxruntime
     import torch
@@ -251,16 +265,16 @@ def export_record(adapter_dir, staging: Path, saved, source, inputs, forms, seco
         "verified": passed,
         "accepted_with_force": bool(force and not passed),
         "adapter": str(adapter_dir),
-        "task": saved.task,
-        "labels": len(saved.labels.names),
-        "base_model": saved.base_model,
-        "temperature": saved.temperature,
+        "task": classifier_config.task_name,
+        "labels": len(classifier_config.labels.names),
+        "base_model": classifier_config.base_model,
+        "temperature": classifier_config.temperature,
         "exporter": f"torch.onnx.export(dynamo=True), opset {OPSET}",
         "quantization": "onnxruntime MatMulNBits 8-bit weight blocks of 128 (int8 compute), int8 embedding table"
         if INT8 in files.values()
         else None,
         "inputs": inputs,
-        "pairs": saved.text_input.pair_column is not None,
+        "pairs": classifier_config.text_input.pair_column is not None,
         "files": {p: {"file": f, "mb": round((staging / f).stat().st_size / 2**20, 2)} for p, f in files.items()},
         "verified_on": source,
         "verification": forms,

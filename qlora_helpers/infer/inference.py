@@ -71,7 +71,7 @@ class LoadedModel(Predictor):
 
     model: Any
     tokenizer: Any
-    saved: ClassifierConfig
+    classifier_config: ClassifierConfig
     hardware: Hardware
     mode: str = "4bit"
 
@@ -80,10 +80,10 @@ class LoadedModel(Predictor):
             self.model,
             self.tokenizer,
             texts,
-            self.saved.max_length,
+            self.classifier_config.max_length,
             batch_size,
             progress=progress,
-            truncation=self.saved.truncation,
+            truncation=self.classifier_config.truncation,
             pairs=pairs,
             long_text=long_text,
             stride=stride,
@@ -145,41 +145,41 @@ def load_for_inference(path: str | Path, mode: str = "4bit", compute_dtype: str 
 
     path = Path(path)
     require(mode in MODES, f"unknown mode {mode!r}; choose one of {MODES}")
-    saved = ClassifierConfig.load(path)
+    classifier_config = ClassifierConfig.load(path)
     hw = detect_hardware(compute_dtype)
     # the attention kernels the run trained with (a process-wide switch): prediction batches change their padded
     # length, and cuDNN's kernel would plan anew for each (config.TrainConfig.cudnn_attention)
-    choose_attention_kernels(saved.cudnn_attention)
+    choose_attention_kernels(classifier_config.cudnn_attention)
     if is_merged_model_dir(path):
         check_model_files(path)
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_inference_dtype(hw)).to(hw.device)
         model.eval()
-        return LoadedModel(model, load_tokenizer(str(path)), saved, hw, "merged")
+        return LoadedModel(model, load_tokenizer(str(path)), classifier_config, hw, "merged")
     require(
         (path / "adapter_config.json").is_file(),
         f"{path} has no adapter_config.json; pass the --output-dir of a finished `train` run or a merged model",
     )
     check_model_files(path)
     model = load_4bit_model(
-        saved.base_model,
-        saved.labels.num_labels,
-        saved.labels.id2label,
+        classifier_config.base_model,
+        classifier_config.labels.num_labels,
+        classifier_config.labels.id2label,
         hw.compute_dtype,
         hw.device,
-        saved.quant_type,
-        saved.double_quant,
-        problem_type=saved.problem_type,
+        classifier_config.quant_type,
+        classifier_config.double_quant,
+        problem_type=classifier_config.problem_type,
         say_remade=False,  # the adapter brings the trained head
     )
     if mode != "4bit":
         model = model.dequantize(dtype=_inference_dtype(hw)).to(_inference_dtype(hw))
-    model = _with_adapter(model, path, saved.labels.num_labels)
+    model = _with_adapter(model, path, classifier_config.labels.num_labels)
     if mode != "4bit":
         model = model.to(_inference_dtype(hw))
     if mode == "merged":
         model = model.merge_and_unload()
     model.eval()
-    return LoadedModel(model, load_tokenizer(str(path)), saved, hw, mode)
+    return LoadedModel(model, load_tokenizer(str(path)), classifier_config, hw, mode)
 
 
 def _with_adapter(model, path: Path, num_labels: int):
@@ -212,13 +212,16 @@ def load_adapter(adapter_dir: str | Path, compute_dtype: str = "auto") -> Loaded
 def mode_agreement(adapter_dir: str | Path, texts: list[str], modes: tuple[str, ...] = MODES) -> dict[str, Any]:
     """Decision agreement and max |logit difference| (raw logits) of each mode against `4bit`, on `texts` (in this
     process)."""
-    saved = ClassifierConfig.load(adapter_dir)
+    classifier_config = ClassifierConfig.load(adapter_dir)
     logits = {m: load_for_inference(adapter_dir, m).raw_logits(texts, progress=False) for m in modes}
     ref = logits["4bit"]
     return {
         m: {
-            "label_agreement": saved.kind.agreement(
-                saved.calibrated(v), saved.calibrated(ref), saved.labels, saved.cut()
+            "label_agreement": classifier_config.task.agreement(
+                classifier_config.calibrated(v),
+                classifier_config.calibrated(ref),
+                classifier_config.labels,
+                classifier_config.decision_thresholds(),
             ),
             "max_abs_logit_diff": float(np.abs(v - ref).max()),
             "texts": len(texts),

@@ -60,7 +60,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     with written_whole(output_dir) as staging:
         model.save_pretrained(str(staging))
         loaded.tokenizer.save_pretrained(str(staging))
-        loaded.saved.save(staging)
+        loaded.classifier_config.save(staging)
         for name in (TRAINING_CONFIG, METRICS, SEEN_ROWS):  # SEEN_ROWS: evaluate still counts training rows
             if (adapter_dir / name).is_file():
                 shutil.copy(adapter_dir / name, staging / name)

@@ -181,7 +181,7 @@ class OnnxClassifier(Predictor):
 
     session: Any
     tokenizer: TokenizerFile
-    saved: ClassifierConfig
+    classifier_config: ClassifierConfig
     file: Path
     batch_size: ClassVar[int] = 32
     progress: ClassVar[bool] = False
@@ -191,7 +191,7 @@ class OnnxClassifier(Predictor):
         """`precision`: fp32 or int8 (default: `default_precision`, the verified file)."""
         directory = Path(directory)
         model = check_export_folder(directory, precision or default_precision(directory))
-        saved = ClassifierConfig.load(directory)
+        classifier_config = ClassifierConfig.load(directory)
         require_extra("onnxruntime")
         import onnxruntime as ort
 
@@ -204,9 +204,9 @@ class OnnxClassifier(Predictor):
             raise UserError(f"{model} cannot be loaded by onnxruntime ({str(e)[:120]}); export it again") from None
         outputs = session.get_outputs()[0].shape[-1]
         require(
-            not isinstance(outputs, int) or outputs == saved.labels.num_labels,
-            f"{model.name} gives {outputs} outputs but {directory / CONFIG_FILE} names {saved.labels.num_labels} "
-            f"labels: the two come from different models; export it again",
+            not isinstance(outputs, int) or outputs == classifier_config.labels.num_labels,
+            f"{model.name} gives {outputs} outputs but {directory / CONFIG_FILE} names "
+            f"{classifier_config.labels.num_labels} labels: the two come from different models; export it again",
         )
         try:
             tokenizer = TokenizerFile(directory)
@@ -214,7 +214,7 @@ class OnnxClassifier(Predictor):
             raise UserError(
                 f"the tokenizer files of {directory} are damaged ({str(e)[:100]}); export it again"
             ) from None
-        return cls(session, tokenizer, saved, model)
+        return cls(session, tokenizer, classifier_config, model)
 
     @property
     def precision(self) -> str:
@@ -229,12 +229,14 @@ class OnnxClassifier(Predictor):
         """onnxruntime's logits, in the texts' order; batches of similar length."""
         from tqdm.auto import tqdm
 
-        saved = self.saved
-        rows, owner = encode_rows(self.tokenizer, texts, saved.max_length, saved.truncation, pairs, long_text, stride)
+        classifier_config = self.classifier_config
+        rows, owner = encode_rows(
+            self.tokenizer, texts, classifier_config.max_length, classifier_config.truncation, pairs, long_text, stride
+        )
         names = [i.name for i in self.session.get_inputs()]
         pad_values = {"input_ids": self.tokenizer.pad_token_id, "token_type_ids": self.tokenizer.pad_token_type_id}
         order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
-        out = np.zeros((len(rows), saved.labels.num_labels), dtype=np.float32)
+        out = np.zeros((len(rows), classifier_config.labels.num_labels), dtype=np.float32)
         for start in tqdm(
             range(0, len(rows), batch_size),
             desc="Predicting",

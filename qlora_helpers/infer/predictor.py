@@ -18,7 +18,7 @@ from qlora_helpers.modeling.classifier_config import ClassifierConfig
 
 
 class Predictor(ABC):
-    saved: ClassifierConfig
+    classifier_config: ClassifierConfig
     batch_size: int = 64  # the backend's default batch
     progress: bool = True  # a progress bar by default (PyTorch on a GPU); ONNX on a CPU is quiet
 
@@ -45,20 +45,22 @@ class Predictor(ABC):
 
     @property
     def names(self) -> list[str]:
-        return list(self.saved.labels.names)
+        return list(self.classifier_config.labels.names)
 
-    def cut(self, mode: str | None = None):
+    def decision_thresholds(self, mode: str | None = None):
         """The decision thresholds of label sets (`mode`: one of the saved ones), None for the other tasks."""
-        return self.saved.cut(mode)
+        return self.classifier_config.decision_thresholds(mode)
 
     def check_pairs(self, texts: list[str], pairs: list[str] | None) -> None:
         """A pair model needs a second text for every text; a single-text model takes none."""
-        check_pair_texts(self.saved.text_input.pair_column, texts, pairs)
+        check_pair_texts(self.classifier_config.text_input.pair_column, texts, pairs)
 
     def logits(self, texts, batch_size=None, progress=None, pairs=None, long_text="truncate", stride=None):
         """Calibrated logits (divided by the saved temperature): what probabilities and decisions come from, and
         what the thresholds were tuned on."""
-        return self.saved.calibrated(self.raw_logits(texts, batch_size, progress, pairs, long_text, stride))
+        return self.classifier_config.calibrated(
+            self.raw_logits(texts, batch_size, progress, pairs, long_text, stride)
+        )
 
     def predict(
         self,
@@ -73,18 +75,20 @@ class Predictor(ABC):
     ) -> list[dict[str, Any]]:
         """One dict per text: the decision (a label and its probability, the labels above their thresholds, or
         a score), then every label's probability (only the `top_k` highest if given)."""
-        cut = self.cut(threshold_mode)
+        thresholds = self.decision_thresholds(threshold_mode)
         logits = self.logits(texts, batch_size, progress, pairs, long_text, stride)
-        decided = self.saved.kind.rows(logits, self.saved.labels, cut, top_k)
+        decided = self.classifier_config.task.rows(logits, self.classifier_config.labels, thresholds, top_k)
         return [
             {"text": t, **({"text_pair": pairs[i]} if pairs else {}), **row}
             for i, (t, row) in enumerate(zip(texts, decided))
         ]
 
     def scores(
-        self, frame: pd.DataFrame, batch_size: int | None = None, cut=None, long_text="truncate", stride=None
+        self, frame: pd.DataFrame, batch_size: int | None = None, thresholds=None, long_text="truncate", stride=None
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """The task's scores of a labelled table (label sets at `cut`) and the calibrated logits behind them."""
+        """The task's scores of a labelled table (label sets at `thresholds`) and the calibrated logits behind them."""
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         logits = self.logits(frame["text"].tolist(), batch_size, None, pairs, long_text, stride)
-        return self.saved.kind.scores(frame["label"], logits, self.saved.labels, cut), logits
+        return self.classifier_config.task.scores(
+            frame["label"], logits, self.classifier_config.labels, thresholds
+        ), logits

@@ -86,7 +86,7 @@ def check_reload(
     trained_model,
     frame: pd.DataFrame,
     trained_logits: np.ndarray,
-    trained_saved,
+    trained_config,
     batch_size: int,
     compute_dtype: str = "auto",
 ):
@@ -107,10 +107,12 @@ def check_reload(
     tolerance, reason = logit_tolerance(reloaded.hardware.compute_dtype, trained_logits)
     compared, unsaved = weight_differences(trained_model, reloaded.model)
     more = [f"... and {len(unsaved) - 3} more tensors"] if len(unsaved) > 3 else []
-    problems = setting_differences(trained_saved, reloaded.saved) + unsaved[:3] + more
+    problems = setting_differences(trained_config, reloaded.classifier_config) + unsaved[:3] + more
     diff = float(np.abs(again - trained_logits).max()) if len(frame) else 0.0
     if diff > tolerance:
         problems.append(f"logits differ by {diff:.2e}, beyond the {tolerance:.2e} rounding allows")
-    agreement = trained_saved.kind.agreement(again, trained_logits, trained_saved.labels, trained_saved.cut())
+    agreement = trained_config.task.agreement(
+        again, trained_logits, trained_config.labels, trained_config.decision_thresholds()
+    )
     check = ReloadCheck(len(frame), float(agreement), diff, tolerance, reason, compared, problems)
     return reloaded, check

@@ -25,7 +25,9 @@ TARGETS = {
 TEST_TABLE = "test_predictions.csv"  # what `train` wrote: every test row's text(s) and true label
 
 
-def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None) -> tuple[pd.DataFrame, str]:
+def verification_frame(
+    adapter_dir: Path, classifier_config, verify_file: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """The labelled rows to verify on, and where they came from: `verify_file` (a labelled file with training's
     columns, or a `test_predictions.csv`), else the run's own test split."""
     from qlora_helpers.data.prepare import read_labelled_file
@@ -43,7 +45,7 @@ def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None)
     if {"text", "true"} <= columns:  # the test table `train` wrote: label names in `true`
         pair = "text_pair" if "text_pair" in columns else None
         require(
-            (pair is None) == (saved.text_input.pair_column is None),
+            (pair is None) == (classifier_config.text_input.pair_column is None),
             f"{path} is the test table of a "
             + (
                 "sentence-pair model, and this model reads single texts"
@@ -52,12 +54,16 @@ def verification_frame(adapter_dir: Path, saved, verify_file: str | None = None)
             )
             + "; pass this model's own test_predictions.csv or a labelled file of its columns with --verify-file",
         )
-        frame = read_labelled_file(str(path), saved, "text", "true", True, pair)
+        frame = read_labelled_file(str(path), classifier_config, "text", "true", True, pair)
     else:
         try:
-            frame = read_labelled_file(str(path), saved)
+            frame = read_labelled_file(str(path), classifier_config)
         except UserError:  # its advice names train's column flags, which export does not take
-            wanted = [*saved.text_input.columns, saved.text_input.pair_column, saved.labels.column]
+            wanted = [
+                *classifier_config.text_input.columns,
+                classifier_config.text_input.pair_column,
+                classifier_config.labels.column,
+            ]
             raise UserError(
                 f"--verify-file {path} cannot be read as this model's data: it has the columns "
                 f"{sorted(map(str, columns))[:8]}, and export reads a labelled file with a header and the model's own "
@@ -76,30 +82,32 @@ def metric_drop(reference: float, exported: float) -> float | None:
     return round(100 * (reference - exported), 4)
 
 
-def compare(saved, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndarray, precision: str) -> dict:
+def compare(
+    classifier_config, frame: pd.DataFrame, reference: np.ndarray, exported: np.ndarray, precision: str
+) -> dict:
     """Agreement, largest probability difference and the task metric of both, against the precision's targets.
 
     Both sets of logits are the models' raw ones; the saved temperature is applied to both."""
-    task, space, cut = saved.kind, saved.labels, saved.cut()
-    ref, out = saved.calibrated(reference), saved.calibrated(exported)
+    task, space, thresholds = classifier_config.task, classifier_config.labels, classifier_config.decision_thresholds()
+    ref, out = classifier_config.calibrated(reference), classifier_config.calibrated(exported)
     metric = task.selection_metric
-    ref_score = float(task.scores(frame["label"], ref, space, cut)[metric])
-    out_score = float(task.scores(frame["label"], out, space, cut)[metric])
+    ref_score = float(task.scores(frame["label"], ref, space, thresholds)[metric])
+    out_score = float(task.scores(frame["label"], out, space, thresholds)[metric])
     diff = float(np.abs(task.probabilities(out, space) - task.probabilities(ref, space)).max())
     targets = task.export_targets(dict(TARGETS[precision]), space)
     record: dict[str, Any] = {
         "precision": precision,
         "rows": int(len(frame)),
-        "label_agreement": round(task.agreement(out, ref, space, cut), 6),
+        "label_agreement": round(task.agreement(out, ref, space, thresholds), 6),
         "compared": task.compared,
         "max_abs_diff": diff,
-        "metric": metric + (" at the saved thresholds" if saved.thresholds else ""),
+        "metric": metric + (" at the saved thresholds" if classifier_config.thresholds else ""),
         "pytorch": round(ref_score, 6),
         "onnx": round(out_score, 6),
         "metric_drop_points": metric_drop(ref_score, out_score),
         "targets": targets,
     }
-    per_decision = task.decision_agreement(out, ref, cut)
+    per_decision = task.decision_agreement(out, ref, thresholds)
     if per_decision is not None:
         record["per_label_decision_agreement"] = round(per_decision, 6)
     decisions = record.get("per_label_decision_agreement", record["label_agreement"])

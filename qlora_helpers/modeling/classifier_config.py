@@ -28,7 +28,7 @@ LEGACY_FILES = ("label_mapping.json", "training_config.json")  # runs saved befo
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    task: str
+    task_name: str  # the task's name (tasks.TASKS); `task` is the task object
     labels: LabelSpace
     text_input: TextInput
     max_length: int
@@ -41,24 +41,26 @@ class ClassifierConfig:
     temperature: float | None = None  # classifiers: fitted on validation after training (calibration.py)
 
     @property
-    def kind(self):
+    def task(self):
         """The task object (tasks.py) that scores, decides and writes rows for this model."""
-        return tasks.get(self.task)
+        return tasks.get(self.task_name)
 
     @property
     def problem_type(self) -> str:
-        return self.kind.problem_type
+        return self.task.problem_type
 
-    def cut(self, mode: str | None = None) -> np.ndarray | None:
+    def decision_thresholds(self, mode: str | None = None) -> np.ndarray | None:
         """The decision thresholds (`mode`: per_label, global or 0.5; default the saved choice); None where
         the task decides without thresholds."""
-        return self.kind.cut(self.thresholds, self.labels, mode)
+        return self.task.thresholds_from(self.thresholds, self.labels, mode)
 
     def scores_at_thresholds(self, encoded, logits: np.ndarray, modes: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """A label-set model's set scores at other saved thresholds than its own (`modes`: 0.5, global,
         per_label), for `train`'s metrics and `evaluate`'s report alike."""
         keys = ("f1_macro", "f1_micro", "f1_weighted", "subset_accuracy")
-        scored = {mode: self.kind.scores(encoded, logits, self.labels, self.cut(mode)) for mode in modes}
+        scored = {
+            mode: self.task.scores(encoded, logits, self.labels, self.decision_thresholds(mode)) for mode in modes
+        }
         return {mode: {k: m[k] for k in keys} for mode, m in scored.items()}
 
     def with_thresholds(self, record: dict[str, Any] | None) -> ClassifierConfig:
@@ -74,7 +76,7 @@ class ClassifierConfig:
 
     def record(self) -> dict[str, Any]:
         return {
-            "task": self.task,
+            "task": self.task_name,
             "labels": self.labels.record(),
             "input": self.text_input.record(),
             "max_length": self.max_length,
@@ -94,7 +96,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> ClassifierConfig:
-        saved = cls(
+        classifier_config = cls(
             r["task"],
             LabelSpace.from_record(r["labels"]),
             TextInput.from_record(r["input"]),
@@ -107,16 +109,20 @@ class ClassifierConfig:
             r.get("thresholds"),
             r.get("temperature"),
         )
-        require(saved.max_length > 0, f"max_length {saved.max_length} must be a positive number of tokens")
-        saved.kind.check_saved(saved.labels, "the labels' values")
-        t = saved.temperature
+        require(
+            classifier_config.max_length > 0,
+            f"max_length {classifier_config.max_length} must be a positive number of tokens",
+        )
+        classifier_config.task.check_saved(classifier_config.labels, "the labels' values")
+        t = classifier_config.temperature
         number = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
         require(
-            t is None or (saved.kind.classifies and number),
+            t is None or (classifier_config.task.classifies and number),
             f"temperature {t!r} must be a positive finite number, and only for a classifier",
         )
-        saved.cut()  # thresholds in range, one per label: checked at load, not at the first prediction
-        return saved
+        # thresholds in range, one per label: checked at load, not at the first prediction
+        classifier_config.decision_thresholds()
+        return classifier_config
 
     @classmethod
     def load(cls, directory: str | Path) -> ClassifierConfig:

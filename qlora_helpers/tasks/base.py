@@ -92,32 +92,38 @@ class Task(ABC):
         """What a user reads: class probabilities, label probabilities, or the score on its own scale."""
 
     @abstractmethod
-    def decide(self, logits: np.ndarray, cut: Any = None) -> np.ndarray: ...
+    def decide(self, logits: np.ndarray, thresholds: Any = None) -> np.ndarray: ...
 
     @abstractmethod
-    def scores(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> dict[str, Any]: ...
+    def scores(
+        self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, thresholds: Any = None
+    ) -> dict[str, Any]: ...
 
     @abstractmethod
-    def rows(self, logits: np.ndarray, space: LabelSpace, cut: Any = None, top_k: int | None = None) -> list[dict]: ...
+    def rows(
+        self, logits: np.ndarray, space: LabelSpace, thresholds: Any = None, top_k: int | None = None
+    ) -> list[dict]: ...
 
     @abstractmethod
-    def table(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> pd.DataFrame: ...
+    def table(
+        self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, thresholds: Any = None
+    ) -> pd.DataFrame: ...
 
     def tune(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace) -> dict[str, Any] | None:
         """A decision rule to fit on validation after training: none unless the task has one."""
         return None
 
-    def cut(self, record: dict[str, Any] | None, space: LabelSpace, mode: str | None = None):
+    def thresholds_from(self, record: dict[str, Any] | None, space: LabelSpace, mode: str | None = None):
         """The decision thresholds a saved rule gives (`mode` picks one of a multi-label model's); None here."""
         require(mode is None, f"--thresholds applies to multi-label models; this one is {self.name}")
         return None
 
-    def agreement(self, a: np.ndarray, b: np.ndarray, space: LabelSpace, cut: Any = None) -> float:
+    def agreement(self, a: np.ndarray, b: np.ndarray, space: LabelSpace, thresholds: Any = None) -> float:
         """The share of rows two models decide alike (e.g. a 4-bit adapter and its merged or exported form)."""
-        da, db = self.decide(a, cut), self.decide(b, cut)
+        da, db = self.decide(a, thresholds), self.decide(b, thresholds)
         return float((da.reshape(len(da), -1) == db.reshape(len(db), -1)).all(axis=1).mean())
 
-    def decision_agreement(self, a: np.ndarray, b: np.ndarray, cut: Any = None) -> float | None:
+    def decision_agreement(self, a: np.ndarray, b: np.ndarray, thresholds: Any = None) -> float | None:
         """The share of single decisions two models make alike, where a row holds several (None: one per row)."""
         return None
 
@@ -143,7 +149,7 @@ class Task(ABC):
 
     # ---- reporting ----------------------------------------------------------------------------------------------
     @abstractmethod
-    def plot(self, encoded, logits, metrics, space, cut, directory, caption) -> dict[str, Any]: ...
+    def plot(self, encoded, logits, metrics, space, thresholds, directory, caption) -> dict[str, Any]: ...
 
     @abstractmethod
     def headline(self, m: dict[str, Any], prefix: str = "test_") -> str: ...

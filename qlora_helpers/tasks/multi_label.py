@@ -112,9 +112,9 @@ class MultiLabel(Task):
         positives = y.sum(axis=0)
         return torch.tensor(np.sqrt((len(y) - positives) / np.maximum(positives, 1)), dtype=torch.float32)
 
-    def scores(self, encoded, logits, space, cut=0.5):
+    def scores(self, encoded, logits, space, thresholds=0.5):
         hot = lb.multi_hot(list(encoded), space.num_labels)
-        return multi_label_metrics(hot, sigmoid(logits), 0.5 if cut is None else cut, space.id2label)
+        return multi_label_metrics(hot, sigmoid(logits), 0.5 if thresholds is None else thresholds, space.id2label)
 
     def probabilities(self, logits, space):
         return sigmoid(logits)
@@ -125,9 +125,9 @@ class MultiLabel(Task):
             return None
         return float(np.median(np.asarray(targets, dtype=float).sum(axis=0)))
 
-    def decision_agreement(self, a, b, cut=0.5):
+    def decision_agreement(self, a, b, thresholds=0.5):
         """A set agrees only if all its labels do; each label's decision, for scale."""
-        return float((self.decide(a, cut) == self.decide(b, cut)).mean())
+        return float((self.decide(a, thresholds) == self.decide(b, thresholds)).mean())
 
     def calibration_truth(self, encoded, space):
         """The multi-hot matrix."""
@@ -152,12 +152,12 @@ class MultiLabel(Task):
 
         return float(brier_score_loss(truth.ravel(), sigmoid(logits).ravel()))
 
-    def decide(self, logits, cut=0.5):
-        return sigmoid(logits) >= (0.5 if cut is None else cut)
+    def decide(self, logits, thresholds=0.5):
+        return sigmoid(logits) >= (0.5 if thresholds is None else thresholds)
 
-    def rows(self, logits, space, cut=0.5, top_k=None):
+    def rows(self, logits, space, thresholds=0.5, top_k=None):
         out = []
-        for p, chosen in zip(sigmoid(logits), self.decide(logits, cut)):
+        for p, chosen in zip(sigmoid(logits), self.decide(logits, thresholds)):
             order = [j for j in np.argsort(-p, kind="stable") if chosen[j]]
             out.append(
                 {
@@ -168,12 +168,12 @@ class MultiLabel(Task):
             )
         return out
 
-    def table(self, encoded, logits, space, cut=0.5):
+    def table(self, encoded, logits, space, thresholds=0.5):
         """A row is wrong when its predicted set differs; its confidence is the largest distance between a
         probability and the truth, so the most confidently wrong label set comes first."""
         names, probs = np.array(space.names), sigmoid(logits)
         truth = lb.multi_hot(list(encoded), space.num_labels).astype(bool)
-        chosen = self.decide(logits, cut)
+        chosen = self.decide(logits, thresholds)
         d = space.delimiter
         return pd.DataFrame(
             {
@@ -185,7 +185,7 @@ class MultiLabel(Task):
             }
         )
 
-    def plot(self, encoded, logits, metrics, space, cut, directory, caption):
+    def plot(self, encoded, logits, metrics, space, thresholds, directory, caption):
         """Per-label scores, and which labels the model mixes up."""
         from qlora_helpers.tasks.figures import plot_label_confusion, plot_per_label_scores
 
@@ -193,7 +193,7 @@ class MultiLabel(Task):
         return {
             "per_label_scores": plot_per_label_scores(metrics, directory, caption=caption),
             "label_confusion": plot_label_confusion(
-                truth, self.decide(logits, cut), list(space.names), directory, caption
+                truth, self.decide(logits, thresholds), list(space.names), directory, caption
             ),
         }
 
@@ -203,7 +203,7 @@ class MultiLabel(Task):
 
         return thresholds.tune(lb.multi_hot(list(encoded), space.num_labels), sigmoid(logits), list(space.names))
 
-    def cut(self, record, space, mode=None):
+    def thresholds_from(self, record, space, mode=None):
         from qlora_helpers.tasks import thresholds
 
         return thresholds.vector(record or {"mode": "0.5"}, list(space.names), mode)

@@ -104,17 +104,17 @@ class Regression(Task):
         require(setting is None, "--class-weights weighs classes; a regression has none: leave it out")
         return None
 
-    def scores(self, encoded, logits, space, cut=None):
+    def scores(self, encoded, logits, space, thresholds=None):
         return regression_metrics(encoded.to_numpy(dtype=float), self.values(logits, space))
 
-    def decide(self, logits, cut=None):
+    def decide(self, logits, thresholds=None):
         return logits[:, 0]
 
-    def rows(self, logits, space, cut=None, top_k=None):
+    def rows(self, logits, space, thresholds=None, top_k=None):
         require(top_k is None, "--top-k lists the most probable labels; a regression predicts a score: leave it out")
         return [{"score": round(float(x), 6)} for x in self.values(logits, space)]
 
-    def plot(self, encoded, logits, metrics, space, cut, directory, caption):
+    def plot(self, encoded, logits, metrics, space, thresholds, directory, caption):
         from qlora_helpers.tasks.figures import plot_scores_scatter
 
         values = self.values(logits, space)
@@ -122,12 +122,12 @@ class Regression(Task):
             "scores_scatter": plot_scores_scatter(encoded.to_numpy(dtype=float), values, directory, caption=caption)
         }
 
-    def agreement(self, a, b, space, cut=None):
+    def agreement(self, a, b, space, thresholds=None):
         """Scores agree when they differ by at most 1% of the training scores' range."""
         tolerance = 0.01 * (space.extras.get("max", 1.0) - space.extras.get("min", 0.0))
         return float((np.abs(self.values(a, space) - self.values(b, space)) <= tolerance).mean())
 
-    def table(self, encoded, logits, space, cut=None):
+    def table(self, encoded, logits, space, thresholds=None):
         values = self.values(logits, space)
         error = np.abs(values - encoded.to_numpy(dtype=float))
         return pd.DataFrame(

@@ -103,7 +103,9 @@ class SingleLabel(Task):
         counts = np.bincount(np.asarray(targets, dtype=int), minlength=space.num_labels)
         return torch.tensor(len(targets) / (space.num_labels * np.maximum(counts, 1)), dtype=torch.float32)
 
-    def scores(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> dict[str, Any]:
+    def scores(
+        self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, thresholds: Any = None
+    ) -> dict[str, Any]:
         return classification_metrics(encoded.to_numpy(), logits.argmax(-1), space.id2label)
 
     def probabilities(self, logits: np.ndarray, space: LabelSpace) -> np.ndarray:
@@ -139,16 +141,18 @@ class SingleLabel(Task):
 
         return float(brier_score_loss(truth, softmax(logits), labels=list(range(space.num_labels))))
 
-    def decide(self, logits: np.ndarray, cut: Any = None) -> np.ndarray:
+    def decide(self, logits: np.ndarray, thresholds: Any = None) -> np.ndarray:
         return logits.argmax(-1)
 
-    def rows(self, logits: np.ndarray, space: LabelSpace, cut: Any = None, top_k: int | None = None) -> list[dict]:
+    def rows(
+        self, logits: np.ndarray, space: LabelSpace, thresholds: Any = None, top_k: int | None = None
+    ) -> list[dict]:
         return [
             {"label": space.names[int(p.argmax())], "probability": round(float(p.max()), 6), **ranked(space, p, top_k)}
             for p in softmax(logits)
         ]
 
-    def table(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, cut: Any = None) -> pd.DataFrame:
+    def table(self, encoded: pd.Series, logits: np.ndarray, space: LabelSpace, thresholds: Any = None) -> pd.DataFrame:
         """true / predicted / probability per row, and whether the row is a mistake."""
         names, probs = np.array(space.names), softmax(logits)
         return pd.DataFrame(
@@ -161,7 +165,7 @@ class SingleLabel(Task):
             }
         )
 
-    def plot(self, encoded, logits, metrics, space, cut, directory, caption) -> dict[str, Any]:
+    def plot(self, encoded, logits, metrics, space, thresholds, directory, caption) -> dict[str, Any]:
         """The test split's picture: the confusion matrix."""
         from qlora_helpers.tasks.figures import plot_confusion_matrix
 

@@ -67,12 +67,12 @@ def vector(record: dict[str, Any], names: list[str], mode: str | None = None) ->
     if mode == "0.5":
         return np.full(len(names), 0.5)
     if mode == "global":
-        cut = np.full(len(names), float(record["global"]))
+        thresholds = np.full(len(names), float(record["global"]))
     else:
         missing = [n for n in names if n not in record.get("per_label", {})]
         require(not missing, f"the saved thresholds lack label(s) {missing[:5]}; retrain or re-tune them")
-        cut = np.array([float(record["per_label"][n]) for n in names])
-    bad = [f"{n}={t:g}" for n, t in zip(names, cut) if not 0.0 <= t <= 1.0]
+        thresholds = np.array([float(record["per_label"][n]) for n in names])
+    bad = [f"{n}={t:g}" for n, t in zip(names, thresholds) if not 0.0 <= t <= 1.0]
     if bad:
         raise UserError(f"thresholds must lie between 0 and 1 (a probability), but {', '.join(bad[:3])}")
-    return cut
+    return thresholds
