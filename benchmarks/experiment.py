@@ -156,6 +156,7 @@ RUN_FIELDS = (
     "optimizer_steps",
     "epochs",
     "schedule",
+    "length_check",
     "effective_batch_size",
     "world_size",
     "device",
@@ -184,21 +185,24 @@ def run_fields(output_dir: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return {k: metrics.get(k) for k in RUN_FIELDS} | validation_curve(Path(output_dir))
+    return {k: metrics.get(k) for k in RUN_FIELDS} | validation_curve(
+        Path(output_dir), metrics.get("selection_metric")
+    )
 
 
-def validation_curve(run: Path) -> dict[str, Any]:
-    """Each evaluation's step and selection score from the run's training_log.json, and where the best came: a
-    best score in the last evaluation or two says the run stopped while it was still climbing."""
+def validation_curve(run: Path, selection: str | None) -> dict[str, Any]:
+    """Each evaluation's step and selection score from the run's training_log.json, and where the best came (the
+    run's own reading of it, still rising at the end or not, is metrics.json's `length_check`)."""
     log = run / "training_log.json"
     if not log.is_file():
         return {}
     evals = [e for e in json.loads(log.read_text()) if any(k.startswith("eval_") for k in e) and "step" in e]
-    key = next((k for k in ("eval_spearman", "eval_f1_macro", "eval_accuracy") if evals and k in evals[0]), None)
-    if key is None:
+    key = f"eval_{selection}"  # the score the Trainer chose the best checkpoint by
+    if not selection or not any(key in e for e in evals):
         return {}
-    curve = [[e["step"], round(float(e[key]), 4)] for e in evals if key in e]
-    best = max(range(len(curve)), key=lambda i: curve[i][1])
+    scores = [(e["step"], float(e[key])) for e in evals if key in e]
+    best = max(range(len(scores)), key=lambda i: scores[i][1])  # on the scores as logged: rounded ones tie
+    curve = [[step, round(score, 4)] for step, score in scores]
     return {"val_curve": curve, "val_curve_metric": key, "best_eval_index": best + 1, "evaluations": len(curve)}
 
 
