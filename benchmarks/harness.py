@@ -97,7 +97,7 @@ def run_arm(
 
     assert arm in ARMS, arm
     ready = prepare(cfg)  # as `train` does: the recipe's attention kernels, seed, split and token ids
-    hw, data, tokenizer, tokenized = ready.hw, ready.data, ready.tokenizer, ready.tokenized
+    hw, data, tokenizer = ready.hw, ready.data, ready.tokenizer
     set_seed(cfg.seed)
     if hw.device == "cuda":
         torch.cuda.empty_cache()
@@ -117,7 +117,7 @@ def run_arm(
 
         trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed
     outcome = train(
-        TrainingJob(model, tokenized, tokenizer, data.task, data.labels, compiled_layers),
+        TrainingJob.of(ready, model, compiled_layers),
         arm_cfg,
         hw,
         evaluation=evaluate_test,

@@ -56,10 +56,7 @@ class Run:
 
     def job(self) -> TrainingJob:
         """What training needs besides the recipe: the built model, the token ids, the task and its labels."""
-        ready, built = self.ready, self.built
-        return TrainingJob(
-            built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-        )
+        return TrainingJob.of(self.ready, self.built.model, self.built.compiled)
 
     def train(self, gpus: int | None = None, callbacks: list | None = None) -> TrainOutcome:
         """In this process on one GPU or the CPU; with several GPUs (`gpus`, by default every visible one) and one

@@ -19,7 +19,7 @@ model_dir, csv, out = sys.argv[1:4]
 cfg = tiny_run_config(model_dir, csv, Path(out) / "run", grad_accum=1, epochs=2.0)
 ready = prepare(cfg)
 model = model_for(cfg, ready).model
-job = TrainingJob(model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels)
+job = TrainingJob.of(ready, model)
 trainer, _ = build_trainer(job, cfg, ready.hw, evaluation=False)
 loader = trainer.get_train_dataloader()
 rows = []

@@ -107,9 +107,7 @@ def test_training_and_prediction_use_it(tiny_config):
 
     cfg = tiny_config()
     ready = prepare(cfg)
-    job = TrainingJob(
-        model_for(cfg, ready).model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels
-    )
+    job = TrainingJob.of(ready, model_for(cfg, ready).model)
     trainer, _ = build_trainer(job, cfg, ready.hw, evaluation=False)
     assert isinstance(trainer.data_collator, PaddingCollator)
     batch = next(iter(trainer.get_train_dataloader()))

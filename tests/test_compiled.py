@@ -125,7 +125,7 @@ def test_padding_to_max_length_and_full_training_batches(tiny_config):
     built = model_for(cfg, ready)
     assert built.compiled and not built.graphs  # --compile on: compiled on the CPU too, never as CUDA graphs
     tokenized = ready.tokenized
-    job = TrainingJob(built.model, tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled)
+    job = TrainingJob.of(ready, built.model, built.compiled)
     trainer, schedule = build_trainer(job, cfg, ready.hw)
     train = list(trainer.get_train_dataloader())
     assert len(train) == len(tokenized["train"]) // 7 == schedule.steps_per_epoch  # the schedule counts them too
@@ -160,9 +160,7 @@ def test_a_failed_compile_trains_on_eager_from_the_same_start(tiny_config, monke
         return "trained"
 
     monkeypatch.setattr(training, "_train_once", fails_once_compiled)
-    job = training.TrainingJob(
-        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-    )
+    job = training.TrainingJob.of(ready, built.model, built.compiled)
     assert training.train(job, cfg, ready.hw) == "trained"
     assert [j.compiled for j in jobs] == [True, False]
     assert not any("forward" in layer.__dict__ for layer in layers)  # the eager forward is back

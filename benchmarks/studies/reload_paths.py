@@ -64,9 +64,7 @@ def main() -> None:
     ready = pipeline.prepare(cfg)
     built = pipeline.model_for(cfg, ready)
     test = ready.data.splits["test"]
-    job = training.TrainingJob(
-        built.model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, built.compiled
-    )
+    job = training.TrainingJob.of(ready, built.model, built.compiled)
     training.train(job, cfg, ready.hw)
     classifier_config = pipeline.classifier_config(cfg, ready.data)
     trained = {b: logits_of(built.model, ready.tokenizer, test, classifier_config, b) for b in (64, 256)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,12 @@ class TrainingJob:
     labels: Any  # labels.LabelSpace
     compiled: bool = False  # the builder compiled the encoder layers: one batch shape, last short batch dropped
 
+    @classmethod
+    def of(cls, ready, model, compiled: bool = False) -> TrainingJob:
+        """The job for `model` on a prepared run's data (pipeline.Prepared: token ids, tokenizer, task, labels);
+        the one place that unpacks it, for the Run, the benchmark harness and the tests alike."""
+        return cls(model, ready.tokenized, ready.tokenizer, ready.data.task, ready.data.labels, compiled)
+
 
 def train(
     job: TrainingJob,
@@ -229,7 +235,7 @@ def train(
             if not (job.compiled and compiled.is_compile_failure(e)):
                 raise
             compiled.uncompile(job.model)
-            job = TrainingJob(job.model, job.tokenized, job.tokenizer, job.task, job.labels, compiled=False)
+            job = replace(job, compiled=False)
             print(
                 f"compiling the encoder layers failed on this platform ({type(e).__name__}: "
                 f"{str(e).splitlines()[0][:160] if str(e) else ''}); training on with eager layers from the start "
