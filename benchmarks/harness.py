@@ -69,6 +69,24 @@ def build_arm_model(arm: str, cfg: TrainConfig, data, hw) -> tuple[Any, bool]:
     return model, False
 
 
+def memory_probe(cfg: TrainConfig, warmup_steps: int):
+    """The allocator's history over a warm-up step (tracing slows it, so it is not timed); none with
+    checkpointing, whose recomputing backward breaks the recording of stacks."""
+    from benchmarks.kinds.memory_breakdown import StepMemoryTrace
+
+    return None if cfg.gradient_checkpointing else StepMemoryTrace(min(2, warmup_steps - 1))
+
+
+def time_probe(cfg: TrainConfig, warmup_steps: int):
+    """torch.profiler over ten steps after the timed warm-up (the run needs warmup_steps + 12 steps)."""
+    from benchmarks.kinds.time_breakdown import StepTimeProfile
+
+    return StepTimeProfile(warmup_steps + 1)
+
+
+PROBES = {"memory": memory_probe, "time": time_probe}
+
+
 def weight_arithmetic_mb(total_params: int, trainable_params: int, embedding_params: int, arm: str) -> float:
     """Weight bytes by arithmetic alone (no activations, no optimizer): labelled as arithmetic wherever shown.
 
@@ -84,10 +102,10 @@ def weight_arithmetic_mb(total_params: int, trainable_params: int, embedding_par
 
 
 def run_arm(
-    arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bool = False, memory_breakdown: bool = False
+    arm: str, cfg: TrainConfig, warmup_steps: int = 5, evaluate_test: bool = False, probes: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Train one arm in this process and return its record (see the module docstring); `memory_breakdown`
-    adds what the peak of the first step after warm-up is made of (memory_breakdown.py)."""
+    """Train one arm in this process and return its record (see the module docstring); `probes` (PROBES) add
+    what the first steps after warm-up are made of: `memory` (the peak's tensors), `time` (the GPU's kernels)."""
     from transformers import set_seed
 
     from qlora_helpers.modeling.lora import count_parameters
@@ -111,11 +129,7 @@ def run_arm(
     arm_cfg = cfg if arm in ("qlora", "lora_16bit") else cfg.replace(optim="adamw_torch", lr=min(cfg.lr, 5e-5))
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trace = None
-    if memory_breakdown and not cfg.gradient_checkpointing:  # recording stacks breaks checkpointed backward
-        from benchmarks.kinds.memory_breakdown import StepMemoryTrace
-
-        trace = StepMemoryTrace(min(2, warmup_steps - 1))  # a warm-up step: tracing slows it, so it is not timed
+    watching = {name: probe for name in probes if (probe := PROBES[name](cfg, warmup_steps)) is not None}
     outcome = train(
         TrainingJob.of(ready, model, compiled_layers),
         arm_cfg,
@@ -123,7 +137,7 @@ def run_arm(
         evaluation=evaluate_test,
         mixed_precision=arm != "full_fp32",
         timing_warmup=warmup_steps,
-        extra_callbacks=[trace] if trace else None,
+        extra_callbacks=list(watching.values()) or None,
     )
     synchronize()
     sps = outcome.metrics["train_step_samples_per_second"]  # training steps only, synchronised, after warm-up
@@ -170,8 +184,8 @@ def run_arm(
         "test_f1_weighted": None,
         "versions": library_versions(),
     }
-    if trace is not None:
-        record["memory_breakdown"] = trace.result
+    for name, probe in watching.items():
+        record[f"{name}_breakdown"] = probe.result
     if evaluate_test:
         record.update(test_record(cfg, data, model, tokenizer, outcome))
     return record
@@ -222,7 +236,7 @@ def measure_arm(
     warmup_steps: int = 5,
     evaluate_test: bool = False,
     profile: str = "full",
-    memory_breakdown: bool = False,
+    probes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One arm of one preset (`settings` on top of it) trained in a fresh process; its record."""
     child = [
@@ -241,8 +255,8 @@ def measure_arm(
     ]
     if evaluate_test:
         child.append("--evaluate-test")
-    if memory_breakdown:
-        child.append("--memory-breakdown")
+    for name in probes:
+        child += ["--probe", name]
     started = time.perf_counter()
     record = record_from_child(
         child,
@@ -268,7 +282,7 @@ def run_arms(
     checkpointing: tuple[bool, ...] = (True,),
     label: str = "",
     seeds: tuple[int, ...] | None = None,
-    memory_breakdown: bool = False,
+    probes: tuple[str, ...] = (),
     variants: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Each (variant, arm, checkpointing, seed) in its own subprocess; all records in one JSON file.
@@ -282,7 +296,7 @@ def run_arms(
             for ckpt in checkpointing:
                 for arm in variant.get("arms", arms):
                     own = {**settings, **variant.get("set", {}), "gradient_checkpointing": ckpt, "seed": seed}
-                    record = measure_arm(arm, own, warmup_steps, evaluate_test, memory_breakdown=memory_breakdown)
+                    record = measure_arm(arm, own, warmup_steps, evaluate_test, probes=probes)
                     if variant["name"]:
                         record["variant"] = variant["name"]
                     records.append(record)

@@ -59,7 +59,7 @@ def run_arms(spec, settings, output):
         ckpt,
         spec.get("about", ""),
         tuple(SEEDS or spec.get("seeds", [])) or None,
-        spec.get("memory_breakdown", False),
+        tuple(spec.get("probes", ["memory"] if spec.get("memory_breakdown") else [])),
         [v for v in spec["variants"] if not ONLY or v["name"] in ONLY] if spec.get("variants") else None,
     )
 
@@ -182,7 +182,7 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--settings")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--evaluate-test", action="store_true")
-    parser.add_argument("--memory-breakdown", action="store_true")
+    parser.add_argument("--probe", action="append", default=[], choices=["memory", "time"])
     parser.add_argument("--adapter")
     parser.add_argument("--mode")
     parser.add_argument("--texts")
@@ -203,7 +203,7 @@ def child(argv: list[str]) -> int:
         cfg = make_config(args.profile, **json.loads(args.settings))
         print(
             "BENCH_RECORD "
-            + json.dumps(run_arm(args.arm, cfg, args.warmup_steps, args.evaluate_test, args.memory_breakdown))
+            + json.dumps(run_arm(args.arm, cfg, args.warmup_steps, args.evaluate_test, tuple(args.probe)))
         )
     else:
         from benchmarks.kinds.inference_modes import time_mode

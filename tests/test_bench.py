@@ -207,3 +207,18 @@ def test_bad_settings_fail_before_any_run(tiny_bert, easy_csv, tmp_path, setting
 def test_the_runner_lists_experiments_and_locations():
     r = run_runner("--list")
     assert r.returncode == 0 and "efficiency_bert_base_shapes" in r.stdout and "$QLORA_IMDB" in r.stdout
+
+
+def test_the_time_probe_buckets_kernels_and_accounts_for_the_wall_time(bench_settings):
+    from benchmarks.kinds.time_breakdown import bucket
+
+    assert bucket("void kDequantizeBlockwise<__nv_bfloat16, 512, 64, 8, 2>(...)") == "dequantization"
+    assert bucket("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "matmul"
+    assert bucket("void kOptimizer32bit2State<float, 1>(...)") == "optimizer"
+    assert bucket("triton_poi_fused_add_native_layer_norm_0") == "elementwise and norms"
+    assert bucket("fmha_cutlassF_bf16_aligned_64x128_rf_sm80") == "attention" and bucket("mystery") == "other"
+    settings = {**bench_settings, "max_steps": 14, "gradient_checkpointing": False}
+    record = run_arm("qlora", make_config("full", **settings), warmup_steps=2, probes=("time",))
+    profile = record["time_breakdown"]  # steps 3-12 on the CPU: no kernels, so all of the wall time is host time
+    assert profile["steps"] == 10 and profile["wall_ms_per_step"] > 0 and profile["gpu_busy_ms_per_step"] == 0
+    assert profile["host_ms_per_step"] == profile["wall_ms_per_step"] and profile["gpu_ms_per_step_by_kind"] == {}
