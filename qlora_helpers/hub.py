@@ -97,6 +97,7 @@ def upload_folder(directory: str | Path, repo_id: str, private: bool = False, ap
         from huggingface_hub import HfApi
 
         api = HfApi()
+    import httpx
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
     try:
@@ -107,9 +108,19 @@ def upload_folder(directory: str | Path, repo_id: str, private: bool = False, ap
             ignore_patterns=UPLOAD_SKIPS,
             commit_message=f"Upload {directory.name} (qlora-bert)",
         )
-    except (HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, OSError) as e:
+    except (HfHubHTTPError, LocalTokenNotFoundError) as e:  # the Hub answered: no token, or not this one's to write
         raise UserError(
-            f"the upload to {repo_id} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); log "
-            f"in with `hf auth login` or set HF_TOKEN to a token that may write to {repo_id.split('/')[0]}"
+            f"the upload to {repo_id} failed ({type(e).__name__}: {first_line(e)}); log in with `hf auth login` or "
+            f"set HF_TOKEN to a token that may write to {repo_id.split('/')[0]}"
+        ) from e
+    except (OfflineModeIsEnabled, httpx.HTTPError, OSError) as e:  # no answer at all
+        raise UserError(
+            f"the Hugging Face Hub cannot be reached ({type(e).__name__}: {first_line(e)}); nothing was uploaded. "
+            f"Upload from a machine with network access (and without HF_HUB_OFFLINE set)"
         ) from e
     return str(url)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""

@@ -318,14 +318,16 @@ def test_upload_sends_the_run_and_its_card_but_not_checkpoints(trained, tmp_path
         ("empty", "me/x", None, "is not a train, merge or export output"),
         ("run", "no-namespace", None, "must be NAMESPACE/NAME"),
         ("run", "me/x", "token", "log in with `hf auth login` or set HF_TOKEN"),
+        ("run", "me/x", "offline", "the Hugging Face Hub cannot be reached (OfflineModeIsEnabled"),
     ],
 )
 def test_upload_refusals_are_one_line(folder, repo, fail, message, trained, tmp_path, monkeypatch, capsys):
     import huggingface_hub
-    from huggingface_hub.errors import LocalTokenNotFoundError
+    from huggingface_hub.errors import LocalTokenNotFoundError, OfflineModeIsEnabled
 
     out, _ = trained
-    FakeHub.root, FakeHub.fail = tmp_path / "hub", LocalTokenNotFoundError("no token") if fail else None
+    errors = {"token": LocalTokenNotFoundError("no token"), "offline": OfflineModeIsEnabled("offline mode is enabled")}
+    FakeHub.root, FakeHub.fail = tmp_path / "hub", errors.get(fail)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
     (tmp_path / "empty").mkdir()
     assert main(["upload", str(out if folder == "run" else tmp_path / "empty"), "--repo-id", repo]) == 2
