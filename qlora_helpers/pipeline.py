@@ -18,7 +18,7 @@ from qlora_helpers.data.tokens import check_max_length, token_lengths, tokenize_
 from qlora_helpers.dependencies import check_dependencies
 from qlora_helpers.figures import run_caption
 from qlora_helpers.hardware import Hardware, choose_attention_kernels, cpu_notes, detect_hardware
-from qlora_helpers.hub import check_hub_sources
+from qlora_helpers.hub import check_hub_sources, model_location
 from qlora_helpers.infer.evaluation import (
     evaluate_split,
     logits_of,
@@ -93,7 +93,7 @@ def classifier_config(cfg: TrainConfig, data: PreparedData) -> ClassifierConfig:
         data.text_input,
         cfg.max_length,
         cfg.truncation,
-        cfg.model,
+        model_location(cfg.model),  # predict and merge may run from another folder than train did
         cfg.quant_type,
         cfg.double_quant,
         cfg.cudnn_attention,

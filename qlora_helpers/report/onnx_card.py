@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from qlora_helpers.figures import model_display_name
-from qlora_helpers.report.model_card import calibration_note
+from qlora_helpers.hub import base_model_hub_id
+from qlora_helpers.report.model_card import calibration_note, front_matter, local_name
 from qlora_helpers.run_files import METRICS
 
 
@@ -53,12 +54,14 @@ def write_export_card(directory: Path, report: dict[str, Any], name: str | None 
             if report.get("temperature")
             else "The model was saved without a temperature: probabilities are the model's own."
         )
-    text = f"""# {model_display_name(report["base_model"])} classifier, exported to ONNX
+    hub_id = base_model_hub_id(report["base_model"])
+    title = f"{hub_id or model_display_name(report['base_model'])} classifier, exported to ONNX"
+    text = f"""{front_matter(hub_id, "onnx")}# {title}
 
 {status}
 
 A {report["task"]} classifier ({report["labels"]} labels) trained with QLoRA, merged (adapter folded into the
-dequantized base) and exported with {report["exporter"]}. Exported from `{report["adapter"]}`.{trained}
+dequantized base) and exported with {report["exporter"]}. Exported from `{local_name(report["adapter"])}`.{trained}
 
 ## Files
 {files}
@@ -77,8 +80,8 @@ The int8 file is used where it met its targets, else the fp32 one; `--precision`
 "int8")`) picks a file by name.
 
 ## Verification against PyTorch
-The same {report["verification"][0]["rows"]:,} labelled texts (`{report["verified_on"]}`) through the merged
-PyTorch model (fp32, CPU) and each file; probabilities as `predict` prints them.
+The same {report["verification"][0]["rows"]:,} labelled texts (`{local_name(report["verified_on"])}`) through the
+merged PyTorch model (fp32, CPU) and each file; probabilities as `predict` prints them.
 
 {verification_table(report["verification"])}
 

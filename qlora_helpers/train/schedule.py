@@ -103,12 +103,13 @@ def still_climbing(log_history: list[dict], metric: str, planned_steps: int) -> 
     flatten and the last is often the highest by a hair (STS-B, results/length_rule_stsb.json: 600 steps did as
     well as 1,280-1,560). None with fewer than three evaluations, where a curve says nothing."""
     key = f"eval_{metric}"
-    curve = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+    curve = [(e["step"], e[key]) for e in log_history if key in e and "step" in e and math.isfinite(e[key])]
     if len(curve) < 3:
         return None
     best = max(range(len(curve)), key=lambda i: curve[i][1])  # the first of equal bests, as the Trainer keeps it
     ran_out = curve[-1][0] >= planned_steps  # early stopping did not end it
-    gain = curve[best][1] - curve[min(len(curve) - 2, (3 * len(curve)) // 4 - 1)][1]  # over the last quarter
+    start = min(len(curve) - 2, (3 * len(curve)) // 4 - 1)  # the evaluation a quarter of the run before the end
+    gain = curve[best][1] - curve[start][1] if best > start else 0.0  # a best before the last quarter: no rise
     found = {"best_step": curve[best][0], "best_evaluation": best + 1, "evaluations": len(curve)}
     return {
         **found,
