@@ -35,6 +35,7 @@ from qlora_helpers.report.model_card import write_model_card
 from qlora_helpers.report.plots import plot_dataset_stats, plot_training_curves
 from qlora_helpers.run_files import (
     check_output_dir,
+    clear_replaced_outputs,
     command_line,
     save_run,
     score_fields,
@@ -52,6 +53,8 @@ def start(cfg: TrainConfig, resume: bool = False) -> Hardware:
     check_dependencies()
     cfg.validate()
     check_output_dir(cfg.output_dir, cfg.overwrite, resume, cfg.plots_dir)
+    if cfg.overwrite and not resume and distributed.is_main_process():
+        clear_replaced_outputs(cfg.output_dir)
     check_hub_sources(cfg.model, cfg.dataset)
     hw = detect_hardware(cfg.compute_dtype)
     set_seed(cfg.seed)

@@ -116,6 +116,22 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool = False, plo
     return out
 
 
+REPLACED = ("runs", "evaluation_*.json", "misclassified_*.csv")  # what only the replaced model's run wrote
+
+
+def clear_replaced_outputs(output_dir: str | Path) -> list[str]:
+    """Before an --overwrite run trains: the old run's TensorBoard events (else both runs' curves mix in one
+    folder) and `evaluate`'s files about the old model go; what they were is printed."""
+    out, gone = Path(output_dir), []
+    for pattern in REPLACED:
+        for path in out.glob(pattern) if out.is_dir() else []:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            gone.append(path.name)
+    if gone:
+        print(f"--overwrite: removed the replaced run's {', '.join(sorted(gone))} from {out}")
+    return gone
+
+
 @contextmanager
 def written_whole(output_dir: Path) -> Iterator[Path]:
     """A folder written beside `output_dir` and moved into its place only once complete, with the usual

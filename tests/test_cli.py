@@ -346,3 +346,14 @@ def test_a_model_given_by_a_relative_path_is_found_from_any_folder(tiny_bert, ea
     assert json.loads((out / "classifier_config.json").read_text())["base_model"] == str(tiny_bert.resolve())
     r = cli("predict", "--adapter", out, "a great film", cwd=tmp_path)  # another folder, as merge or a server runs
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["label"] in ("negative", "positive")
+
+
+def test_overwrite_clears_what_only_the_replaced_run_wrote(tmp_path, capsys):
+    from qlora_helpers.run_files import clear_replaced_outputs
+
+    (tmp_path / "runs" / "old-events").mkdir(parents=True)
+    for name in ("evaluation_dev.json", "misclassified_dev.csv", "metrics.json", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert sorted(clear_replaced_outputs(tmp_path)) == ["evaluation_dev.json", "misclassified_dev.csv", "runs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "notes.txt"]  # the run's own files stay
+    assert "--overwrite: removed the replaced run's evaluation_dev.json" in capsys.readouterr().out
