@@ -357,3 +357,15 @@ def test_overwrite_clears_what_only_the_replaced_run_wrote(tmp_path, capsys):
     assert sorted(clear_replaced_outputs(tmp_path)) == ["evaluation_dev.json", "misclassified_dev.csv", "runs"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "notes.txt"]  # the run's own files stay
     assert "--overwrite: removed the replaced run's evaluation_dev.json" in capsys.readouterr().out
+
+
+def test_rows_left_out_for_an_empty_text_or_label_are_said(trained, tmp_path):
+    out, _ = trained
+    rows = pd.DataFrame({"text": ["a great film", "", "a dull film", "the best film"], "label": [1, 0, None, 1]})
+    rows.to_csv(tmp_path / "gaps.csv", index=False)
+    r = cli("evaluate", "--adapter", out, "--dataset", tmp_path / "gaps.csv", "--output", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "note: 2 row(s) of" in r.stdout and json.loads((tmp_path / "e.json").read_text())["dropped_rows"] == 2
+    r = cli("predict", "--adapter", out, "--dataset", tmp_path / "gaps.csv")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3  # a line per text; the empty one is named
+    assert "note: 1 row(s) of" in r.stderr and "(rows 2, counted from 1 after the header)" in r.stderr

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     require(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
     adapter = Path(model_dir(args))
     classifier_config, frame = _config_and_table(args, adapter)
+    dropped = frame.attrs.get("dropped_rows", 0)
+    if dropped:
+        print(
+            f"note: {dropped} row(s) of {args.dataset} with an empty text or label are left out; {len(frame)} scored"
+        )
     if args.long_text == "window":
         args.stride = check_window(classifier_config.max_length, args.stride, pairs="text_pair" in frame)
     stem = Path(args.dataset).name.split(".")[0].replace(":", "_")
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         task=classifier_config.task_name,
         dataset=str(args.dataset),
         rows=len(frame),
+        dropped_rows=dropped,
         rows_seen_in_training=seen,
         long_text=args.long_text,
         stride=args.stride if args.long_text == "window" else None,

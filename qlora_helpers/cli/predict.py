@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def texts_from_dataset(args: argparse.Namespace, classifier_config) -> tuple[lis
     )
     inputs = chosen.extract(frame)
     inputs = inputs[inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "")]
+    if len(inputs) < len(frame):  # the output has a line per text predicted; say which input rows have none
+        empty = sorted(set(range(len(frame))) - set(inputs.index.tolist()))
+        print(
+            f"note: {len(empty)} row(s) of {args.dataset} have an empty text and get no prediction (rows "
+            f"{', '.join(str(i + 1) for i in empty[:10])}{' ...' if len(empty) > 10 else ''}, counted from 1 "
+            f"after the header)",
+            file=sys.stderr,
+        )
     if chosen.pair_column:
         check_pairs(inputs, chosen.pair_column, args.dataset)
         return inputs["text"].tolist(), inputs["text_pair"].tolist()

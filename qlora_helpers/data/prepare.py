@@ -388,4 +388,5 @@ def read_labelled_file(
             raise
         raise UserError(f"{e}; the first row looks like a header: drop --no-header") from None
     require(len(frame) > 0, f"{path} has no rows with text and label")
+    frame.attrs["dropped_rows"] = len(df) - len(frame)  # empty text or label: said by evaluate, as train says it
     return frame
