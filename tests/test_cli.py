@@ -369,3 +369,19 @@ def test_rows_left_out_for_an_empty_text_or_label_are_said(trained, tmp_path):
     r = cli("predict", "--adapter", out, "--dataset", tmp_path / "gaps.csv")
     assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3  # a line per text; the empty one is named
     assert "note: 1 row(s) of" in r.stderr and "(rows 2, counted from 1 after the header)" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["", "a good film"], "an empty text was given to classify"),
+        (["--file", "{tmp}"], "is a folder; --file takes a text file"),
+        (["--dataset", "{tmp}/in.csv", "--output", "{tmp}/in.csv", "--overwrite"], "is the input file"),
+    ],
+)
+def test_predict_refuses_an_empty_text_a_folder_and_writing_over_its_input(extra, message, trained, tmp_path, capsys):
+    out, _ = trained
+    pd.DataFrame({"text": ["a great film"]}).to_csv(tmp_path / "in.csv", index=False)
+    before = (tmp_path / "in.csv").read_bytes()
+    assert main(["predict", "--adapter", str(out), *[e.format(tmp=tmp_path) for e in extra]]) == 2
+    assert message in capsys.readouterr().err and (tmp_path / "in.csv").read_bytes() == before

@@ -20,7 +20,7 @@ from qlora_helpers.cli.flags import (
     load_model,
     model_dir,
 )
-from qlora_helpers.errors import UserError
+from qlora_helpers.errors import UserError, require
 
 
 def add_parser(sub) -> None:
@@ -87,6 +87,7 @@ def gather_texts(args: argparse.Namespace, classifier_config) -> tuple[list[str]
     """The texts to predict: arguments (with --text-pair), --file lines and --dataset rows, in that order."""
     from qlora_helpers.data.text_input import texts_from_file
 
+    require(all(t.strip() for t in args.texts), "an empty text was given to classify; every text argument needs words")
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     pairs = list(args.text_pair) if args.text_pair else None
     if pairs is not None and len(pairs) != len(args.texts):
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     texts, pairs = gather_texts(args, classifier_config)
     out = Path(args.output) if args.output else None
     if out is not None:
+        inputs = [Path(p).expanduser().resolve() for p in (args.dataset, args.file) if p]
+        require(out.expanduser().resolve() not in inputs, f"--output {out} is the input file; name another file")
         require_output_file(out, args.overwrite)
     if args.long_text == "window":
         args.stride = check_window(classifier_config.max_length, args.stride, pairs=pairs is not None)

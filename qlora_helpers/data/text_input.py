@@ -152,6 +152,7 @@ def texts_from_file(path: str | Path) -> list[str]:
     from qlora_helpers.data.tables import text_encoding
 
     path = Path(path)
+    require(not path.is_dir(), f"{path} is a folder; --file takes a text file, one text per line")
     require(path.is_file(), f"text file not found: {path}")
     encoding = text_encoding(path)
     raw = path.read_text(encoding=encoding, errors="replace")
