@@ -90,6 +90,8 @@ def gather_texts(args: argparse.Namespace, classifier_config) -> tuple[list[str]
     require(all(t.strip() for t in args.texts), "an empty text was given to classify; every text argument needs words")
     texts = list(args.texts) + (texts_from_file(args.file) if args.file else [])
     pairs = list(args.text_pair) if args.text_pair else None
+    if pairs is not None and not classifier_config.text_input.pair_column:
+        raise UserError("this model was trained on single texts; leave out the second texts (--text-pair)")
     if pairs is not None and len(pairs) != len(args.texts):
         raise UserError(
             f"{len(args.texts)} text(s) but {len(pairs)} --text-pair value(s); give one second text per text, in order"
@@ -103,8 +105,6 @@ def gather_texts(args: argparse.Namespace, classifier_config) -> tuple[list[str]
             f"this model reads sentence pairs (second texts from {classifier_config.text_input.pair_column!r} in "
             f"training); give a second text for each: --text-pair, or --dataset with both columns"
         )
-    if pairs is not None and not classifier_config.text_input.pair_column:
-        raise UserError("this model was trained on single texts; leave out the second texts (--text-pair)")
     if args.dataset:
         more, more_pairs = texts_from_dataset(args, classifier_config)
         if texts and (more_pairs is None) != (pairs is None):

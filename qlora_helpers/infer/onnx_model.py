@@ -162,6 +162,11 @@ def check_export_folder(directory: Path, precision: str | None) -> Path:
         model = directory / FILES[precision]
     fix = "export it again with `qlora-bert export --adapter RUN --output DIR`"
     require(
+        not (precision == "int8" and (directory / FP32).is_file() and not model.is_file()),
+        f"{directory} has no {model.name}: it was exported without --quantize int8; drop --precision int8, or "
+        f"export it again with `qlora-bert export --adapter RUN --output DIR --quantize int8`",
+    )
+    require(
         model.is_file(), f"{directory} has no {model.name}: it is not an ONNX export (or not a complete one); {fix}"
     )
     require(
