@@ -20,7 +20,7 @@ def auto_epochs(
     """Passes over the data for `epochs: auto`, and the reasoning in words: enough optimizer steps
     (`min_steps`) and enough rows of a typical label (`min_label_rows`), within `min_epochs`..`max_epochs`."""
     by_steps = cfg.min_steps / steps_per_epoch
-    reasons = [f"at least {cfg.min_steps:,} optimizer steps -> {by_steps:.1f} epochs"]
+    reasons = [f"at least {cfg.min_steps:,} optimizer steps -> {passes(by_steps)} epochs"]
     wanted = by_steps
     if label_rows and cfg.min_label_rows:
         by_labels = cfg.min_label_rows / label_rows
@@ -28,7 +28,7 @@ def auto_epochs(
         reasons.append(
             f"the median {unit}'s {label_rows:,.0f} {'positive ' if unit == 'label' else ''}rows an epoch seen "
             f"{cfg.min_label_rows:,} times -> "
-            f"{by_labels:.1f} epochs"
+            f"{passes(by_labels)} epochs"
         )
     epochs = min(cfg.max_epochs, max(cfg.min_epochs, wanted))
     bound = (
@@ -36,7 +36,12 @@ def auto_epochs(
         if wanted > cfg.max_epochs
         else (f" (raised to the floor of {cfg.min_epochs:g})" if wanted < cfg.min_epochs else "")
     )
-    return epochs, "; ".join(reasons) + f" -> {epochs:.1f} epochs{bound}"
+    return epochs, "; ".join(reasons) + f" -> {passes(epochs)} epochs{bound}"
+
+
+def passes(epochs: float) -> str:
+    """Epochs as the plan prints them: one decimal, or two significant digits below 0.1 (not a bare 0.0)."""
+    return f"{epochs:.1f}" if epochs >= 0.1 else f"{epochs:.2g}"
 
 
 @dataclass
