@@ -191,19 +191,14 @@ def run_fields(output_dir: str) -> dict[str, Any] | None:
 
 
 def validation_curve(run: Path, selection: str | None) -> dict[str, Any]:
-    """Each evaluation's step and selection score from the run's training_log.json, and where the best came (the
-    run's own reading of it, still rising at the end or not, is metrics.json's `length_check`)."""
+    """Each evaluation's step and selection score from the run's training_log.json; where the best came and whether
+    the run was still rising is the run's own `length_check` (RUN_FIELDS), not worked out again here."""
     log = run / "training_log.json"
-    if not log.is_file():
-        return {}
-    evals = [e for e in json.loads(log.read_text()) if any(k.startswith("eval_") for k in e) and "step" in e]
     key = f"eval_{selection}"  # the score the Trainer chose the best checkpoint by
-    if not selection or not any(key in e for e in evals):
+    if not selection or not log.is_file():
         return {}
-    scores = [(e["step"], float(e[key])) for e in evals if key in e]
-    best = max(range(len(scores)), key=lambda i: scores[i][1])  # on the scores as logged: rounded ones tie
-    curve = [[step, round(score, 4)] for step, score in scores]
-    return {"val_curve": curve, "val_curve_metric": key, "best_eval_index": best + 1, "evaluations": len(curve)}
+    curve = [[e["step"], round(float(e[key]), 4)] for e in json.loads(log.read_text()) if key in e and "step" in e]
+    return {"val_curve": curve, "val_curve_metric": key} if curve else {}
 
 
 def cli(args: list[str], memory_cap_gib: float | None = None) -> int:

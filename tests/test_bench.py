@@ -222,3 +222,24 @@ def test_the_time_probe_buckets_kernels_and_accounts_for_the_wall_time(bench_set
     profile = record["time_breakdown"]  # steps 3-12 on the CPU: no kernels, so all of the wall time is host time
     assert profile["steps"] == 10 and profile["wall_ms_per_step"] > 0 and profile["gpu_busy_ms_per_step"] == 0
     assert profile["host_ms_per_step"] == profile["wall_ms_per_step"] and profile["gpu_ms_per_step_by_kind"] == {}
+
+
+def test_a_train_record_keeps_the_curve_of_the_score_the_run_selected_by(tmp_path):
+    from benchmarks.experiment import run_fields
+
+    check = {
+        "best_step": 80,
+        "best_evaluation": 2,
+        "evaluations": 2,
+        "last_quarter_gain": 0.0,
+        "still_climbing": False,
+    }
+    metrics = {"selection_metric": "accuracy", "best_val_accuracy": 0.8, "length_check": check}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    log = [{"loss": 0.6, "step": 20}, {"eval_f1_macro": 0.5, "eval_accuracy": 0.7, "step": 40}]
+    log += [{"eval_f1_macro": 0.4, "eval_accuracy": 0.8, "step": 80}, {"train_runtime": 3.0, "step": 80}]
+    (tmp_path / "training_log.json").write_text(json.dumps(log))
+    record = run_fields(str(tmp_path))
+    assert record["val_curve"] == [[40, 0.7], [80, 0.8]] and record["val_curve_metric"] == "eval_accuracy"
+    assert record["length_check"] == check and record["best_val_accuracy"] == 0.8
+    assert run_fields(str(tmp_path / "unfinished")) is None
