@@ -68,9 +68,10 @@ def texts_from_dataset(args: argparse.Namespace, classifier_config) -> tuple[lis
         args.text_columns,
     )
     inputs = chosen.extract(frame)
-    inputs = inputs[inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "")]
-    if len(inputs) < len(frame):  # the output has a line per text predicted; say which input rows have none
-        empty = sorted(set(range(len(frame))) - set(inputs.index.tolist()))
+    has_text = inputs["text"].map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
+    inputs = inputs[has_text]
+    if not has_text.all():  # the output has a line per text predicted; say which input rows have none
+        empty = np.flatnonzero(~has_text).tolist()
         print(
             f"note: {len(empty)} row(s) of {args.dataset} have an empty text and get no prediction (rows "
             f"{', '.join(str(i + 1) for i in empty[:10])}{' ...' if len(empty) > 10 else ''}, counted from 1 "
