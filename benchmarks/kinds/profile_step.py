@@ -13,9 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers import TrainerCallback
-
+from benchmarks.kinds.time_breakdown import StepTimeProfile
 from qlora_helpers.presets import make_config
 from qlora_helpers.run import train_pipeline
 
@@ -23,41 +21,32 @@ START, STOP = 60, 70
 SYNCS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync")
 
 
-class ProfileWindow(TrainerCallback):
+class ProfileWindow(StepTimeProfile):
+    """The steps START..STOP-1 profiled as the harness's time probe does, plus the op tables and host summary."""
+
     def __init__(self, out: Path):
-        self.out, self.prof = out, None
+        super().__init__(START, STOP - START)
+        self.out = out
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == START and self.prof is None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-            self.prof = torch.profiler.profile(activities=acts)
-            self.prof.__enter__()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == STOP and self.prof is not None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.prof.__exit__(None, None, None)
-            events = self.prof.key_averages()
-            steps = STOP - START
-            with open(self.out / "ops.txt", "w") as f:
-                f.write(f"steps {START}..{STOP - 1}\n\n# by self CPU time\n")
-                f.write(events.table(sort_by="self_cpu_time_total", row_limit=45, max_name_column_width=60))
-                f.write("\n\n# by device time\n")
-                f.write(events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))
-            summary = {
-                "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1000 / steps, 2),
-                "device_ms_per_step": round(sum(e.self_device_time_total for e in events) / 1000 / steps, 2),
-                "syncs_per_step": {
-                    e.key: {"calls": e.count / steps, "ms": round(e.self_cpu_time_total / 1000 / steps, 2)}
-                    for e in events
-                    if e.key in SYNCS
-                },
-            }
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-            print("profile", json.dumps(summary), flush=True)
+    def finish(self, events, wall_seconds: float) -> None:
+        super().finish(events, wall_seconds)
+        steps = self.steps
+        with open(self.out / "ops.txt", "w") as f:
+            f.write(f"steps {START}..{STOP - 1}\n\n# by self CPU time\n")
+            f.write(events.table(sort_by="self_cpu_time_total", row_limit=45, max_name_column_width=60))
+            f.write("\n\n# by device time\n")
+            f.write(events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))
+        summary = {
+            "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1000 / steps, 2),
+            "device_ms_per_step": round(sum(e.self_device_time_total for e in events) / 1000 / steps, 2),
+            "syncs_per_step": {
+                e.key: {"calls": e.count / steps, "ms": round(e.self_cpu_time_total / 1000 / steps, 2)}
+                for e in events
+                if e.key in SYNCS
+            },
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print("profile", json.dumps(summary), flush=True)
 
 
 def main(argv: list[str]) -> None:

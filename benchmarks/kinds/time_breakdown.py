@@ -86,7 +86,11 @@ class StepTimeProfile(TrainerCallback):
             _synchronize()
             wall = time.perf_counter() - self.began
             self.prof.__exit__(None, None, None)
-            self.result = summarize(self.prof.key_averages(), self.steps, wall)
+            self.finish(self.prof.key_averages(), wall)
+
+    def finish(self, events, wall_seconds: float) -> None:
+        """What the window's events become (a subclass may write more of them, as profile_step's tables)."""
+        self.result = summarize(events, self.steps, wall_seconds)
 
 
 def _synchronize() -> None:
