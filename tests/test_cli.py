@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -300,7 +301,8 @@ class FakeHub:
 def test_upload_sends_the_run_and_its_card_but_not_checkpoints(trained, tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
-    out, _ = trained
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)  # the shared run stays as trained: checkpoints are added to a copy
     FakeHub.root = tmp_path / "hub"
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
     (out / "checkpoints" / "checkpoint-9").mkdir(parents=True, exist_ok=True)
